@@ -1,0 +1,112 @@
+"""Building blocks shared by the checks: reference comparisons for function
+items and for module items."""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit import compare, reference
+from attnkit.outcomes import CheckFailure, StudentError
+
+# float32 results of a different but correct formula differ by ~1e-7.
+F32 = dict(atol=1e-6, rtol=1e-5)
+
+
+def shape_text(args) -> str:
+    shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+    return ", ".join(str(s) for s in shapes)
+
+
+def against_reference(student, *args, what: str | None = None, tol=None, **kwargs):
+    """Call the item with these arguments and compare with the reference solution."""
+    expected = reference.solution(student.name)(*args, **kwargs)
+    got = student(*args, **kwargs)
+    what = what or f"the result for arguments of shape {shape_text(args)}" + (
+        f" and {', '.join(f'{k}={v}' for k, v in kwargs.items())}" if kwargs else "")
+    tol = tol or {}
+    if isinstance(expected, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            raise CheckFailure(f"{what} should be a tuple of {len(expected)} tensors; "
+                               f"got {type(got).__name__}")
+        names = ("queries", "keys", "values") if len(expected) == 3 else range(len(expected))
+        for name, g, e in zip(names, got, expected):
+            compare.close(g, e, what=f"{what}: {name}", **tol)
+        return got
+    return compare.close(got, expected, what=what, **tol)
+
+
+def random_state(item: str, gen: torch.Generator, *args, **kwargs) -> dict[str, torch.Tensor]:
+    """Random float64 parameters with the reference module's names and shapes."""
+    shapes = {n: tuple(p.shape) for n, p in reference.solution(item)(*args, **kwargs).named_parameters()}
+    return {n: reference.randn(gen, *s, scale=0.5) for n, s in shapes.items()}
+
+
+def reference_outputs(item: str, state, inputs, *args, train=False, **kwargs):
+    module = reference.reference_module(item, state, *args, train=train, **kwargs)
+    with torch.no_grad():
+        return [module(x) for x in inputs]
+
+
+def module_against_reference(student, *args, state, inputs, what: str, tol=None, **kwargs):
+    run = student.build(*args, state=state, inputs=inputs, dtype=_dtype(state), **kwargs)
+    expected = reference_outputs(student.name, state, inputs, *args, **kwargs)
+    if len(run.outputs) != len(expected):
+        raise CheckFailure("the process running your code sent back a malformed reply")
+    for x, got, exp in zip(inputs, run.outputs, expected):
+        compare.close(got, exp, what=f"{what} for input of shape {tuple(x.shape)}", **(tol or {}))
+    return run
+
+
+def _dtype(state) -> str | None:
+    dtype = next(iter(state.values())).dtype
+    return None if dtype == torch.float32 else str(dtype).replace("torch.", "")
+
+
+def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
+    """Every parameter receives the reference gradient."""
+    module = reference.reference_module(student.name, state, *args, **kwargs)
+    out = module(x)
+    g = reference.randn(gen, *out.shape)
+    (out * g).sum().backward()
+    want = {n: p.grad for n, p in module.named_parameters()}
+    run = student.build(*args, state=state, inputs=[x], dtype="float64", grad_output=g, **kwargs)
+    if not isinstance(run.grads, dict):
+        raise CheckFailure("forward did not return a tensor of the expected shape, "
+                           "so no gradient could be taken")
+    for name, expected in want.items():
+        got = run.grads.get(name)
+        if got is None:
+            raise CheckFailure(f"no gradient reaches `{name}`: is it used through .data, "
+                               f".detach(), .item() or under torch.no_grad()?")
+        compare.close(got, expected, what=f"the gradient of `{name}`")
+
+
+def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
+    run = student.build(*args, seed=seed, inputs=[inputs], **kwargs)
+    try:
+        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
+                            what=f"the output after torch.manual_seed({seed})")
+    except CheckFailure as exc:
+        raise CheckFailure(exc.reason + "; create the layers in the documented order "
+                           "(W_query, W_key, W_value) and draw no other random numbers", exc.details) from None
+
+
+def raises_value_error(student, *args, **kwargs) -> str:
+    try:
+        student.build(*args, **kwargs)
+    except StudentError as exc:
+        if exc.message.startswith("ValueError"):
+            return exc.message
+        raise CheckFailure(f"with {args} the constructor should raise ValueError; it {exc.reason}") from None
+    raise CheckFailure(f"the constructor accepted arguments {args} it should reject with ValueError")
+
+
+def has_types(run, expected: dict[str, str]) -> None:
+    """Attributes exist and are instances of the named classes."""
+    for attr, cls in expected.items():
+        info = run.attrs.get(attr) if isinstance(run.attrs, dict) else None
+        if not isinstance(info, dict) or info.get("missing"):
+            raise CheckFailure(f"the module has no attribute `{attr}`")
+        if cls not in (info.get("mro") or []):
+            got = (info.get("mro") or ["?"])[0]
+            raise CheckFailure(f"`{attr}` is a {got}; expected {cls}")

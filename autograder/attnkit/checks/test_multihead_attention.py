@@ -1,0 +1,177 @@
+"""Checks of stage 4, multi-head attention."""
+
+import torch
+
+from attnkit import compare
+from attnkit import reference as ref
+from attnkit.checks.common import (F32, against_reference, gradients_match, has_types,
+                                   module_against_reference, random_state, raises_value_error,
+                                   reference_outputs, seeded_matches_doc)
+from attnkit.items import check
+from attnkit.outcomes import CheckFailure, StudentError
+
+M = "multihead_attention."
+WRAPPER = M + "MultiHeadAttentionWrapper"
+MHA = M + "MultiHeadAttention"
+LINEAR = "torch.nn.modules.linear.Linear"
+DROPOUT = "torch.nn.modules.dropout.Dropout"
+MODULE_LIST = "torch.nn.modules.container.ModuleList"
+
+
+def _doc_heads() -> torch.Tensor:
+    return torch.tensor(ref.DOC_HEADS)  # (b=1, num_heads=2, T=3, head_dim=4)
+
+
+# -- the wrapper
+
+@check(WRAPPER, "example")
+def test_wrapper_example(student):
+    state = ref.seeded_state(WRAPPER, 123, 3, 2, 6, 0.0, 2)
+    run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
+    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_1_MultiHeadAttentionWrapper_out",
+                        "the stacked outputs of two heads")
+
+
+@check(WRAPPER, "hidden")
+def test_wrapper_hidden(student):
+    g = ref.generator(WRAPPER, "hidden")
+    state = random_state(WRAPPER, g, 7, 4, 5, 0.2, 3, qkv_bias=True)
+    module_against_reference(student, 7, 4, 5, 0.2, 3, qkv_bias=True, state=state,
+                             inputs=[ref.randn(g, 2, 5, 7)], what="the stacked outputs (eval mode)")
+
+
+@check(WRAPPER, "gradients")
+def test_wrapper_gradients(student):
+    g = ref.generator(WRAPPER, "gradients")
+    gradients_match(student, 7, 4, 5, 0.0, 3, state=random_state(WRAPPER, g, 7, 4, 5, 0.0, 3),
+                    x=ref.randn(g, 2, 5, 7), gen=g)
+
+
+@check(WRAPPER, "structure")
+def test_wrapper_structure(student):
+    run = student.build(7, 4, 5, 0.0, 3, describe=["heads"])
+    has_types(run, {"heads": MODULE_LIST})
+    if run.attrs["heads"].get("len") != 3:
+        raise CheckFailure(f"`heads` holds {run.attrs['heads'].get('len')} modules; expected num_heads = 3")
+
+
+@check(WRAPPER, "seed")
+def test_wrapper_seed(student):
+    seeded_matches_doc(student, 123, ref.doc_batch(), "s3_6_1_MultiHeadAttentionWrapper_out", 3, 2, 6, 0.0, 2)
+
+
+# -- splitting and merging heads
+
+@check(M + "split_heads", "example")
+def test_split_heads_example(student):
+    a = _doc_heads()
+    merged = a.transpose(1, 2).reshape(1, 3, 8)  # (b, T, num_heads * head_dim)
+    got = compare.close(student(merged, 2), a, what="split_heads of the document's heads", **F32)
+    compare.matches_doc(got @ got.transpose(2, 3), "s3_6_2_a_matmul_aT", "a @ a.transpose(2, 3) of your split")
+
+
+@check(M + "split_heads", "hidden")
+def test_split_heads_hidden(student):
+    g = ref.generator(M, "split_heads")
+    against_reference(student, ref.randn(g, 2, 5, 12), 3)
+    against_reference(student, ref.randn(g, 2, 5, 12), 4)
+    against_reference(student, ref.randn(g, 3, 7, 6), 2)
+
+
+@check(M + "merge_heads", "example")
+def test_merge_heads_example(student):
+    a = _doc_heads()
+    got = compare.close(student(a), a.transpose(1, 2).reshape(1, 3, 8),
+                        what="merge_heads of the document's heads", **F32)
+    first, second = got[0, :, :4], got[0, :, 4:]
+    compare.matches_doc(first @ first.T, "s3_6_2_first_head", "the first head's block, times its transpose")
+    compare.matches_doc(second @ second.T, "s3_6_2_second_head", "the second head's block, times its transpose")
+
+
+@check(M + "merge_heads", "hidden")
+def test_merge_heads_hidden(student):
+    g = ref.generator(M, "merge_heads")
+    against_reference(student, ref.randn(g, 2, 3, 5, 4))
+    against_reference(student, ref.randn(g, 2, 4, 5, 3))
+    against_reference(student, ref.randn(g, 3, 2, 7, 6))
+
+
+# -- the fused module
+
+@check(MHA, "example")
+def test_mha_example(student):
+    state = ref.seeded_state(MHA, 123, 3, 2, 6, 0.0, 2)
+    run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
+    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
+                        "the context vectors of the document's batch")
+
+
+@check(MHA, "hidden")
+def test_mha_hidden(student):
+    g = ref.generator(MHA, "hidden")
+    state = random_state(MHA, g, 7, 12, 5, 0.2, 3, qkv_bias=True)
+    module_against_reference(student, 7, 12, 5, 0.2, 3, qkv_bias=True, state=state,
+                             inputs=[ref.randn(g, 2, 5, 7)], what="the context vectors (eval mode)")
+
+
+@check(MHA, "short_sequence")
+def test_mha_short_sequence(student):
+    g = ref.generator(MHA, "short")
+    state = random_state(MHA, g, 7, 12, 9, 0.0, 4)
+    try:
+        module_against_reference(student, 7, 12, 9, 0.0, 4, state=state, inputs=[ref.randn(g, 2, 5, 7)],
+                                 what="the context vectors of 5 tokens with context_length 9")
+    except StudentError as exc:
+        if exc.kind != "exception":
+            raise
+        raise CheckFailure(f"with 5 tokens and context_length 9, forward {exc.reason}; slice the mask "
+                           f"to the tokens present: self.mask[:T, :T]", exc.details) from None
+
+
+@check(MHA, "dropout")
+def test_mha_dropout(student):
+    g = ref.generator(MHA, "dropout")
+    state = random_state(MHA, g, 7, 12, 6, 0.5, 3)
+    x = ref.randn(g, 2, 6, 7)
+    run = student.build(7, 12, 6, 0.5, 3, state=state, inputs=[x], dtype="float64", repeat=2)
+    first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
+    if not (first.shape == second.shape and torch.equal(first, second)):
+        raise CheckFailure("in eval mode two calls give different outputs: dropout must be off after "
+                           "module.eval(); use self.dropout (an nn.Dropout)")
+    expected = reference_outputs(MHA, state, [x], 7, 12, 6, 0.5, 3)[0]
+    compare.close(first, expected, what="the eval-mode output with dropout=0.5")
+    run = student.build(7, 12, 6, 0.5, 3, state=state, inputs=[x], dtype="float64", train=True)
+    trained = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
+    if trained.shape == first.shape and torch.allclose(trained, first):
+        raise CheckFailure("in train mode with dropout=0.5 the output equals the eval-mode output: "
+                           "apply self.dropout to the attention weights")
+
+
+@check(MHA, "gradients")
+def test_mha_gradients(student):
+    g = ref.generator(MHA, "gradients")
+    gradients_match(student, 7, 12, 5, 0.0, 3, qkv_bias=True,
+                    state=random_state(MHA, g, 7, 12, 5, 0.0, 3, qkv_bias=True), x=ref.randn(g, 2, 5, 7), gen=g)
+
+
+@check(MHA, "structure")
+def test_mha_structure(student):
+    run = student.build(7, 12, 9, 0.25, 3,
+                        describe=["W_query", "W_key", "W_value", "out_proj", "dropout", "num_heads", "head_dim"])
+    has_types(run, {"W_query": LINEAR, "W_key": LINEAR, "W_value": LINEAR, "out_proj": LINEAR,
+                    "dropout": DROPOUT})
+    if not run.attrs["out_proj"].get("bias"):
+        raise CheckFailure("out_proj has no bias; it is nn.Linear(d_out, d_out) with the default bias")
+    for attr, want in (("num_heads", 3), ("head_dim", 4)):
+        got = run.attrs.get(attr, {}).get("value")
+        if got != want:
+            hint = " (head_dim is d_out // num_heads, not d_in // num_heads)" if attr == "head_dim" else ""
+            raise CheckFailure(f"with d_in=7, d_out=12, num_heads=3, `{attr}` is {got}; expected {want}{hint}")
+    if "mask" not in dict(run.buffers or {}):
+        raise CheckFailure("`mask` is not a registered buffer: use self.register_buffer('mask', ...)")
+    raises_value_error(student, 7, 7, 5, 0.0, 3)
+
+
+@check(MHA, "seed")
+def test_mha_seed(student):
+    seeded_matches_doc(student, 123, ref.doc_batch(), "s3_6_2_MultiHeadAttention_out", 3, 2, 6, 0.0, 2)

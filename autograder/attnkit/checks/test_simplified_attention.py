@@ -1,0 +1,112 @@
+"""Checks of stage 1, simplified self-attention. Each test is one check of one
+item; ``student`` calls that item in the sandbox."""
+
+import torch
+
+from attnkit import compare
+from attnkit import reference as ref
+from attnkit.checks.common import F32, against_reference
+from attnkit.items import check
+from attnkit.outcomes import CheckFailure
+
+M = "simplified_attention."
+
+
+def _doc_scores_2():
+    x = ref.doc_inputs()
+    return ref.solution(M + "query_scores")(x, x[1])  # exact, not the 4-decimal print
+
+
+@check(M + "query_scores", "example")
+def test_query_scores_example(student):
+    x = ref.doc_inputs()
+    compare.matches_doc(student(x, x[1]), "s3_3_1_attn_scores_2", "scores of x2 against every token")
+
+
+@check(M + "query_scores", "hidden")
+def test_query_scores_hidden(student):
+    g = ref.generator(M, "query_scores")
+    against_reference(student, ref.randn(g, 5, 7), ref.randn(g, 7))
+    against_reference(student, ref.randn(g, 2, 3, 5, 7), ref.randn(g, 2, 3, 7))
+
+
+@check(M + "attention_scores", "example")
+def test_attention_scores_example(student):
+    compare.matches_doc(student(ref.doc_inputs()), "s3_3_2_attn_scores_matmul", "the score matrix")
+
+
+@check(M + "attention_scores", "hidden")
+def test_attention_scores_hidden(student):
+    g = ref.generator(M, "attention_scores")
+    against_reference(student, ref.randn(g, 5, 7))
+    against_reference(student, ref.randn(g, 2, 3, 5, 7))
+
+
+@check(M + "normalize_by_sum", "example")
+def test_normalize_by_sum_example(student):
+    compare.matches_doc(student(_doc_scores_2()), "s3_3_1_attn_weights_2_tmp", "the normalized scores of x2")
+
+
+@check(M + "normalize_by_sum", "hidden")
+def test_normalize_by_sum_hidden(student):
+    g = ref.generator(M, "normalize_by_sum")
+    against_reference(student, ref.rand(g, 2, 5, 7, low=0.1))
+    against_reference(student, ref.rand(g, 3, 5, 7, low=0.1), dim=1)
+
+
+@check(M + "softmax", "example")
+def test_softmax_example(student):
+    compare.matches_doc(student(_doc_scores_2(), dim=0), "s3_3_1_torch_softmax", "softmax of the scores of x2")
+    scores = ref.solution(M + "attention_scores")(ref.doc_inputs())
+    compare.matches_doc(student(scores, dim=-1), "s3_3_2_attn_weights", "softmax of the score matrix")
+
+
+@check(M + "softmax", "hidden")
+def test_softmax_hidden(student):
+    g = ref.generator(M, "softmax")
+    against_reference(student, ref.randn(g, 2, 5, 7, scale=3.0), dim=-1)
+    against_reference(student, ref.randn(g, 3, 5, 7, scale=3.0), dim=0)
+    against_reference(student, ref.randn(g, 3, 5, 7, scale=3.0), dim=1)
+
+
+EXTREME = torch.tensor([[1000.0, 999.0, -1000.0, 0.0],
+                        [-1000.0, -1000.0, -999.0, -1000.0],
+                        [1000.0, 1000.0, 1000.0, 1000.0]], dtype=torch.float64)
+
+
+@check(M + "softmax", "stability")
+def test_softmax_stability(student):
+    for scores in (EXTREME, EXTREME.float()):
+        got = compare.tensor(student(scores, dim=-1), "softmax of scores of +-1000")
+        if got.shape == scores.shape and not torch.isfinite(got).all():
+            raise CheckFailure("softmax of scores of +-1000 gives NaN or inf: exp(1000) overflows to inf "
+                               "and inf / inf is NaN; subtract the maximum along `dim` before exp")
+        against_reference(student, scores, dim=-1, what=f"softmax of scores of +-1000 ({scores.dtype})",
+                          tol=None if scores.dtype == torch.float64 else F32)
+
+
+@check(M + "context_vectors", "example")
+def test_context_vectors_example(student):
+    x = ref.doc_inputs()
+    weights = ref.solution(M + "softmax")(ref.solution(M + "attention_scores")(x))
+    compare.matches_doc(student(weights, x), "s3_3_2_all_context_vecs", "all context vectors")
+    compare.matches_doc(student(weights[1], x), "s3_3_1_context_vec_2", "the context vector of x2 (one row)")
+
+
+@check(M + "context_vectors", "hidden")
+def test_context_vectors_hidden(student):
+    g = ref.generator(M, "context_vectors")
+    against_reference(student, ref.rand(g, 5, 6), ref.randn(g, 6, 7))
+    against_reference(student, ref.rand(g, 2, 3, 5, 6), ref.randn(g, 2, 3, 6, 7))
+
+
+@check(M + "simplified_self_attention", "example")
+def test_simplified_self_attention_example(student):
+    compare.matches_doc(student(ref.doc_inputs()), "s3_3_2_all_context_vecs", "the context vectors")
+
+
+@check(M + "simplified_self_attention", "hidden")
+def test_simplified_self_attention_hidden(student):
+    g = ref.generator(M, "simplified_self_attention")
+    against_reference(student, ref.randn(g, 5, 7))
+    against_reference(student, ref.randn(g, 2, 3, 5, 7))

@@ -1,0 +1,87 @@
+"""The ``attnkit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from attnkit.outcomes import GraderError
+
+CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+GRADE_INI = Path(__file__).resolve().parent / "grade.ini"
+
+
+def cmd_build(args) -> int:
+    from attnkit.build import BuildError, build
+
+    try:
+        lines = build(check=args.check)
+    except BuildError as exc:
+        print(f"attnkit build: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    if args.check:
+        if lines:
+            print("attnkit build --check: generated files are stale; run `attnkit build` and commit them",
+                  file=sys.stderr)
+            return 1
+        print("attnkit build --check: every generated file is up to date")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    import pytest
+
+    from attnkit import report as render
+    from attnkit.grading import resolve
+    from attnkit.pytest_plugin import GradingPlugin
+    from attnkit.sandbox import Limits
+
+    target = resolve(args.path)
+    limits = Limits(seconds=args.timeout)
+    plugin = GradingPlugin(target, limits, args.json)
+    for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
+        os.environ.pop(var, None)  # the grading run's configuration is ours alone
+    code = pytest.main([str(CHECKS_DIR), "-c", str(GRADE_INI), "--rootdir", str(CHECKS_DIR),
+                        "-p", "attnkit.pytest_plugin", "-p", "no:cacheprovider",
+                        "-p", "no:terminal"], plugins=[plugin])
+    if plugin.report is None:
+        print(f"attnkit grade: the checks did not run (pytest exit code {code})", file=sys.stderr)
+        return 2
+    print(render.table(plugin.report, f"attnkit grade {args.path}"))
+    if args.json:
+        print(f"results written to {args.json}")
+    if args.fail_under is not None and plugin.report.score < args.fail_under:
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="attnkit", description="The attention exercise kit.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build", help="generate the stubs and notebooks from solutions/")
+    p.add_argument("--check", action="store_true", help="fail if any generated file is stale")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("grade", help="grade a folder or one exercise file")
+    p.add_argument("path", help="a folder with the exercise files, or one of them")
+    p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    p.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 below this score")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="wall-time limit per graded item (default 10)")
+    p.set_defaults(func=cmd_grade)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GraderError as exc:
+        print(f"attnkit {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

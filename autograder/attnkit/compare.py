@@ -1,0 +1,113 @@
+"""Comparisons that explain themselves.
+
+Every helper takes the student's value exactly as it came back: nothing is
+reshaped, broadcast, cast or squeezed before it is judged, so a wrong shape or
+dtype is reported as such and never papered over.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit import reference
+from attnkit.codec import Foreign
+from attnkit.outcomes import CheckFailure
+
+# Tolerances, with the reason for each; change one only with a recorded reason.
+# Document examples: the reference values are printed to 4 decimals, so the true
+# value lies within 5e-5 of the printed one; 2e-6 more absorbs float32 rounding.
+DOC_ATOL = 5.2e-5
+# Hidden float64 cases: a correct float64 computation is off by ~1e-15. 1e-6
+# relative still accepts a float32 constant such as torch.sqrt(torch.tensor(d_k)),
+# and is far below the smallest formula error the checks look for (~1e-2).
+HIDDEN_RTOL = 1e-6
+HIDDEN_ATOL = 1e-9
+
+
+def tensor(value, what: str = "the result") -> torch.Tensor:
+    """The value as a plain tensor, or a failure naming what came back instead."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if value is None:
+        raise CheckFailure(f"{what} is None; is a `return` missing?")
+    if isinstance(value, Foreign):
+        if value.type_name == "numpy.ndarray":
+            raise CheckFailure(f"{what} is a numpy.ndarray; return a torch.Tensor "
+                               f"(keep the computation in torch, no .numpy())")
+        raise CheckFailure(f"{what} is a {value.type_name}; a torch.Tensor was due")
+    if isinstance(value, (list, tuple)):
+        raise CheckFailure(f"{what} is a {type(value).__name__}; a torch.Tensor was due "
+                           f"(torch.stack or torch.tensor builds one)")
+    raise CheckFailure(f"{what} is a {type(value).__name__}; a torch.Tensor was due")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}" if torch.isfinite(torch.tensor(x)) else str(x)
+
+
+def _index(flat: int, shape) -> list[int]:
+    out = []
+    for n in reversed(shape):
+        out.append(flat % n)
+        flat //= n
+    return list(reversed(out))
+
+
+def describe_difference(actual: torch.Tensor, expected: torch.Tensor, bad: torch.Tensor) -> tuple[str, str]:
+    """(one-line summary, side-by-side details) of where two same-shape tensors differ."""
+    a, e = actual.double().flatten(), expected.double().flatten()
+    flat_bad = bad.flatten()
+    count = int(flat_bad.sum())
+    diff = torch.where(torch.isfinite(a) & torch.isfinite(e), (a - e).abs(), torch.full_like(a, float("inf")))
+    diff = torch.where(flat_bad, diff, torch.zeros_like(diff))
+    worst = int(diff.argmax())
+    where = _index(worst, list(actual.shape))
+    line = (f"values differ at {count} of {a.numel()} positions; the largest difference is at "
+            f"{where}: expected {_fmt(float(e[worst]))}, got {_fmt(float(a[worst]))}")
+    rows = ["position | expected | yours"]
+    for k in torch.nonzero(flat_bad).flatten()[:6].tolist():
+        rows.append(f"{_index(k, list(actual.shape))} | {_fmt(float(e[k]))} | {_fmt(float(a[k]))}")
+    return line, "\n".join(rows)
+
+
+def close(actual, expected: torch.Tensor, *, what: str = "the result",
+          atol: float = HIDDEN_ATOL, rtol: float = HIDDEN_RTOL, check_dtype: bool = True) -> torch.Tensor:
+    """Fail unless ``actual`` has the expected shape and dtype and the same values:
+    NaN nowhere, and +-inf exactly where the expected value has them."""
+    actual = tensor(actual, what)
+    if tuple(actual.shape) != tuple(expected.shape):
+        raise CheckFailure(f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}")
+    if check_dtype and actual.dtype != expected.dtype:
+        raise CheckFailure(f"{what} has dtype {actual.dtype}; expected {expected.dtype} "
+                           f"(the dtype of the inputs: do not create float32 tensors inside)")
+    if expected.dtype == torch.bool or not expected.is_floating_point():
+        bad = actual != expected
+    else:
+        a, e = actual.double(), expected.double()
+        nan = torch.isnan(a) & ~torch.isnan(e)
+        if nan.any():
+            n = int(nan.sum())
+            raise CheckFailure(f"{what} contains NaN at {n} of {a.numel()} positions "
+                               f"(first at {_index(int(torch.nonzero(nan.flatten())[0]), list(a.shape))})")
+        finite = torch.isfinite(e)
+        bad = ~finite & (a != e)
+        tol = atol + rtol * e.abs()
+        bad |= finite & ~((a - e).abs() <= tol)
+    if bad.any():
+        line, details = describe_difference(actual, expected, bad)
+        raise CheckFailure(f"{what}: {line}", details)
+    return actual
+
+
+def matches_doc(actual, entry_id: str, what: str = "the result") -> torch.Tensor:
+    """The document's numbers, to 4 decimals."""
+    return close(actual, reference.doc(entry_id), what=what, atol=DOC_ATOL, rtol=0.0)
+
+
+def unchanged(before, after, names) -> None:
+    """Fail if the student's code modified an argument in place."""
+    for name, b, a in zip(names, before, after):
+        if isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
+            if a.shape != b.shape or not torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)):
+                raise CheckFailure(f"modifies its argument `{name}` in place; compute a new tensor "
+                                   f"instead (use x = x - m, not x -= m or an operation ending in _)")

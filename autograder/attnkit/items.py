@@ -1,0 +1,97 @@
+"""Graded items, their points, and the registry of checks.
+
+A check is an ordinary pytest test function marked with ``@check(item, kind)``.
+The decorator records it here, so the pytest plugin and the batch runner drive
+the very same function; the points come from ``points.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+POINTS_FILE = Path(__file__).with_name("points.toml")
+MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
+CHECK_MODULES = tuple(f"attnkit.checks.test_{m}" for m in MODULES)
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str  # "module.name"
+    checks: dict  # check kind -> points, in table order
+
+    @property
+    def module(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    @property
+    def points(self) -> int:
+        return sum(self.checks.values())
+
+    @property
+    def kind(self) -> str:
+        return "class" if self.name[:1].isupper() else "function"
+
+
+@cache
+def items() -> dict[str, Item]:
+    """Every graded item, in teaching order."""
+    with open(POINTS_FILE, "rb") as f:
+        table = tomllib.load(f)
+    return {key: Item(key, dict(checks)) for key, checks in table.items()}
+
+
+def items_of(module: str) -> list[Item]:
+    return [i for i in items().values() if i.module == module]
+
+
+def module_points(module: str) -> int:
+    return sum(i.points for i in items_of(module))
+
+
+@dataclass(frozen=True)
+class Check:
+    item: str
+    kind: str
+    func: object
+
+    @property
+    def points(self) -> int:
+        return items()[self.item].checks.get(self.kind, 0)
+
+    @property
+    def id(self) -> str:
+        return f"{self.item}::{self.kind}"
+
+
+REGISTRY: list[Check] = []
+
+
+def check(item: str, kind: str):
+    """Mark a test function as the ``kind`` check of graded ``item``."""
+
+    def register(func):
+        REGISTRY.append(Check(item, kind, func))
+        return pytest.mark.attnkit(item=item, kind=kind)(func)
+
+    return register
+
+
+@cache
+def registry() -> tuple[Check, ...]:
+    """All checks of the kit, imported once, in points-table order."""
+    for name in CHECK_MODULES:
+        importlib.import_module(name)
+    order = {key: n for n, key in enumerate(items())}
+    return tuple(sorted(REGISTRY, key=lambda c: (order.get(c.item, len(order)),
+                                                 list(items().get(c.item, Item(c.item, {})).checks).index(c.kind)
+                                                 if c.kind in items().get(c.item, Item(c.item, {})).checks else 99)))

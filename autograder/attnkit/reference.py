@@ -1,0 +1,213 @@
+"""Everything the grader compares against, loaded in the grader process only.
+
+- the reference solutions in ``solutions/`` (the one source of truth);
+- the document's reference tensors, ``data/reference_tensors.json`` (an exact
+  copy of the chapter's reference file; a test keeps it so);
+- the generator of hidden cases, seeded from a secret the student process
+  never receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from attnkit.outcomes import GraderError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+KIT_ROOT = PACKAGE_DIR.parents[1]
+DATA = PACKAGE_DIR / "data" / "reference_tensors.json"
+MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
+
+# The public default lets the kit run out of the box; an instructor sets their
+# own secret so that the hidden cases cannot be predicted from this file.
+DEFAULT_SECRET = "attnkit-public-default"
+
+
+def solutions_dir() -> Path:
+    return Path(os.environ.get("ATTNKIT_SOLUTIONS", KIT_ROOT / "solutions"))
+
+
+@cache
+def solutions() -> dict[str, object]:
+    """The reference modules, loaded under private names. ``multihead_attention``
+    imports ``causal_attention``; that name points at the reference while it loads."""
+    root = solutions_dir()
+    loaded: dict[str, object] = {}
+    for name in MODULES:
+        path = root / f"{name}.py"
+        if not path.exists():
+            raise GraderError(f"reference solution {path} is missing; the grader needs the kit's "
+                              f"solutions/ folder (set ATTNKIT_SOLUTIONS to its location)")
+        spec = importlib.util.spec_from_file_location(f"attnkit_reference.{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        saved = {k: sys.modules.get(k) for k in loaded}
+        sys.modules.update(loaded)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    sys.modules.pop(k, None)
+                else:
+                    sys.modules[k] = v
+        loaded[name] = module
+    return loaded
+
+
+def solution(item: str):
+    module, name = item.split(".", 1)
+    return getattr(solutions()[module], name)
+
+
+# --------------------------------------------------------------------------- document tensors
+
+@cache
+def _entries() -> dict[str, dict]:
+    with open(DATA) as f:
+        return {e["id"]: e for e in json.load(f)["entries"]}
+
+
+def entry(entry_id: str) -> dict:
+    return _entries()[entry_id]
+
+
+def _floats(v):
+    if isinstance(v, list):
+        return [_floats(x) for x in v]
+    return float(v)  # "-inf" strings included
+
+
+def doc(entry_id: str) -> torch.Tensor:
+    """A reference tensor of the document, float32, exactly as printed (4 decimals)."""
+    values = entry(entry_id)["values"]
+    if values is None:
+        raise GraderError(f"reference entry {entry_id} has no printed values")
+    return torch.tensor(_floats(values), dtype=torch.float32)
+
+
+def doc_inputs() -> torch.Tensor:
+    """The six tokens "Your journey starts with one step", d_in = 3."""
+    return doc("inputs")
+
+
+def doc_batch() -> torch.Tensor:
+    return torch.stack((doc_inputs(), doc_inputs()), dim=0)  # (2, 6, 3)
+
+
+# The batched-matmul illustration of the multi-head section: a (1, 2, 3, 4)
+# tensor in (b, num_heads, T, head_dim) form, literal values of that setup.
+DOC_HEADS = [[[[0.2745, 0.6584, 0.2775, 0.8573], [0.8993, 0.0390, 0.9268, 0.7388],
+               [0.7179, 0.7058, 0.9156, 0.4340]],
+              [[0.0772, 0.3565, 0.1479, 0.5331], [0.4066, 0.2318, 0.4545, 0.9737],
+               [0.4606, 0.5159, 0.4220, 0.5786]]]]
+
+
+def seeded_state(item: str, seed: int, *args, **kwargs) -> dict[str, torch.Tensor]:
+    """The parameters the reference class gets under ``torch.manual_seed(seed)``,
+    by name: the document's weights, including the ones it never prints."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = solution(item)(*args, **kwargs)
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def reference_module(item: str, state: dict[str, torch.Tensor], *args, train: bool = False, **kwargs):
+    """The reference class with the given parameters, in the state's dtype."""
+    module = solution(item)(*args, **kwargs).to(next(iter(state.values())).dtype)
+    module.load_state_dict(state, strict=False)  # buffers (the mask) keep their own values
+    return module.train(train)
+
+
+# --------------------------------------------------------------------------- hidden cases
+
+def secret() -> str:
+    return os.environ.get("ATTNKIT_SECRET", DEFAULT_SECRET)
+
+
+def generator(*tags: str) -> torch.Generator:
+    digest = hashlib.sha256("\0".join((secret(),) + tags).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+def randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen, dtype=torch.float64) * scale
+
+
+def rand(gen: torch.Generator, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    return low + (high - low) * torch.rand(*shape, generator=gen, dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------- stand-in service
+
+def upcall(spec, tensors, grads):
+    """Answer a stand-in in the student process: the reference result of one
+    stage (``mode`` "forward") or its vector-Jacobian product ("vjp")."""
+    if not isinstance(spec, dict) or not isinstance(tensors, list):
+        raise ValueError("malformed stand-in request")
+    target = spec.get("target")
+    if target not in _STAND_INS:
+        raise ValueError(f"no stand-in for {target!r}")
+    tensors = [t if isinstance(t, torch.Tensor) else None for t in tensors]
+    if any(t is None for t in tensors):
+        raise ValueError("stand-in arguments must be tensors")
+    if spec.get("mode") == "vjp":
+        if not isinstance(grads, list):
+            raise ValueError("malformed gradient request")
+        leaves = [t.detach().requires_grad_(t.is_floating_point()) for t in tensors]
+        with torch.enable_grad():
+            out = _STAND_INS[target](spec, leaves)
+        outs = out if isinstance(out, tuple) else (out,)
+        pairs = [(o, g if isinstance(g, torch.Tensor) else torch.zeros_like(o))
+                 for o, g in zip(outs, grads) if o.requires_grad]
+        wrt = [t for t in leaves if t.requires_grad]
+        got = torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs],
+                                  allow_unused=True) if pairs and wrt else [None] * len(wrt)
+        it = iter(got)
+        return [(next(it) if t.requires_grad else None) for t in leaves]
+    with torch.no_grad():
+        return _STAND_INS[target](spec, tensors)
+
+
+def _fill(template, tensors):
+    if isinstance(template, dict) and set(template) == {"$slot"}:
+        return tensors[template["$slot"]]
+    if isinstance(template, list):
+        return [_fill(t, tensors) for t in template]
+    return template
+
+
+def _call_function(spec, tensors):
+    fn = solution(spec["target"])
+    args = _fill(spec.get("args", []), tensors)
+    kwargs = {k: _fill(v, tensors) for k, v in dict(spec.get("kwargs", {})).items()}
+    return fn(*args, **kwargs)
+
+
+def _call_causal_attention(spec, tensors):
+    init, names = list(spec["init"]), list(spec["state"])
+    x, params = tensors[0], tensors[1:]
+    module = solution("causal_attention.CausalAttention")(*init).to(x.dtype)
+    module.train(bool(spec.get("training")))
+    current = dict(module.named_parameters())
+    if sorted(names) != sorted(current) or len(params) != len(names):
+        raise ValueError("stand-in parameters do not match")
+    # functional_call keeps the gradient path from the student's parameters.
+    return torch.func.functional_call(module, dict(zip(names, params)), (x,))
+
+
+_STAND_INS = {f"{m}.{n}": _call_function for m, names in {
+    "simplified_attention": ("query_scores", "attention_scores", "normalize_by_sum", "softmax",
+                             "context_vectors", "simplified_self_attention"),
+    "self_attention": ("project_qkv", "attention_scores", "attention_weights", "context_vectors"),
+    "causal_attention": ("causal_mask", "mask_scores", "renormalize_masked"),
+    "multihead_attention": ("split_heads", "merge_heads"),
+}.items() for n in names}
+_STAND_INS["causal_attention.CausalAttention"] = _call_causal_attention

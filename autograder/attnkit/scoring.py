@@ -1,0 +1,97 @@
+"""From check outcomes to item scores and a report. Pure data: no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attnkit.items import Check, Item, items
+from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
+
+
+@dataclass
+class CheckResult:
+    item: str
+    kind: str
+    points: int
+    passed: bool
+    reason: str = ""
+    details: str = ""
+    limit: bool = False
+    not_implemented: bool = False
+
+
+def outcome(check: Check, exc: BaseException | None) -> CheckResult:
+    """Classify how a check ended. Only CheckFailure and its kinds blame the
+    student; anything else is reported as the grader failing to check."""
+    base = dict(item=check.item, kind=check.kind, points=check.points)
+    if exc is None:
+        return CheckResult(passed=True, **base)
+    if isinstance(exc, LimitExceeded):
+        return CheckResult(passed=False, reason=exc.reason, limit=True, **base)
+    if isinstance(exc, CheckFailure):
+        return CheckResult(passed=False, reason=exc.reason, details=exc.details,
+                           not_implemented=isinstance(exc, StudentError) and exc.kind == "not_implemented",
+                           **base)
+    return CheckResult(passed=False, reason=f"the grader could not check this ({type(exc).__name__}: {exc})",
+                       **base)
+
+
+@dataclass
+class ItemResult:
+    item: Item
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def score(self) -> int:
+        if any(c.limit for c in self.checks):
+            return 0  # a limit costs the whole item, never more
+        return sum(c.points for c in self.checks if c.passed)
+
+    @property
+    def max_score(self) -> int:
+        return self.item.points
+
+    @property
+    def reasons(self) -> list[str]:
+        """One line per failed check, without repeating the same reason."""
+        seen, lines = set(), []
+        for c in self.checks:
+            if not c.passed and c.reason not in seen:
+                seen.add(c.reason)
+                lines.append(f"{c.kind}: {c.reason}")
+        return lines
+
+    @property
+    def summary(self) -> str:
+        failed = [c for c in self.checks if not c.passed]
+        if not failed:
+            return ""
+        first = next((c for c in failed if c.limit), failed[0])
+        more = len({c.reason for c in failed}) - 1
+        return first.reason + (f" (+{more} more)" if more > 0 else "")
+
+
+@dataclass
+class Report:
+    results: list[ItemResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> int:
+        return sum(r.score for r in self.results)
+
+    @property
+    def max_score(self) -> int:
+        return sum(r.max_score for r in self.results)
+
+    def by_item(self) -> dict[str, ItemResult]:
+        return {r.item.key: r for r in self.results}
+
+
+def build_report(results: list[CheckResult], modules, notes=()) -> Report:
+    table = [i for i in items().values() if i.module in modules]
+    grouped = {i.key: ItemResult(i) for i in table}
+    for r in results:
+        if r.item in grouped:
+            grouped[r.item].checks.append(r)
+    return Report(list(grouped.values()), list(notes))

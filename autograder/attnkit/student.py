@@ -1,0 +1,94 @@
+"""What a check holds in its ``student`` fixture: the item under test, reached
+through the sandbox. Calls go to the student process; what comes back is plain
+data, checked here for the things every call must get right (no argument
+modified in place, a well-formed reply)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+
+from attnkit import compare, reference
+from attnkit.items import Item
+from attnkit.outcomes import CheckFailure
+
+
+@dataclass
+class ModuleRun:
+    """What the student's module did: its parameters, attributes and outputs."""
+
+    params: dict = field(default_factory=dict)  # name -> shape
+    buffers: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)
+    inputs_after: list = field(default_factory=list)
+    grads: dict | None = None
+    input_grad: object = None
+    state_mismatch: bool = False
+
+
+class Student:
+    def __init__(self, session, item: Item):
+        self.session = session
+        self.item = item
+
+    @property
+    def name(self) -> str:
+        return self.item.key
+
+    def _arg_names(self, n: int) -> list[str]:
+        try:
+            params = list(inspect.signature(reference.solution(self.item.key)).parameters)
+        except (TypeError, ValueError):
+            params = []
+        return (params + [f"argument {i + 1}" for i in range(n)])[:n]
+
+    def __call__(self, *args, **kwargs):
+        """Call the student's function; returns what it returned."""
+        reply = self.session.request(self.item.key, "call", args, kwargs)
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        after = reply.get("args_after") or []
+        tensors = [(n, a) for n, a in zip(self._arg_names(len(args)), args) if isinstance(a, torch.Tensor)]
+        if len(after) != len(tensors):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
+        return reply["result"]
+
+    def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
+              seed: int | None = None, dtype: str | None = None, repeat: int = 1,
+              grad_output: torch.Tensor | None = None, describe=(), **init) -> ModuleRun:
+        """Construct the student's module and run it. With ``state``, the
+        parameters are set by name first; a different set of names or shapes
+        fails with a reason that lists the differences."""
+        spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
+                "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
+                "grad_output": grad_output, "describe": list(describe)}
+        reply = self.session.request(self.item.key, "module", (), spec)
+        if not isinstance(reply, dict):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        run = ModuleRun(**{k: v for k, v in reply.items() if k in ModuleRun.__dataclass_fields__})
+        if state is not None and run.state_mismatch:
+            raise CheckFailure(parameter_difference(run.params, state))
+        if len(run.inputs_after) == len(inputs):
+            compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
+        return run
+
+
+def parameter_difference(params: dict, state: dict) -> str:
+    """Explain how the module's parameters differ from the expected ones."""
+    want = {n: list(t.shape) for n, t in state.items()}
+    have = {str(n): s for n, s in dict(params).items()}
+    parts = []
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    if missing:
+        parts.append("missing " + ", ".join(missing))
+    if extra:
+        parts.append("unexpected " + ", ".join(extra))
+    for n in want:
+        if n in have and list(have[n]) != want[n]:
+            parts.append(f"{n} has shape {tuple(have[n])}, expected {tuple(want[n])}")
+    return "the module's parameters are not the expected ones: " + "; ".join(parts or ["(none)"])

@@ -1,0 +1,444 @@
+"""The untrusted side: a warm worker that forks one process per submission.
+
+``python -I -m attnkit.worker FD`` imports torch once, then waits on the
+control socket FD. For every ``spawn`` request it forks a child that drops
+what privileges it can, applies the limits, changes into the copy of the
+submission, and serves requests on the socket the grader passed along:
+it imports the student's modules, calls what it is asked to call, and sends
+back plain data. The child never compares, scores or writes results; it
+never sees the reference solutions or the seed of the hidden cases.
+
+Keep this file free of grader imports other than the codec: everything in it
+runs next to student code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+
+import numpy as np
+
+from attnkit import codec
+
+MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
+
+
+# --------------------------------------------------------------------------- zygote
+
+def zygote(control_fd: int) -> None:
+    import torch  # the expensive import, paid once per grading run
+
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished children
+    ctrl = socket.socket(fileno=control_fd)
+    try:
+        ctrl.sendall(b'{"ready": true}\n')
+    except OSError:
+        return  # the grader is gone already
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
+        except OSError:
+            return
+        if not msg:
+            return
+        request = json.loads(msg)
+        pid = os.fork()
+        if pid == 0:
+            ctrl.close()
+            try:
+                _child(fds[0], request)
+            finally:
+                os._exit(0)
+        os.close(fds[0])
+        try:
+            ctrl.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        except OSError:
+            return
+
+
+def _child(fd: int, request: dict) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # own process group: the grader kills the whole group at once
+    out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    limits = request.get("limits", {})
+    uid = limits.get("uid")
+    if uid is not None:
+        os.fchown(out, uid, uid)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    _apply_limits(limits)
+    os.chdir(request["workdir"])
+    sys.path[:] = [request["workdir"]] + [p for p in sys.path if p and "attnkit" not in p]
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    Child(socket.socket(fileno=fd), request["workdir"]).serve()
+
+
+def _apply_limits(limits: dict) -> None:
+    # Writes beyond the output cap must fail with EFBIG rather than kill the child.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if limits.get("output_bytes"):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["output_bytes"],) * 2)
+    if limits.get("memory_bytes"):
+        base = _vm_size()
+        cap = base + limits["memory_bytes"]
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    gid, uid = limits.get("gid"), limits.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(gid if gid is not None else uid)
+        os.setuid(uid)
+    if limits.get("processes"):
+        n = limits["processes"]
+        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+
+
+def _vm_size() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# --------------------------------------------------------------------------- child
+
+class StudentFault(Exception):
+    """Raised for errors to report against the student's code."""
+
+    def __init__(self, kind: str, message: str, tb: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.tb = kind, message, tb
+
+
+class Child:
+    def __init__(self, sock: socket.socket, workdir: str):
+        self.sock = sock
+        self.workdir = os.path.realpath(workdir)
+        self.items: dict[str, str] = {}  # "module.name" -> "function" | "class"
+        self.modules: dict[str, object] = {}
+
+    # -- channel
+    def serve(self) -> None:
+        import torch
+
+        self.torch = torch
+        while True:
+            try:
+                header, bufs = codec.recv(self.sock)
+            except (codec.PeerClosed, codec.ProtocolError):
+                return
+            try:
+                value = self.handle(header, bufs)
+                reply_bufs: list = []
+                reply = {"kind": "result", "value": codec.encode_value(value, reply_bufs)}
+            except StudentFault as fault:
+                reply_bufs = []
+                reply = {"kind": "error", "error": fault.kind, "message": fault.message[:2000],
+                         "traceback": fault.tb[-6000:]}
+            codec.send(self.sock, reply, reply_bufs)
+
+    def upcall(self, spec: dict, tensors: list, grads: list | None = None):
+        bufs: list = []
+        header = {"kind": "upcall", "spec": spec,
+                  "tensors": codec.encode_value(list(tensors), bufs),
+                  "grads": codec.encode_value(list(grads) if grads is not None else None, bufs)}
+        codec.send(self.sock, header, bufs)
+        reply, rbufs = codec.recv(self.sock)
+        if reply.get("kind") != "upcall_result":
+            raise RuntimeError(reply.get("message", "the grader could not compute the reference"))
+        return codec.decode_value(reply["value"], rbufs)
+
+    # -- requests
+    def handle(self, header: dict, bufs: list):
+        op = header.get("op")
+        if op == "hello":
+            self.items = dict(header["items"])
+            return "ok"
+        args = codec.decode_value(header.get("args", {"t": "list", "items": []}), bufs)
+        kwargs = codec.decode_value(header.get("kwargs", {"t": "dict", "items": {}}), bufs)
+        item = header["item"]
+        with self.isolated(item):
+            target = self.resolve(item)
+            if op == "call":
+                return self.run(lambda: self.call(target, args, kwargs))
+            if op == "module":
+                return self.run(lambda: self.module(target, kwargs))
+        raise StudentFault("protocol", f"unknown request {op!r}")
+
+    def run(self, fn):
+        try:
+            return fn()
+        except StudentFault:
+            raise
+        except NotImplementedError as exc:
+            raise StudentFault("not_implemented", str(exc) or "NotImplementedError",
+                               self.student_traceback(exc)) from None
+        except MemoryError as exc:
+            raise StudentFault("memory", "ran out of memory (MemoryError)", self.student_traceback(exc))
+        except RecursionError as exc:
+            raise StudentFault("exception", "RecursionError: maximum recursion depth exceeded",
+                               self.student_traceback(exc)) from None
+        except SystemExit as exc:
+            raise StudentFault("exit", f"called sys.exit({exc.code!r})", self.student_traceback(exc))
+        except KeyboardInterrupt as exc:
+            raise StudentFault("exception", "raised KeyboardInterrupt", self.student_traceback(exc))
+        except OSError as exc:
+            kind = "output" if getattr(exc, "errno", None) == 27 else "exception"  # EFBIG
+            raise StudentFault(kind, f"{type(exc).__name__}: {exc}", self.student_traceback(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - student code may raise anything
+            text = f"{type(exc).__name__}: {exc}"
+            kind = "memory" if "can't allocate memory" in text else "exception"
+            raise StudentFault(kind, text, self.student_traceback(exc)) from None
+
+    def student_traceback(self, exc: BaseException) -> str:
+        """The traceback, cut down to the frames in the student's own files."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if os.path.realpath(f.filename).startswith(self.workdir + os.sep)]
+        lines = [f'  File "{os.path.basename(f.filename)}", line {f.lineno}, in {f.name}\n'
+                 + (f"    {f.line}\n" if f.line else "") for f in frames]
+        return "".join(lines[-8:])
+
+    def load(self, module: str):
+        if module in self.modules:
+            return self.modules[module]
+        path = os.path.join(self.workdir, module + ".py")
+        if not os.path.exists(path):
+            raise StudentFault("missing_file", f"{module}.py is not in the submission")
+        try:
+            mod = importlib.import_module(module)
+        except BaseException as exc:  # noqa: BLE001 - import runs student code
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                text = f"called sys.exit({exc.code!r}) while being imported"
+            raise StudentFault("import", f"{module}.py could not be imported: {text}",
+                               self.student_traceback(exc)) from None
+        self.modules[module] = mod
+        return mod
+
+    def resolve(self, item: str):
+        module, name = item.split(".", 1)
+        mod = self.load(module)
+        target = getattr(mod, name, None)
+        if target is None:
+            raise StudentFault("missing", f"{module}.py defines no `{name}`")
+        return target
+
+    # -- stage isolation
+    def isolated(self, item: str):
+        """While ``item`` runs, every other graded item it may call is replaced
+        by a stand-in that asks the grader for the reference result, so a
+        wrong stage elsewhere never costs this one its points."""
+        child = self
+
+        class _Swap:
+            def __enter__(self):
+                self.saved = []
+                originals = {}
+                for module, mod in list(child.modules.items()):
+                    for key, kind in child.items.items():
+                        m, name = key.split(".", 1)
+                        if m == module and key != item and hasattr(mod, name):
+                            proxy = child.proxy(key, kind)
+                            if proxy is not None:
+                                originals[id(getattr(mod, name))] = proxy
+                for mod in list(child.modules.values()):
+                    space = mod.__dict__
+                    for name, value in list(space.items()):
+                        proxy = originals.get(id(value))
+                        if proxy is not None:
+                            self.saved.append((space, name, value))
+                            space[name] = proxy
+                return self
+
+            def __exit__(self, *exc):
+                for space, name, value in reversed(self.saved):
+                    space[name] = value
+                return False
+
+        # Modules the item needs must be loaded before the swap looks at them.
+        try:
+            self.load(item.split(".", 1)[0])
+        except StudentFault:
+            pass
+        return _Swap()
+
+    def proxy(self, key: str, kind: str):
+        if kind == "function":
+            return _function_proxy(self, key)
+        if key == "causal_attention.CausalAttention":
+            return _causal_attention_proxy(self)
+        return None
+
+    # -- operations
+    def call(self, target, args, kwargs):
+        if not callable(target):
+            raise StudentFault("missing", f"`{getattr(target, '__name__', target)}` is not a function")
+        result = target(*args, **kwargs)
+        after = [a for a in args if isinstance(a, self.torch.Tensor)]
+        return {"result": result, "args_after": after}
+
+    def module(self, cls, spec: dict):
+        torch = self.torch
+        if not isinstance(cls, type):
+            raise StudentFault("missing", f"`{getattr(cls, '__name__', cls)}` is not a class")
+        if spec.get("seed") is not None:
+            torch.manual_seed(spec["seed"])
+        module = cls(*spec.get("init_args", ()), **spec.get("init", {}))
+        if not isinstance(module, torch.nn.Module):
+            raise StudentFault("exception", f"{cls.__name__} is not an nn.Module")
+        if spec.get("dtype"):
+            module = module.to(getattr(torch, spec["dtype"]))
+        report = {
+            "params": {n: list(p.shape) for n, p in module.named_parameters()},
+            "buffers": {n: list(b.shape) for n, b in module.named_buffers()},
+            "attrs": {a: _describe(getattr(module, a, _MISSING)) for a in spec.get("describe", ())},
+        }
+        state = spec.get("state")
+        if state is not None:
+            params = dict(module.named_parameters())
+            if set(params) != set(state) or any(
+                    list(params[n].shape) != list(state[n].shape) for n in state):
+                report["state_mismatch"] = True
+                return report
+            with torch.no_grad():
+                for name, value in state.items():
+                    params[name].copy_(value)
+        module.train(bool(spec.get("train", False)))
+        inputs = spec.get("inputs", [])
+        outputs = []
+        for x in inputs:
+            for _ in range(int(spec.get("repeat", 1))):
+                outputs.append(module(x))
+        report["outputs"] = outputs
+        report["inputs_after"] = list(inputs)
+        grad_output = spec.get("grad_output")
+        if grad_output is not None and inputs:
+            for p in module.parameters():
+                p.grad = None
+            x = inputs[0].clone().requires_grad_(True)
+            out = module(x)
+            if not isinstance(out, torch.Tensor) or out.shape != grad_output.shape:
+                report["grads"] = None
+            else:
+                (out * grad_output).sum().backward()
+                report["grads"] = {n: p.grad for n, p in module.named_parameters()}
+                report["input_grad"] = x.grad
+        return report
+
+
+_MISSING = object()
+
+
+def _describe(value) -> dict:
+    if value is _MISSING:
+        return {"missing": True}
+    tp = type(value)
+    info = {"mro": [f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__][:12]}
+    if isinstance(value, (bool, int, float)):
+        info["value"] = value
+    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        try:
+            info["len"] = len(value)
+            info["items"] = [_describe(v)["mro"][0] for v in list(value)[:64]]
+        except Exception:  # noqa: BLE001
+            pass
+    if tp.__module__.startswith("torch") and hasattr(value, "p") and isinstance(value.p, float):
+        info["p"] = value.p
+    if hasattr(value, "bias") and tp.__name__ == "Linear":
+        info["bias"] = value.bias is not None
+    return info
+
+
+# --------------------------------------------------------------------------- stand-ins
+
+def _slots(args, kwargs, torch):
+    """Replace tensors in call arguments by slot numbers, for an upcall spec."""
+    tensors: list = []
+
+    def conv(v):
+        if isinstance(v, torch.Tensor):
+            tensors.append(v)
+            return {"$slot": len(tensors) - 1}
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        raise TypeError(f"the grader's stand-in accepts tensors and numbers, not {type(v).__name__}")
+
+    return [conv(a) for a in args], {k: conv(v) for k, v in kwargs.items()}, tensors
+
+
+def _upcall_apply(child: Child, spec: dict, tensors: list):
+    torch = child.torch
+
+    class Upcall(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *ts):
+            ctx.save_for_backward(*ts)
+            out = child.upcall(dict(spec, mode="forward"), list(ts))
+            outs = out if isinstance(out, tuple) else (out,)
+            ctx.mark_non_differentiable(*[o for o in outs if not o.is_floating_point()])
+            return out
+
+        @staticmethod
+        def backward(ctx, *grads):
+            ts = ctx.saved_tensors
+            g = child.upcall(dict(spec, mode="vjp"), list(ts), list(grads))
+            return tuple(g)
+
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return Upcall.apply(*tensors)
+    return child.upcall(dict(spec, mode="forward"), list(tensors))
+
+
+def _function_proxy(child: Child, key: str):
+    def stand_in(*args, **kwargs):
+        a, k, tensors = _slots(args, kwargs, child.torch)
+        return _upcall_apply(child, {"target": key, "args": a, "kwargs": k}, tensors)
+
+    stand_in.__name__ = stand_in.__qualname__ = key.split(".", 1)[1]
+    stand_in.__doc__ = f"The grader's stand-in for {key}: it returns the reference result."
+    return stand_in
+
+
+def _causal_attention_proxy(child: Child):
+    nn = child.torch.nn
+
+    class CausalAttention(nn.Module):
+        """The grader's stand-in for causal_attention.CausalAttention."""
+
+        def __init__(self, d_in, d_out, context_length, dropout, qkv_bias=False):
+            super().__init__()
+            self._init = [d_in, d_out, context_length, dropout, qkv_bias]
+            self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.dropout = nn.Dropout(dropout)
+            mask = child.upcall({"target": "causal_attention.causal_mask", "args": [context_length],
+                                 "kwargs": {}, "mode": "forward"}, [])
+            self.register_buffer("mask", mask)
+
+        def forward(self, x):
+            names = [n for n, _ in self.named_parameters()]
+            spec = {"target": "causal_attention.CausalAttention", "init": self._init,
+                    "state": names, "training": self.training}
+            return _upcall_apply(child, spec, [x] + [p for _, p in self.named_parameters()])
+
+    return CausalAttention
+
+
+if __name__ == "__main__":
+    zygote(int(sys.argv[1]))
