@@ -18,6 +18,10 @@ import pytest
 POINTS_FILE = Path(__file__).with_name("points.toml")
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
 CHECK_MODULES = tuple(f"attnkit.checks.test_{m}" for m in MODULES)
+# Kinds of check that need neither the reference solutions nor the hidden
+# cases: the document's numbers and the stage's properties. A public checker
+# (the self-study handout) runs only these.
+PUBLIC_KINDS = frozenset({"example", "stability", "masking", "dropout", "structure", "seed"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class Check:
     @property
     def id(self) -> str:
         return f"{self.item}::{self.kind}"
+
+    @property
+    def public(self) -> bool:
+        return self.kind in PUBLIC_KINDS
 
 
 REGISTRY: list[Check] = []

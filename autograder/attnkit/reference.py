@@ -24,6 +24,7 @@ from attnkit.outcomes import GraderError
 PACKAGE_DIR = Path(__file__).resolve().parent
 KIT_ROOT = PACKAGE_DIR.parents[1]
 DATA = PACKAGE_DIR / "data" / "reference_tensors.json"
+PUBLIC = PACKAGE_DIR / "data" / "public_examples.json"
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
 
 # The public default lets the kit run out of the box; an instructor sets their
@@ -82,7 +83,7 @@ def entry(entry_id: str) -> dict:
 def _floats(v):
     if isinstance(v, list):
         return [_floats(x) for x in v]
-    return float(v)  # "-inf" strings included
+    return v if isinstance(v, bool) else float(v)  # "-inf" strings included
 
 
 def doc(entry_id: str) -> torch.Tensor:
@@ -108,6 +109,30 @@ DOC_HEADS = [[[[0.2745, 0.6584, 0.2775, 0.8573], [0.8993, 0.0390, 0.9268, 0.7388
                [0.7179, 0.7058, 0.9156, 0.4340]],
               [[0.0772, 0.3565, 0.1479, 0.5331], [0.4066, 0.2318, 0.4545, 0.9737],
                [0.4606, 0.5159, 0.4220, 0.5786]]]]
+
+
+@cache
+def _public() -> dict[str, dict]:
+    if not PUBLIC.exists():
+        raise GraderError(f"{PUBLIC} is missing; run `attnkit build`")
+    with open(PUBLIC) as f:
+        return json.load(f)["tensors"]
+
+
+def public(name: str) -> torch.Tensor:
+    """A tensor of the public example data (see attnkit.public_data)."""
+    spec = _public()[name]
+    return torch.tensor(_floats(spec["values"]), dtype=getattr(torch, spec["dtype"])).reshape(spec["shape"])
+
+
+def public_state(prefix: str) -> dict[str, torch.Tensor]:
+    """The seeded parameters stored under ``prefix.``, by parameter name."""
+    return {k[len(prefix) + 1:]: public(k) for k in _public() if k.startswith(prefix + ".")}
+
+
+def future_mask(n: int) -> torch.Tensor:
+    """What a causal mask must be: True strictly above the diagonal (the document's tril, negated)."""
+    return ~torch.ones(n, n, dtype=torch.bool).tril()
 
 
 def seeded_state(item: str, seed: int, *args, **kwargs) -> dict[str, torch.Tensor]:

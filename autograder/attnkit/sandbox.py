@@ -117,11 +117,12 @@ class Session:
 
     ``items`` maps every graded "module.name" to "function" or "class", so the
     child can stand reference results in for the stages not under test.
-    ``upcall`` computes those reference results here, in the grader.
+    ``upcall`` computes those reference results here, in the grader; without
+    it (the public checker, which has no reference) nothing is stood in.
     """
 
     def __init__(self, zygote: Zygote, submission_dir: str, items: dict[str, str],
-                 upcall, limits: Limits | None = None):
+                 upcall=None, limits: Limits | None = None):
         self.zygote = zygote
         self.limits = limits or Limits()
         self.items = items
@@ -141,7 +142,8 @@ class Session:
         output = os.path.join(self.tmp, f"output-{self.spawned}.txt")
         self.pid, self.sock = self.zygote.spawn(self.workdir, output, self.limits.for_child())
         self.output_path = output
-        self._exchange({"op": "hello", "items": sorted(self.items.items())}, [], time.monotonic() + 60)
+        stand_ins = sorted(self.items.items()) if self.upcall else []
+        self._exchange({"op": "hello", "items": stand_ins}, [], time.monotonic() + 60)
 
     def _stop(self) -> None:
         if self.pid is not None:

@@ -23,8 +23,6 @@ import socket
 import sys
 import traceback
 
-import numpy as np
-
 from attnkit import codec
 
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")

@@ -17,13 +17,10 @@ DROPOUT = "torch.nn.modules.dropout.Dropout"
 
 def _doc_scores():
     """The unscaled 6 x 6 scores of the document's SelfAttentionV2 (seed 789)."""
-    state = ref.seeded_state("self_attention.SelfAttentionV2", 789, 3, 2)
-    x = ref.doc_inputs()
-    return (x @ state["W_query.weight"].T) @ (x @ state["W_key.weight"].T).T
+    return ref.public("causal.scores")
 
 
-def _mask(n):
-    return ref.solution(M + "causal_mask")(n)
+_mask = ref.future_mask
 
 
 @check(M + "causal_mask", "example")
@@ -73,8 +70,7 @@ def test_mask_scores_masking(student):
 
 @check(M + "renormalize_masked", "example")
 def test_renormalize_masked_example(student):
-    weights = ref.solution("self_attention.attention_weights")(_doc_scores(), 2)
-    compare.matches_doc(student(weights, _mask(6)), "s3_5_1_masked_simple_norm", "the renormalized weights")
+    compare.matches_doc(student(ref.public("causal.weights"), _mask(6)), "s3_5_1_masked_simple_norm", "the renormalized weights")
 
 
 @check(M + "renormalize_masked", "hidden")
@@ -97,7 +93,7 @@ def test_renormalize_masked_masking(student):
 
 @check(CA, "example")
 def test_causal_attention_example(student):
-    state = ref.seeded_state(CA, 123, 3, 2, 6, 0.0)
+    state = ref.public_state("causal.module")
     run = student.build(3, 2, 6, 0.0, state=state, inputs=[ref.doc_batch()])
     compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
                         "the context vectors of the document's batch")
