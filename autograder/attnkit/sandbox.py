@@ -26,6 +26,9 @@ from attnkit import codec
 from attnkit.outcomes import GraderError, LimitExceeded, StudentError
 
 
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 @dataclass
 class Limits:
     """Per-item limits. Defaults follow the design; every one is configurable."""
@@ -51,8 +54,12 @@ class Zygote:
                                           "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                if k in os.environ}
         env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        # -I: no PYTHONPATH, user site or cwd for the worker; the worker comes
+        # from the same tree as this grader, whatever is installed.
+        boot = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
+                f"from attnkit.worker import zygote; zygote({theirs.fileno()})")
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "attnkit.worker", str(theirs.fileno())],
+            [sys.executable, "-I", "-c", boot],
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
             cwd=tempfile.gettempdir(), start_new_session=True)
         theirs.close()
