@@ -51,8 +51,25 @@ def item_kinds() -> dict[str, str]:
     return {key: item.kind for key, item in items().items()}
 
 
-def open_session(zygote: Zygote, target: Target, limits: Limits | None = None) -> Session:
-    return Session(zygote, target.folder, item_kinds(), reference.upcall, limits)
+def solutions_available() -> bool:
+    try:
+        reference.solutions()
+    except GraderError:
+        return False
+    return True
+
+
+def open_session(zygote: Zygote, target: Target, limits: Limits | None = None,
+                 public: bool = False) -> Session:
+    """A session for one submission. ``public`` sessions (no reference solution
+    at hand) stand no reference results in for other stages."""
+    return Session(zygote, target.folder, item_kinds(), None if public else reference.upcall, limits)
+
+
+def selected_checks(target: Target, public: bool = False) -> list[Check]:
+    """The checks of the target's assignments; only public kinds in public mode."""
+    return [c for c in registry()
+            if c.item.split(".", 1)[0] in target.modules and (c.public or not public)]
 
 
 class Run:
@@ -84,14 +101,14 @@ class Run:
         return self.record(check, None)
 
 
-def grade(zygote: Zygote, target: Target, limits: Limits | None = None) -> Report:
-    """Grade one submission without pytest (the batch path)."""
-    session = open_session(zygote, target, limits)
+def grade(zygote: Zygote, target: Target, limits: Limits | None = None, public: bool = False) -> Report:
+    """Grade one submission without pytest (the batch path). In ``public``
+    mode only the public checks run, and items are out of their public points."""
+    session = open_session(zygote, target, limits, public)
     try:
         run = Run(session)
-        for check in registry():
-            if check.item.split(".", 1)[0] in target.modules:
-                run.run(check)
-        return build_report(run.results, target.modules, missing_notes(target))
+        for check in selected_checks(target, public):
+            run.run(check)
+        return build_report(run.results, target.modules, missing_notes(target), public=public)
     finally:
         session.close()

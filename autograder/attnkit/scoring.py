@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attnkit.items import Check, Item, items
+from attnkit.items import PUBLIC_KINDS, Check, Item, items
 from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
 
 
@@ -40,6 +40,7 @@ def outcome(check: Check, exc: BaseException | None) -> CheckResult:
 class ItemResult:
     item: Item
     checks: list[CheckResult] = field(default_factory=list)
+    public: bool = False  # scored on the public checks only
 
     @property
     def score(self) -> int:
@@ -49,6 +50,8 @@ class ItemResult:
 
     @property
     def max_score(self) -> int:
+        if self.public:
+            return sum(p for kind, p in self.item.checks.items() if kind in PUBLIC_KINDS)
         return self.item.points
 
     @property
@@ -88,9 +91,9 @@ class Report:
         return {r.item.key: r for r in self.results}
 
 
-def build_report(results: list[CheckResult], modules, notes=()) -> Report:
+def build_report(results: list[CheckResult], modules, notes=(), public: bool = False) -> Report:
     table = [i for i in items().values() if i.module in modules]
-    grouped = {i.key: ItemResult(i) for i in table}
+    grouped = {i.key: ItemResult(i, public=public) for i in table}
     for r in results:
         if r.item in grouped:
             grouped[r.item].checks.append(r)
