@@ -98,7 +98,7 @@ def test_random_bytes_never_escape_as_other_errors(data):
 
 
 @settings(deadline=None, max_examples=200)
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2 ** 62), 2 ** 62) | st.floats() | st.text(max_size=5),
+@given(st.recursive(st.none() | st.booleans() | st.integers(-(2 ** 62) + 1, 2 ** 62 - 1) | st.floats() | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
                     max_leaves=10))
 def test_json_values_round_trip(value):
