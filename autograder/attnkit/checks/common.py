@@ -19,7 +19,7 @@ def shape_text(args) -> str:
 
 def against_reference(student, *args, what: str | None = None, tol=None, **kwargs):
     """Call the item with these arguments and compare with the reference solution."""
-    expected = reference.solution(student.name)(*args, **kwargs)
+    expected = reference.memo(student.name, reference.solution(student.name), *args, **kwargs)
     got = student(*args, **kwargs)
     what = what or f"the result for arguments of shape {shape_text(args)}" + (
         f" and {', '.join(f'{k}={v}' for k, v in kwargs.items())}" if kwargs else "")
@@ -37,11 +37,19 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
 
 def random_state(item: str, gen: torch.Generator, *args, **kwargs) -> dict[str, torch.Tensor]:
     """Random float64 parameters with the reference module's names and shapes."""
-    shapes = {n: tuple(p.shape) for n, p in reference.solution(item)(*args, **kwargs).named_parameters()}
+    shapes = reference.memo("shapes", _parameter_shapes, item, *args, **kwargs)
     return {n: reference.randn(gen, *s, scale=0.5) for n, s in shapes.items()}
 
 
+def _parameter_shapes(item: str, *args, **kwargs) -> dict[str, tuple]:
+    return {n: tuple(p.shape) for n, p in reference.solution(item)(*args, **kwargs).named_parameters()}
+
+
 def reference_outputs(item: str, state, inputs, *args, train=False, **kwargs):
+    return reference.memo("outputs", _reference_outputs, item, state, inputs, *args, train=train, **kwargs)
+
+
+def _reference_outputs(item: str, state, inputs, *args, train=False, **kwargs):
     module = reference.reference_module(item, state, *args, train=train, **kwargs)
     with torch.no_grad():
         return [module(x) for x in inputs]
@@ -64,11 +72,9 @@ def _dtype(state) -> str | None:
 
 def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
     """Every parameter receives the reference gradient."""
-    module = reference.reference_module(student.name, state, *args, **kwargs)
-    out = module(x)
-    g = reference.randn(gen, *out.shape)
-    (out * g).sum().backward()
-    want = {n: p.grad for n, p in module.named_parameters()}
+    out_shape = reference_outputs(student.name, state, [x], *args, **kwargs)[0].shape
+    g = reference.randn(gen, *out_shape)
+    want = reference.memo("grads", _reference_grads, student.name, state, x, g, *args, **kwargs)
     run = student.build(*args, state=state, inputs=[x], dtype="float64", grad_output=g, **kwargs)
     if not isinstance(run.grads, dict):
         raise CheckFailure("forward did not return a tensor of the expected shape, "
@@ -79,6 +85,12 @@ def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
             raise CheckFailure(f"no gradient reaches `{name}`: is it used through .data, "
                                f".detach(), .item() or under torch.no_grad()?")
         compare.close(got, expected, what=f"the gradient of `{name}`")
+
+
+def _reference_grads(item: str, state, x, g, *args, **kwargs) -> dict[str, torch.Tensor]:
+    module = reference.reference_module(item, state, *args, **kwargs)
+    (module(x) * g).sum().backward()
+    return {n: p.grad for n, p in module.named_parameters()}
 
 
 def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
