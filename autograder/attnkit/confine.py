@@ -20,7 +20,7 @@ import signal
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 1, 2, 4, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -42,14 +42,17 @@ def set_subreaper() -> bool:
     return _call(_libc.prctl, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def namespaces(hide: list[str]) -> dict:
-    """Private mount and network namespaces; hide ``hide`` under empty tmpfs."""
-    done = {"network": False, "hidden": False}
+def namespaces(hide: list[str], expose: list[str] = ()) -> dict:
+    """Private mount and network namespaces; hide ``hide`` under empty tmpfs,
+    and make the folders in ``expose`` (the Python installation) reachable for
+    an unprivileged user even where they sit under a private home."""
+    done = {"network": False, "hidden": False, "exposed": False}
     if os.geteuid() != 0 or not _call(_libc.unshare, CLONE_NEWNS | CLONE_NEWNET):
         return done
     done["network"] = True
     if not _call(_libc.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None):
         return done
+    done["exposed"] = _expose(list(expose))
     ok = True
     for path in hide:
         if os.path.isdir(path):
@@ -57,6 +60,73 @@ def namespaces(hide: list[str]) -> dict:
                         MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,mode=0555")
     done["hidden"] = ok
     return done
+
+
+def _blocked_ancestor(path: str) -> tuple[str, str] | None:
+    """The first ancestor of ``path`` that others may not enter, and the name
+    of the entry under it on the way to ``path``."""
+    parts = os.path.realpath(path).strip("/").split("/")
+    current = "/"
+    for name in parts[:-1] if os.path.isfile(path) else parts:
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return current, name
+        except OSError:
+            return None
+        current = os.path.join(current, name)
+    return None
+
+
+def _expose(paths: list[str]) -> bool:
+    """Cover each closed ancestor (say /root, mode 0700) with a tmpfs others may
+    enter, and bind the needed entries (say /root/.pyenv) back into it."""
+    for _ in range(4):  # closed folders may nest
+        blocked: dict[str, set[str]] = {}
+        for path in paths:
+            hit = _blocked_ancestor(path)
+            if hit:
+                blocked.setdefault(hit[0], set()).add(hit[1])
+        if not blocked:
+            return True
+        for folder, names in blocked.items():
+            handles = {n: os.open(os.path.join(folder, n), os.O_PATH) for n in names
+                       if os.path.exists(os.path.join(folder, n))}
+            if not _call(_libc.mount, b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                         b"size=4k,mode=0711"):
+                return False
+            for name, fd in handles.items():
+                target = os.path.join(folder, name)
+                if os.path.isdir(f"/proc/self/fd/{fd}"):
+                    os.mkdir(target)
+                else:
+                    open(target, "w").close()
+                ok = _call(_libc.mount, f"/proc/self/fd/{fd}".encode(), target.encode(), None,
+                           MS_BIND | MS_REC, None)
+                os.close(fd)
+                if not ok:
+                    return False
+    return not any(_blocked_ancestor(p) for p in paths)
+
+
+def python_paths() -> list[str]:
+    """Where this Python finds its standard library and packages."""
+    import sys
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    paths |= {p for p in sys.path if p and os.path.isdir(p)}
+    return sorted(paths)
+
+
+def _python_usable() -> bool:
+    """After dropping privileges: can we still import from the standard library?"""
+    import importlib
+
+    try:
+        importlib.import_module("encodings.idna")
+        import json  # noqa: F401
+        return os.access(os.path.dirname(os.__file__), os.R_OK | os.X_OK)
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def drop_privileges(uid: int | None) -> bool:
@@ -90,8 +160,8 @@ def probe(hide_test_dir: str) -> dict:
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        result = namespaces([hide_test_dir])
-        result["user"] = drop_privileges(65533)
+        result = namespaces([hide_test_dir], python_paths())
+        result["user"] = result.pop("exposed") and drop_privileges(65533) and _python_usable()
         result["hidden"] = result["hidden"] and not os.listdir(hide_test_dir) if result["hidden"] else False
         os.write(w, ",".join(k for k, v in result.items() if v).encode())
         os._exit(0)

@@ -136,7 +136,7 @@ def _child(fd: int, request: dict) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     limits = request.get("limits", {})
-    confine.namespaces(list(request.get("hide", [])))
+    confine.namespaces(list(request.get("hide", [])), confine.python_paths())
     confine.drop_privileges(limits.get("uid"))
     confine.limit_resources(limits.get("memory_bytes", 0), limits.get("output_bytes", 0),
                             limits.get("processes", 0))
