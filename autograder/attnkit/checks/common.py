@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from attnkit import compare, reference
+from attnkit.diagnosis import Call, reason
 from attnkit.outcomes import CheckFailure, StudentError
 
 # float32 results of a different but correct formula differ by ~1e-7.
@@ -21,6 +22,7 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
     """Call the item with these arguments and compare with the reference solution."""
     expected = reference.solution(student.name)(*args, **kwargs)
     got = student(*args, **kwargs)
+    call = Call(student.name, args, kwargs)
     what = what or f"the result for arguments of shape {shape_text(args)}" + (
         f" and {', '.join(f'{k}={v}' for k, v in kwargs.items())}" if kwargs else "")
     tol = tol or {}
@@ -32,7 +34,7 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
         for name, g, e in zip(names, got, expected):
             compare.close(g, e, what=f"{what}: {name}", **tol)
         return got
-    return compare.close(got, expected, what=what, **tol)
+    return compare.close(got, expected, what=what, call=call, **tol)
 
 
 def random_state(item: str, gen: torch.Generator, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -53,8 +55,26 @@ def module_against_reference(student, *args, state, inputs, what: str, tol=None,
     if len(run.outputs) != len(expected):
         raise CheckFailure("the process running your code sent back a malformed reply")
     for x, got, exp in zip(inputs, run.outputs, expected):
-        compare.close(got, exp, what=f"{what} for input of shape {tuple(x.shape)}", **(tol or {}))
+        compare.close(got, exp, what=f"{what} for input of shape {tuple(x.shape)}", **(tol or {}),
+                      call=Call(student.name, args, kwargs, state=state, x=x))
     return run
+
+
+def short_sequence_failure(exc: StudentError, tokens: int = 5, context: int = 9) -> CheckFailure:
+    """Why forward raised on fewer tokens than context_length. A size mismatch
+    naming context_length is the unsliced mask; anything else is only hinted at."""
+    if f"({context})" in exc.message or f" {context}]" in exc.message or f"[{context}," in exc.message:
+        return CheckFailure(reason("mask_not_sliced", tokens=tokens, context=context) + f" (forward {exc.reason})",
+                            exc.details, diagnosis="mask_not_sliced")
+    return CheckFailure(f"with {tokens} tokens and context_length {context}, forward {exc.reason}; slice the "
+                        f"mask to the tokens present: self.mask[:T, :T]", exc.details)
+
+
+def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Two outputs agree, NaN where the other has NaN included: NaN is a wrong
+    answer for the value checks, not a sign of randomness."""
+    return first.shape == second.shape and torch.equal(first.nan_to_num(), second.nan_to_num()) \
+        and torch.equal(first.isnan(), second.isnan())
 
 
 def _dtype(state) -> str | None:
@@ -106,6 +126,8 @@ def has_types(run, expected: dict[str, str]) -> None:
     for attr, cls in expected.items():
         info = run.attrs.get(attr) if isinstance(run.attrs, dict) else None
         if not isinstance(info, dict) or info.get("missing"):
+            if attr == "out_proj":
+                raise CheckFailure(reason("out_proj_missing"), diagnosis="out_proj_missing")
             raise CheckFailure(f"the module has no attribute `{attr}`")
         if cls not in (info.get("mro") or []):
             got = (info.get("mro") or ["?"])[0]
