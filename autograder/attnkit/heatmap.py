@@ -36,8 +36,7 @@ def heatmap_png(expected: torch.Tensor, actual: torch.Tensor | None, title: str)
     lo, hi = float(finite.min()), float(finite.max())
     if hi - lo < 1e-12:
         hi = lo + 1.0
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("#d9d9d9")  # NaN and +-inf: shown as grey with a label
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")  # NaN, +-inf: grey, with a label
 
     rows, cols = arrays[0][1].shape
     width = max(2.6, 0.55 * cols + 1.2)

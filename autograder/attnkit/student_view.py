@@ -133,6 +133,14 @@ class StudentView:
         others = [i for i in items if not isinstance(i, GradedItem)]
         items[:] = others + sorted(graded, key=lambda i: (str(i.path.parent), order[i.graded.key]))
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if isinstance(item, GradedItem) and report.skipped and isinstance(report.longrepr, tuple):
+            # point at the student's file, not at this plugin's pytest.skip
+            report.longrepr = (str(item.path), None, report.longrepr[2])
+
     def pytest_collection_finish(self, session):
         for node in session.items:
             if isinstance(node, GradedItem):
