@@ -105,3 +105,23 @@ def test_grade_report_writes_feedback_html(tmp_path):
     page = (out / "feedback.html").read_text()
     assert "Score: 95 / 100" in page
     assert len(_images(_section(page, f"{CA}.mask_scores"))) == 2
+
+
+def test_a_wrong_causal_module_gets_a_picture_of_its_weights(zygote, tmp_path):
+    """The module's output hides its weights; the probe run shows them: here the
+    rows of a mask applied after the softmax no longer sum to 1."""
+    from attnkit.diagnosis.pictures import PROBE_TITLE
+
+    softmax = "weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)"
+    path = mutant(tmp_path / "sub", CA,
+                  ("scores = mask_scores(scores, self.mask[:num_tokens, :num_tokens])\n        " + softmax,
+                   softmax + "\n        weights = weights.masked_fill(self.mask[:num_tokens, :num_tokens], 0.0)"))
+    report = grade(zygote, Target(str(path.parent), (CA,), str(path)))
+    pictures = [p for c in report.by_item()[f"{CA}.CausalAttention"].checks for p in c.pictures]
+    assert pictures and all(p.title == PROBE_TITLE for p in pictures)
+    p = pictures[0]
+    hidden = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    assert (p.expected[hidden] == 0).all() and (p.actual[hidden] == 0).all()
+    torch.testing.assert_close(p.expected.sum(-1), torch.ones(6, dtype=torch.float64))
+    assert (p.actual.sum(-1)[:-1] < 0.99).all()  # only the last row has nothing to hide
+    assert len(_images(_section(feedback_html.render(report), f"{CA}.CausalAttention"))) == 1

@@ -6,7 +6,7 @@ from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import (against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, seeded_matches_doc,
-                                   short_sequence_failure, same_outputs)
+                                   short_sequence_failure, same_outputs, weights_pictures)
 from attnkit.diagnosis import Call, reason
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
@@ -100,9 +100,10 @@ def test_renormalize_masked_masking(student):
 def test_causal_attention_example(student):
     state = ref.public_state("causal.module")
     run = student.build(3, 2, 6, 0.0, state=state, inputs=[ref.doc_batch()])
-    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
-                        "the context vectors of the document's batch",
-                        call=Call(CA, (3, 2, 6, 0.0), {}, state=state, x=ref.doc_batch()))
+    with weights_pictures(student):
+        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
+                            "the context vectors of the document's batch",
+                            call=Call(CA, (3, 2, 6, 0.0), {}, state=state, x=ref.doc_batch()))
 
 
 @check(CA, "hidden")
@@ -154,7 +155,8 @@ def test_causal_attention_dropout(student):
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
     if not same_outputs(first, second):
         raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
-    compare.close(first, expected, what="the eval-mode output with dropout=0.5")
+    compare.close(first, expected, what="the eval-mode output with dropout=0.5",
+                  call=Call(CA, (T, T + 1, T, p), {}, state=state, x=x))
 
     run = student.build(T, T + 1, T, p, state=state, inputs=[x], dtype="float64", train=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")

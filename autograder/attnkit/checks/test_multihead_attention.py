@@ -6,7 +6,7 @@ from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import (F32, against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, raises_value_error,
-                                   seeded_matches_doc, short_sequence_failure, same_outputs)
+                                   seeded_matches_doc, short_sequence_failure, same_outputs, weights_pictures)
 from attnkit.diagnosis import Call, reason
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
@@ -105,9 +105,10 @@ def test_merge_heads_hidden(student):
 def test_mha_example(student):
     state = ref.public_state("multihead.mha")
     run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
-    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
-                        "the context vectors of the document's batch",
-                        call=Call(MHA, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
+    with weights_pictures(student):
+        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
+                            "the context vectors of the document's batch",
+                            call=Call(MHA, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
 
 
 @check(MHA, "hidden")
@@ -140,7 +141,8 @@ def test_mha_dropout(student):
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
     if not same_outputs(first, second):
         raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
-    compare.matches_doc(first, "s3_6_2_MultiHeadAttention_out", "the eval-mode output with dropout=0.5")
+    compare.matches_doc(first, "s3_6_2_MultiHeadAttention_out", "the eval-mode output with dropout=0.5",
+                        call=Call(MHA, (3, 2, 6, 0.5, 2), {}, state=state, x=x))
     run = student.build(3, 2, 6, 0.5, 2, state=state, inputs=[x], train=True)
     trained = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
     if trained.shape == first.shape and torch.allclose(trained, first):

@@ -23,10 +23,11 @@ PICTURED = {
         ("their softmax: the attention weights", lambda t: torch.softmax(t.double(), dim=-1)),
     ],
     "causal_attention.renormalize_masked": [("attention weights", None)],
-    # The classes' weights come from a probe run; see checks/common.weights_probe.
-    "causal_attention.CausalAttention": [("attention weights (probe)", None)],
-    "multihead_attention.MultiHeadAttention": [("attention weights (probe)", None)],
 }
+# Classes whose output hides the weights: a probe run reads them off instead
+# (checks/common.weights_pictures).
+PROBED = ("causal_attention.CausalAttention", "multihead_attention.MultiHeadAttention")
+PROBE_TITLE = "attention weights, read off a probe run of your module"
 
 
 @dataclass(frozen=True)
