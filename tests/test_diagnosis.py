@@ -46,6 +46,10 @@ CASES = {
          f"{SA}.attention_weights", "no scaling"),
         (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
          f"{MH}.MultiHeadAttention", "no scaling")],
+    "scores_scaled_too_early": [
+        (SA, [("return queries @ keys.transpose(-2, -1)  # (..., T_q, d_k) @ (..., d_k, T_k)",
+               "return queries @ keys.transpose(-2, -1) / keys.shape[-1] ** 0.5")],
+         f"{SA}.attention_scores", "divided by sqrt(d_k) = 2")],
     "scaled_by_sqrt_d_out": [
         (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                "torch.softmax(scores / (self.num_heads * self.head_dim) ** 0.5, dim=-1)")],

@@ -109,7 +109,7 @@ class StudentView:
         self.public = not solutions_available()
         self.zygote = Zygote()  # imports torch in the worker while pytest collects
         self.selected: dict[Path, set[str]] = {}  # folder -> modules whose items will run
-        self.reports: dict = {}  # folder -> Report
+        self.reports: dict = {}  # folder -> Report, or the GraderError that stopped its grading
 
     def pytest_collect_file(self, file_path, parent):
         if file_path.name in _exercise_files() and (self.everywhere or file_path.parent == self.here):
@@ -150,17 +150,27 @@ class StudentView:
         from attnkit.grading import Target, grade
         from attnkit.items import MODULES
 
+        from attnkit.outcomes import GraderError
+
         folder = node.path.parent
         if folder not in self.reports:
             modules = tuple(m for m in MODULES if m in self.selected.get(folder, {node.graded.module}))
-            self.reports[folder] = grade(self.zygote, Target(str(folder), modules, str(folder)),
-                                         public=self.public)
-        return self.reports[folder].by_item()[node.graded.key]
+            try:
+                self.reports[folder] = grade(self.zygote, Target(str(folder), modules, str(folder)),
+                                             public=self.public)
+            except GraderError as exc:  # the kit's fault or setup, never the student's code
+                self.reports[folder] = exc
+        report = self.reports[folder]
+        if isinstance(report, GraderError):
+            raise ItemFailed(f"attnkit could not grade {folder}: {report}")
+        return report.by_item()[node.graded.key]
 
     def pytest_terminal_summary(self, terminalreporter):
         from attnkit.report import table
 
         for folder, report in self.reports.items():
+            if not hasattr(report, "results"):
+                continue  # a grader error, reported with each item
             terminalreporter.section(f"attnkit: {folder}")
             terminalreporter.write_line(table(report))
             terminalreporter.write_line(self.points_line(report))

@@ -99,6 +99,18 @@ def _blocks_permuted(count: Callable[[Call, torch.Tensor], int]):
     return signature
 
 
+def _scaled_scores(call: Call, actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float):
+    """The right scores divided by sqrt(d_k) or d_k: a ratio that is one constant."""
+    keys = call.arg(1, "keys")
+    if actual.shape != expected.shape or not isinstance(keys, torch.Tensor) or not actual.is_floating_point():
+        return None
+    d_k = keys.shape[-1]
+    for words, factor in ((f"sqrt(d_k) = {d_k ** 0.5:.4g}", d_k ** 0.5), (f"d_k = {d_k}", float(d_k))):
+        if factor != 1.0 and torch.allclose(actual.double() * factor, expected.double(), rtol=rtol, atol=atol):
+            return {"factor": words}
+    return None
+
+
 def _call_heads(call: Call, expected: torch.Tensor) -> int:
     x = call.arg(0, "x")
     return x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 4 else 0
@@ -152,6 +164,11 @@ ENTRIES: tuple[Misconception, ...] = (
         "by sqrt(d_k), the square root of the key dimension, before the softmax",
         variants={"self_attention.attention_weights": lambda c: torch.softmax(c.arg(0, "scores"), -1),
                   **_every(SCALED_MODULES, scale="none")}),
+    Misconception(
+        "scores_scaled_too_early",
+        "your scores are the right ones divided by {factor}: attention_scores returns the plain dot "
+        "products, and the scaling belongs to attention_weights, so that it is applied exactly once",
+        signatures={"self_attention.attention_scores": _scaled_scores}),
     Misconception(
         "scaled_by_sqrt_d_out",
         "your output matches scaling every head's scores by sqrt(d_out): each head's keys have only "

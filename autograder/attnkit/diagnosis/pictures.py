@@ -63,7 +63,10 @@ def _shown(t, transform) -> torch.Tensor | None:
 def pictures_for(item: str, expected, actual) -> list[Picture]:
     out = []
     for title, transform in PICTURED.get(item, []):
-        want = _shown(expected, transform)
-        if want is not None:
-            out.append(Picture(title, want, _shown(actual, transform)))
+        want, got = _shown(expected, transform), _shown(actual, transform)
+        if want is None:
+            continue
+        if got is not None and got.shape != want.shape:
+            got = None  # a wrong shape is said in words; drawing it could be any size
+        out.append(Picture(title, want, got))
     return out
