@@ -13,7 +13,7 @@ import torch
 from mutants import mutant
 
 from attnkit import reference
-from attnkit.diagnosis import ENTRIES, Call, identify, variants
+from attnkit.diagnosis import BY_ID, ENTRIES, Call, identify, variants
 from attnkit.grading import Target, grade
 
 S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
@@ -146,6 +146,8 @@ def test_every_catalogue_entry_has_a_case():
 @pytest.mark.parametrize("entry_id, n", PARAMS)
 def test_mistake_is_named(zygote, tmp_path, entry_id, n):
     module, edits, item, phrase = CASES[entry_id][n]
+    entry = BY_ID[entry_id]
+    assert item in entry.items or "*" in entry.items, f"the catalogue does not say {entry_id} concerns {item}"
     path = mutant(tmp_path / "sub", module, *edits)
     report = grade(zygote, Target(str(path.parent), (module,), str(path)))
     result = report.by_item()[item]
