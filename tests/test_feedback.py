@@ -81,9 +81,10 @@ def test_not_implemented_items_say_so_without_pictures(zygote):
 
 def test_public_mode_is_stated(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA)
-    page = feedback_html.render(grade(zygote, Target(str(path.parent), (CA,), str(path)), public=True),
-                                public=True)
-    assert "Public mode" in page
+    report = grade(zygote, Target(str(path.parent), (CA,), str(path)), public=True)
+    assert "Public mode" in feedback_html.render(report)  # the report knows it was graded in public mode
+    # out of the public points, by hand from points.toml: 1 + (1 + 2) + (1 + 1) + (2 + 3 + 1 + 1)
+    assert "Score: 13 / 13" in feedback_html.render(report)
 
 
 def test_heatmap_draws_masked_and_nan_cells():

@@ -118,7 +118,7 @@ def render(report: Report, title: str = "attnkit feedback", public: bool = False
         rows.append(f'<tr><td>{link}</td><td class="points">{r.score}/{r.max_score}</td>'
                     f'<td class="{cls}">{word}</td><td>{summary}</td></tr>')
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in report.notes)
-    if public:
+    if public or any(r.public for r in report.results):
         notes += ('<p class="note">Public mode: only the public checks ran (the chapter\'s examples and '
                   'the properties); the hidden cases run when your course grades the work.</p>')
     sections = "".join(_item_section(r) for r in report.results if r.score != r.max_score)
