@@ -51,6 +51,7 @@ def test_one_wrong_item_fails_with_its_reason_and_m_selects_an_assignment(tmp_pa
     assert "causal_attention.mask_scores: 0/5 points" in done.stdout
     assert "you mask with 0 instead of -inf" in done.stdout
     assert "attnkit: 20/25 points for the selected assignments (of 100 in all)" in done.stdout
+    assert f"attnkit grade {folder} --report DIR" in done.stdout
     assert "Traceback" not in done.stdout
 
 

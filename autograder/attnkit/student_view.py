@@ -174,6 +174,9 @@ class StudentView:
             terminalreporter.section(f"attnkit: {folder}")
             terminalreporter.write_line(table(report))
             terminalreporter.write_line(self.points_line(report))
+            if any(c.pictures for r in report.results for c in r.checks):
+                terminalreporter.write_line(f"pictures of the expected and your attention weights: "
+                                            f"attnkit grade {folder} --report DIR, then open DIR/feedback.html")
 
     def points_line(self, report) -> str:
         whole = len({r.item.module for r in report.results}) == 4
