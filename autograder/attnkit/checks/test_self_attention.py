@@ -94,7 +94,8 @@ def test_attention_weights_stability(student):
 @check(M + "context_vectors", "example")
 def test_context_vectors_example(student):
     _, _, values = _doc_projections()
-    compare.matches_doc(student(ref.public("self.weights_2"), values), "s3_4_1_context_vec_2", "the context vector of x2")
+    compare.matches_doc(student(ref.public("self.weights_2"), values), "s3_4_1_context_vec_2",
+                        "the context vector of x2")
 
 
 @check(M + "context_vectors", "hidden")
