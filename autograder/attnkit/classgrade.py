@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnkit import feedback_html
 from attnkit.items import MODULES, items
 from attnkit.outcomes import GraderError
 from attnkit.report import gradescope, table, write_atomic
@@ -123,12 +124,7 @@ def write_student(folder: Path, student: str, report, fingerprint: str, version:
                 if c.details:
                     feedback.append("    " + c.details.replace("\n", "\n    "))
     write_atomic(str(folder / "feedback.txt"), "\n".join(feedback) + "\n")
-    try:
-        from attnkit import feedback_html  # the illustrated feedback, where available
-    except ImportError:
-        feedback_html = None
-    if feedback_html is not None and hasattr(feedback_html, "write_feedback"):
-        feedback_html.write_feedback(report, str(folder), student=student)
+    feedback_html.write(report, str(folder), f"attnkit feedback for {student}")
     # results.json last: its fingerprint marks the student as done
     write_atomic(str(folder / "results.json"), json.dumps(data, indent=2) + "\n")
 

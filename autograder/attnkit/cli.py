@@ -63,6 +63,11 @@ def cmd_grade(args) -> int:
         print(plugin.isolation_notice, file=sys.stderr)
     if args.json:
         print(f"results written to {args.json}")
+    if args.report:
+        from attnkit import feedback_html
+
+        path = feedback_html.write(plugin.report, args.report, f"attnkit feedback: {args.path}")
+        print(f"feedback written to {path}")
     if args.fail_under is not None and plugin.report.score < args.fail_under:
         return 1
     return 0
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grade", help="grade a folder or one exercise file")
     p.add_argument("path", help="a folder with the exercise files, or one of them")
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    p.add_argument("--report", metavar="DIR", help="write feedback.html for the student into DIR")
     p.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 below this score")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="wall-time limit per graded item (default 10)")
