@@ -92,6 +92,9 @@ _NEXT_CHANNEL = None
 
 def _init_job() -> None:
     """In each job process: take a channel of its own to the shared worker."""
+    from attnkit import confine
+
+    confine.die_with_parent()  # a killed run leaves no job grading on
     with _NEXT_CHANNEL.get_lock():
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1

@@ -92,6 +92,17 @@ def cmd_grade_class(args) -> int:
     return 1 if errors else 0
 
 
+def cmd_gradescope_bundle(args) -> int:
+    from attnkit.gradescope import build_bundle
+
+    path = build_bundle(args.out, args.secret_file)
+    print(f"wrote {path}: upload it as the autograder of a Gradescope programming assignment")
+    if not args.secret_file:
+        print("note: no --secret-file given, so the hidden cases use the kit's public default secret",
+              file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnkit", description="The attention exercise kit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="wall-time limit per graded item (default 10)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grade_class)
+
+    p = sub.add_parser("gradescope-bundle", help="build a Gradescope autograder zip")
+    p.add_argument("out", help="the zip to write, e.g. autograder.zip")
+    p.add_argument("--secret-file", help="a file holding your secret for the hidden cases")
+    p.set_defaults(func=cmd_gradescope_bundle)
 
     args = parser.parse_args(argv)
     try:
