@@ -73,6 +73,12 @@ CASES = {
         {MH: [("        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found\n", ""),
               ("        return self.out_proj(context)", "        return context")]},
         {f"{MH}.MultiHeadAttention": 0}),
+    "multihead_dropout_on_the_scores": (
+        {MH: [("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
+               "        weights = self.dropout(weights)\n",
+               "        scores = self.dropout(scores)\n"
+               "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n")]},
+        {f"{MH}.MultiHeadAttention": 14}),  # loses dropout (1)
     "head_dim_from_d_in": (
         {MH: [("self.head_dim = d_out // num_heads", "self.head_dim = d_in // num_heads")]},
         {f"{MH}.MultiHeadAttention": 13}),  # loses structure (2)

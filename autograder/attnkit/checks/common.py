@@ -196,3 +196,68 @@ def has_types(run, expected: dict[str, str]) -> None:
         if cls not in (info.get("mro") or []):
             got = (info.get("mro") or ["?"])[0]
             raise CheckFailure(f"`{attr}` is a {got}; expected {cls}")
+
+
+def dropout_probe(T: int, with_out_proj: bool = False):
+    """Parameters that make the output show the attention weights themselves.
+
+    Tokens are one-hot (d_in = T) and queries and keys are zero, so causal
+    row i gives weight 1/(i+1) to each token up to i. The values are [I | 1]:
+    output column j < T is weight (i, j) and column T is the row's sum. Dropout
+    on the weights zeroes entries of the first T columns and scales the rest by
+    1/(1-p), and column T stays their sum. A multi-head module takes one head
+    and an identity out_proj, so the same holds for it.
+    """
+    zeros = torch.zeros(T + 1, T, dtype=torch.float64)
+    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64)])
+    state = {"W_query.weight": zeros, "W_key.weight": zeros.clone(), "W_value.weight": values}
+    if with_out_proj:
+        state["out_proj.weight"] = torch.eye(T + 1, dtype=torch.float64)
+        state["out_proj.bias"] = torch.zeros(T + 1, dtype=torch.float64)
+    allowed = ~reference.future_mask(T)
+    weights = allowed / allowed.sum(dim=-1, keepdim=True).double()
+    return state, weights, allowed
+
+
+def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5) -> None:
+    """Off in eval mode; in train mode on the attention weights, zeroing about p
+    of them and scaling the others by 1/(1-p)."""
+    multihead = item.startswith("multihead_attention.")
+    state, weights, allowed = dropout_probe(T, with_out_proj=multihead)
+    args = (T, T + 1, T, p) + ((1,) if multihead else ())
+    x = torch.eye(T, dtype=torch.float64).expand(b, T, T).clone()
+    expected = torch.cat([weights, weights.sum(-1, keepdim=True)], dim=-1).expand(b, T, T + 1)
+
+    run = student.build(*args, state=state, inputs=[x], dtype="float64", repeat=2)
+    first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
+    if not same_outputs(first, second):
+        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
+    compare.close(first, expected, what="the eval-mode output with dropout=0.5",
+                  call=Call(item, args, {}, state=state, x=x))
+
+    run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True)
+    out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
+    if out.shape != (b, T, T + 1) or out.dtype != torch.float64:
+        raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
+                           f"expected {(b, T, T + 1)}, torch.float64")
+    dropped, sums = out[..., :T], out[..., T]
+    if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
+        raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
+    kept = dropped.masked_select(allowed.expand(b, T, T))
+    w = weights.masked_select(allowed).repeat(b)
+    zero = kept == 0
+    if not zero.any():
+        raise CheckFailure("in train mode with dropout=0.5 no attention weight was dropped: apply "
+                           "self.dropout to the attention weights, after the softmax")
+    scale = kept[~zero] / w[~zero]
+    if torch.allclose(scale, torch.ones_like(scale)):
+        raise CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
+    if not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
+        raise CheckFailure("in train mode the weights are neither 0 nor scaled by 1/(1-p): is dropout "
+                           "applied to something other than the attention weights?")
+    rate = float(zero.double().mean())
+    if abs(rate - p) > 0.06:
+        raise CheckFailure(f"dropout zeroed {rate:.0%} of the weights; with p = 0.5 it should zero about half")
+    if not torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12):
+        raise CheckFailure("dropout acts on the output, not on the attention weights: apply it to the "
+                           "weights before multiplying by the values")

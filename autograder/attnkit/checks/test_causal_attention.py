@@ -4,10 +4,10 @@ import torch
 
 from attnkit import compare
 from attnkit import reference as ref
-from attnkit.checks.common import (against_reference, gradients_match, has_types,
+from attnkit.checks.common import (dropout_behaves, against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, seeded_matches_doc,
-                                   short_sequence_failure, same_outputs, weights_pictures)
-from attnkit.diagnosis import Call, reason
+                                   short_sequence_failure, weights_pictures)
+from attnkit.diagnosis import Call
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -127,63 +127,9 @@ def test_causal_attention_short_sequence(student):
         raise short_sequence_failure(exc) from None
 
 
-def dropout_probe(T: int):
-    """Parameters that make the output show the attention weights themselves.
-
-    Tokens are one-hot (d_in = T) and queries and keys are zero, so causal
-    row i gives weight 1/(i+1) to each token up to i. The values are [I | 1]:
-    output column j < T is weight (i, j) and column T is the row's sum. Dropout
-    on the weights zeroes entries of the first T columns and scales the rest by
-    1/(1-p), and column T stays their sum.
-    """
-    zeros = torch.zeros(T + 1, T, dtype=torch.float64)
-    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64)])
-    state = {"W_query.weight": zeros, "W_key.weight": zeros.clone(), "W_value.weight": values}
-    allowed = ~_mask(T)
-    weights = allowed / allowed.sum(dim=-1, keepdim=True).double()
-    return state, weights, allowed
-
-
 @check(CA, "dropout")
 def test_causal_attention_dropout(student):
-    T, b, p = 32, 4, 0.5
-    state, weights, allowed = dropout_probe(T)
-    x = torch.eye(T, dtype=torch.float64).expand(b, T, T).clone()
-    expected = torch.cat([weights, weights.sum(-1, keepdim=True)], dim=-1).expand(b, T, T + 1)
-
-    run = student.build(T, T + 1, T, p, state=state, inputs=[x], dtype="float64", repeat=2)
-    first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
-    if not same_outputs(first, second):
-        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
-    compare.close(first, expected, what="the eval-mode output with dropout=0.5",
-                  call=Call(CA, (T, T + 1, T, p), {}, state=state, x=x))
-
-    run = student.build(T, T + 1, T, p, state=state, inputs=[x], dtype="float64", train=True)
-    out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
-    if out.shape != (b, T, T + 1) or out.dtype != torch.float64:
-        raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
-                           f"expected {(b, T, T + 1)}, torch.float64")
-    dropped, sums = out[..., :T], out[..., T]
-    if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
-        raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
-    kept = dropped.masked_select(allowed.expand(b, T, T))
-    w = weights.masked_select(allowed).repeat(b)
-    zero = kept == 0
-    if not zero.any():
-        raise CheckFailure("in train mode with dropout=0.5 no attention weight was dropped: apply "
-                           "self.dropout to the attention weights, after the softmax")
-    scale = kept[~zero] / w[~zero]
-    if torch.allclose(scale, torch.ones_like(scale)):
-        raise CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
-    if not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
-        raise CheckFailure("in train mode the weights are neither 0 nor scaled by 1/(1-p): is dropout "
-                           "applied to something other than the attention weights?")
-    rate = float(zero.double().mean())
-    if abs(rate - p) > 0.06:
-        raise CheckFailure(f"dropout zeroed {rate:.0%} of the weights; with p = 0.5 it should zero about half")
-    if not torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12):
-        raise CheckFailure("dropout acts on the output, not on the attention weights: apply it to the "
-                           "weights before multiplying by the values")
+    dropout_behaves(student, CA)
 
 
 @check(CA, "gradients")

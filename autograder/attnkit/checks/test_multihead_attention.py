@@ -4,9 +4,9 @@ import torch
 
 from attnkit import compare
 from attnkit import reference as ref
-from attnkit.checks.common import (F32, against_reference, gradients_match, has_types,
+from attnkit.checks.common import (dropout_behaves, F32, against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, raises_value_error,
-                                   seeded_matches_doc, short_sequence_failure, same_outputs, weights_pictures)
+                                   seeded_matches_doc, short_sequence_failure, weights_pictures)
 from attnkit.diagnosis import Call, reason
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
@@ -134,20 +134,8 @@ def test_mha_short_sequence(student):
 
 @check(MHA, "dropout")
 def test_mha_dropout(student):
-    # The document's module and batch, with dropout 0.5: eval mode must give the
-    # document's tensor every time, train mode something else.
-    state, x = ref.public_state("multihead.mha"), ref.doc_batch()
-    run = student.build(3, 2, 6, 0.5, 2, state=state, inputs=[x], repeat=2)
-    first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
-    if not same_outputs(first, second):
-        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
-    compare.matches_doc(first, "s3_6_2_MultiHeadAttention_out", "the eval-mode output with dropout=0.5",
-                        call=Call(MHA, (3, 2, 6, 0.5, 2), {}, state=state, x=x))
-    run = student.build(3, 2, 6, 0.5, 2, state=state, inputs=[x], train=True)
-    trained = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
-    if trained.shape == first.shape and torch.allclose(trained, first):
-        raise CheckFailure("in train mode with dropout=0.5 the output equals the eval-mode output: "
-                           "apply self.dropout to the attention weights")
+    # One head and an identity out_proj turn the module into the causal probe.
+    dropout_behaves(student, MHA)
 
 
 @check(MHA, "gradients")
