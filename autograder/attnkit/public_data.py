@@ -67,6 +67,14 @@ def recipes() -> dict[str, torch.Tensor]:
     for name, value in ref.seeded_state("multihead_attention.MultiHeadAttention", 123,
                                         3, 2, 6, 0.0, 2).items():
         out[f"multihead.mha.{name}"] = value
+    # what the right modules show on the picture probe (checks.common.probe)
+    from attnkit.checks.common import probe
+
+    for item in ("causal_attention.CausalAttention", "multihead_attention.MultiHeadAttention"):
+        args, state, x = probe(item)
+        module = ref.reference_module(item, state, *args)
+        n = x.shape[-1]
+        out[f"probe.{item.split('.', 1)[1]}"] = module(x)[0, :, :n]
     return {k: v.detach() for k, v in out.items()}
 
 
