@@ -59,6 +59,15 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_course(args) -> int:
+    from attnkit.course import create
+
+    for path in create(args.dir, cell_timeout=args.cell_timeout, item_seconds=args.item_timeout):
+        print(f"wrote {path}")
+    print(f"next: cd {args.dir} && nbgrader generate_assignment simplified_attention")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnkit", description="The attention exercise kit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="wall-time limit per graded item (default 10)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("course", help="create a ready nbgrader course folder (config and source notebooks)")
+    p.add_argument("dir", help="the course folder to create")
+    p.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS",
+                   help="nbgrader's per-cell time limit, c.Execute.timeout (default 60)")
+    p.add_argument("--item-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="the test cells' time limit per graded item (default 10)")
+    p.set_defaults(func=cmd_course)
 
     args = parser.parse_args(argv)
     try:
