@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import traceback
+import types
 
 from attnkit import codec
 
@@ -125,6 +126,7 @@ class Child:
         self.workdir = os.path.realpath(workdir)
         self.items: dict[str, str] = {}  # "module.name" -> "function" | "class"
         self.modules: dict[str, object] = {}
+        self.broken: dict[str, StudentFault] = {}  # exercise modules replaced by stand-ins
 
     # -- channel
     def serve(self) -> None:
@@ -208,6 +210,8 @@ class Child:
         return "".join(lines[-8:])
 
     def load(self, module: str):
+        if module in self.broken:
+            raise self.broken[module]
         if module in self.modules:
             return self.modules[module]
         path = os.path.join(self.workdir, module + ".py")
@@ -221,10 +225,45 @@ class Child:
             text = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, SystemExit):
                 text = f"called sys.exit({exc.code!r}) while being imported"
-            raise StudentFault("import", f"{module}.py could not be imported: {text}",
-                               self.student_traceback(exc)) from None
+            fault = StudentFault("import", f"{module}.py could not be imported: {text}",
+                                 self.student_traceback(exc))
+            dep = self._failed_dependency(module, exc)
+            if dep is None or not self.items:
+                self.broken[module] = fault
+                raise fault from None
+            # Another exercise file is missing or broken: this one imports stand-ins
+            # for it instead, so the broken file costs only its own items.
+            self.broken[dep] = StudentFault(
+                "import" if os.path.exists(os.path.join(self.workdir, dep + ".py")) else "missing_file",
+                f"{dep}.py could not be imported: {text}", fault.tb)
+            sys.modules.pop(module, None)
+            sys.modules[dep] = self._stand_in_module(dep)
+            return self.load(module)
         self.modules[module] = mod
         return mod
+
+    def _failed_dependency(self, module: str, exc: BaseException) -> str | None:
+        """The other exercise module whose import made this one fail, if any."""
+        others = [m for m in MODULES if m != module and not isinstance(sys.modules.get(m), _StandIn)]
+        if isinstance(exc, ImportError) and exc.name in others:
+            return exc.name
+        files = {os.path.realpath(f.filename) for f in traceback.extract_tb(exc.__traceback__)}
+        if isinstance(exc, SyntaxError) and exc.filename:
+            files.add(os.path.realpath(exc.filename))
+        for m in others:
+            if os.path.join(self.workdir, m + ".py") in files and m not in self.modules:
+                return m
+        return None
+
+    def _stand_in_module(self, module: str):
+        stand_in = _StandIn(module, f"The grader's stand-ins for {module}.")
+        for key, kind in self.items.items():
+            m, name = key.split(".", 1)
+            if m == module:
+                proxy = self.proxy(key, kind)
+                if proxy is not None:
+                    setattr(stand_in, name, proxy)
+        return stand_in
 
     def resolve(self, item: str):
         module, name = item.split(".", 1)
@@ -248,10 +287,16 @@ class Child:
                 for module, mod in list(child.modules.items()):
                     for key, kind in child.items.items():
                         m, name = key.split(".", 1)
-                        if m == module and key != item and hasattr(mod, name):
-                            proxy = child.proxy(key, kind)
-                            if proxy is not None:
-                                originals[id(getattr(mod, name))] = proxy
+                        if m != module or key == item:
+                            continue
+                        proxy = child.proxy(key, kind)
+                        if proxy is None:
+                            continue
+                        if hasattr(mod, name):
+                            originals[id(getattr(mod, name))] = proxy
+                        else:  # a missing stage must not break the ones that call it
+                            self.saved.append((mod.__dict__, name, _MISSING))
+                            mod.__dict__[name] = proxy
                 for mod in list(child.modules.values()):
                     space = mod.__dict__
                     for name, value in list(space.items()):
@@ -263,7 +308,10 @@ class Child:
 
             def __exit__(self, *exc):
                 for space, name, value in reversed(self.saved):
-                    space[name] = value
+                    if value is _MISSING:
+                        space.pop(name, None)
+                    else:
+                        space[name] = value
                 return False
 
         # Modules the item needs must be loaded before the swap looks at them.
@@ -338,6 +386,10 @@ class Child:
 
 
 _MISSING = object()
+
+
+class _StandIn(types.ModuleType):
+    """A module of stand-ins, for an exercise file that is missing or broken."""
 
 
 def _describe(value) -> dict:

@@ -1,0 +1,57 @@
+"""Shared fixtures: one warm worker for the whole test session, and a way to
+build submissions from the reference solutions so they never drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attnkit.grading import Target, grade
+from attnkit.items import MODULES
+from attnkit.sandbox import Limits, Zygote
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "solutions"
+ASSIGNMENTS = ROOT / "assignments"
+SHARED = ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def zygote():
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def make_submission(folder: Path, edits: dict[str, list[tuple[str, str]]] | None = None,
+                    base: Path = SOLUTIONS, drop: tuple[str, ...] = ()) -> Path:
+    """Copy the four modules of ``base`` into ``folder`` and apply text edits.
+
+    Each edit (old, new) must match exactly once, so a change to the solutions
+    that would silently void the edit fails the test instead.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for module in MODULES:
+        if module in drop:
+            continue
+        text = (base / f"{module}.py").read_text()
+        for old, new in (edits or {}).get(module, []):
+            assert text.count(old) == 1, f"edit for {module} matches {text.count(old)} times: {old!r}"
+            text = text.replace(old, new)
+        (folder / f"{module}.py").write_text(text)
+    return folder
+
+
+def grade_folder(zygote, folder: Path, modules=MODULES, limits: Limits | None = None, public: bool = False):
+    return grade(zygote, Target(str(folder), tuple(modules), str(folder)), limits, public=public)
+
+
+def scores(report) -> dict[str, int]:
+    return {r.item.key: r.score for r in report.results}
+
+
+def full_marks(modules=MODULES) -> dict[str, int]:
+    from attnkit.items import items
+
+    return {k: i.points for k, i in items().items() if i.module in modules}

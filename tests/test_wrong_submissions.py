@@ -1,0 +1,111 @@
+"""Hand-written wrong submissions, one per common mistake: each loses exactly
+the points of the stage it breaks, and nothing elsewhere.
+
+Each submission is the reference solution with one edit. The expected scores
+are written out here by hand from the points table, not taken from the grader.
+"""
+
+import pytest
+from conftest import ASSIGNMENTS, full_marks, grade_folder, make_submission, scores
+
+S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
+
+CASES = {
+    "softmax_without_max_subtraction": (
+        {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)", "shifted = scores")]},
+        {f"{S}.softmax": 3}),  # loses stability (2)
+    "softmax_ignores_dim": (
+        {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
+              "shifted = scores - scores.amax(dim=-1, keepdim=True)"),
+             ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum(dim=-1, keepdim=True)")]},
+        {f"{S}.softmax": 3}),  # loses hidden (2): the document's cases use the last dim
+    "softmax_modifies_its_input": (
+        {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
+              "scores -= scores.amax(dim=dim, keepdim=True)\n    shifted = scores")]},
+        {f"{S}.softmax": 0}),
+    "context_vectors_returns_numpy": (
+        {S: [("return weights @ values  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)",
+              "return (weights @ values).numpy()")]},
+        {f"{S}.context_vectors": 0}),
+    "query_scores_changes_dtype": (
+        {S: [("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
+              "return (inputs * query.unsqueeze(-2)).sum(dim=-1).float()")]},
+        {f"{S}.query_scores": 1}),  # the float32 example passes, float64 hidden cases fail
+    "scaling_by_d_k": (
+        {SA: [("return torch.softmax(scores / d_k ** 0.5, dim=-1)", "return torch.softmax(scores / d_k, dim=-1)")]},
+        {f"{SA}.attention_weights": 0}),
+    "no_scaling": (
+        {SA: [("return torch.softmax(scores / d_k ** 0.5, dim=-1)", "return torch.softmax(scores, dim=-1)")]},
+        {f"{SA}.attention_weights": 0}),
+    "mask_includes_the_diagonal": (
+        {CA: [("dtype=torch.bool), diagonal=1)", "dtype=torch.bool), diagonal=0)")]},
+        {f"{CA}.causal_mask": 0}),
+    "masking_with_zero": (
+        {CA: [('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")]},
+        {f"{CA}.mask_scores": 0}),
+    "renormalize_forgets_to_renormalize": (
+        {CA: [("return kept / kept.sum(dim=-1, keepdim=True)", "return kept")]},
+        {f"{CA}.renormalize_masked": 0}),
+    "dropout_on_the_scores": (
+        {CA: [("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
+               "        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
+               "        scores = self.dropout(scores)\n"
+               "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
+               "        return weights @ values  # (b, T, d_out)")]},
+        {f"{CA}.CausalAttention": 10}),  # loses dropout (3)
+    "dropout_active_in_eval_mode": (
+        {CA: [("        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
+               "        weights = torch.nn.functional.dropout(weights, self.dropout.p, training=True)\n"
+               "        return weights @ values  # (b, T, d_out)")]},
+        {f"{CA}.CausalAttention": 7}),  # loses hidden (3, run with dropout 0.3) and dropout (3)
+    "mask_not_sliced": (
+        {CA: [("mask_scores(scores, self.mask[:num_tokens, :num_tokens])", "mask_scores(scores, self.mask)")]},
+        {f"{CA}.CausalAttention": 11}),  # loses short_sequence (2)
+    "split_heads_without_transpose": (
+        {MH: [("    x = x.view(b, num_tokens, num_heads, d_out // num_heads)  # (b, T, h, head_dim)\n"
+               "    return x.transpose(1, 2)  # (b, h, T, head_dim)",
+               "    return x.view(b, num_heads, num_tokens, d_out // num_heads)")]},
+        {f"{MH}.split_heads": 0}),
+    "merge_heads_without_transpose": (
+        {MH: [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)", "x = x.contiguous()")]},
+        {f"{MH}.merge_heads": 0}),
+    "missing_out_proj": (
+        {MH: [("        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found\n", ""),
+              ("        return self.out_proj(context)", "        return context")]},
+        {f"{MH}.MultiHeadAttention": 0}),
+    "head_dim_from_d_in": (
+        {MH: [("self.head_dim = d_out // num_heads", "self.head_dim = d_in // num_heads")]},
+        {f"{MH}.MultiHeadAttention": 13}),  # loses structure (2)
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_wrong_submission_loses_exactly_its_stage(zygote, tmp_path, name):
+    edits, changed = CASES[name]
+    modules = tuple(edits)
+    folder = make_submission(tmp_path / name, edits)
+    expected = dict(full_marks(modules), **changed)
+    assert scores(grade_folder(zygote, folder, modules)) == expected
+
+
+def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
+    """merge_heads deleted: MultiHeadAttention, which calls it, keeps its points."""
+    start = "def merge_heads(x: torch.Tensor) -> torch.Tensor:"
+    folder = make_submission(tmp_path / "sub")
+    source = (folder / f"{MH}.py").read_text()
+    head, rest = source.split(start)
+    tail = rest[rest.index("\nclass MultiHeadAttention("):]
+    (folder / f"{MH}.py").write_text(head + tail)
+    report = grade_folder(zygote, folder, (MH,))
+    assert scores(report) == dict(full_marks((MH,)), **{f"{MH}.merge_heads": 0})
+    assert "defines no `merge_heads`" in report.by_item()[f"{MH}.merge_heads"].summary
+
+
+def test_stubbed_causal_attention_does_not_cost_the_wrapper(zygote, tmp_path):
+    """The student's CausalAttention is a stub; the wrapper built on it is right."""
+    folder = make_submission(tmp_path / "sub")
+    (folder / f"{CA}.py").write_text((ASSIGNMENTS / f"{CA}.py").read_text())
+    report = grade_folder(zygote, folder, (CA, MH))
+    got = scores(report)
+    assert all(v == 0 for k, v in got.items() if k.startswith(CA))
+    assert {k: v for k, v in got.items() if k.startswith(MH)} == full_marks((MH,))
