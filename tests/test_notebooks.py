@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from attnkit.items import MODULES, items, items_of
 from attnkit.notebook_code import definitions, module_source
 from attnkit.reference import doc_inputs
 from attnkit.sandbox import Limits, Zygote
-from notebook_samples import ROOT, SOURCE, source_notebook, write_modules
+from notebook_samples import ROOT, source_notebook, write_modules
 
 
 @pytest.fixture(scope="module")

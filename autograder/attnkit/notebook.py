@@ -116,7 +116,6 @@ def grade_item(zygote, folder: str, item_key: str, limits, public: bool):
     """The ItemResult of one item of the module file in ``folder``."""
     from attnkit import grading
     from attnkit.items import items
-    from attnkit.outcomes import GraderError
     from attnkit.scoring import build_report
 
     item = items()[item_key]
@@ -127,7 +126,7 @@ def grade_item(zygote, folder: str, item_key: str, limits, public: bool):
             for dep in DEPENDS.get(item.module, ()):
                 try:  # loads the placeholder module into the child, so that its names are swapped
                     session.request(f"{dep}.causal_mask", "call", (2,))
-                except (GraderError, Exception):  # noqa: BLE001 - the placeholder raises by design
+                except Exception:  # noqa: BLE001 - the placeholder raises by design
                     pass
         run = grading.Run(session)
         for check in grading.selected_checks(target, public):
@@ -153,7 +152,7 @@ def score(item_key: str, public: bool = False) -> float:
 
 def _score(item_key: str, public: bool, lines: list[str]) -> float:
     from attnkit import grading
-    from attnkit.items import items
+    from attnkit.items import MODULES, items
     from attnkit.notebook_code import module_source, read_notebook, solution_cells
     from attnkit.sandbox import Limits
 
@@ -179,7 +178,7 @@ def _score(item_key: str, public: bool, lines: list[str]) -> float:
             # Without the reference nothing stands in for the other exercise files,
             # so the ones next to the notebook (stage 4 imports stage 3) come along.
             for other in path.parent.glob("*.py"):
-                if other.stem != item.module and other.stem in _modules():
+                if other.stem != item.module and other.stem in MODULES:
                     shutil.copyfile(other, Path(folder, other.name))
         limits = Limits(seconds=float(os.environ.get(ITEM_SECONDS_VAR, "10")))
         result = grade_item(_worker(), folder, item_key, limits, public)
@@ -189,9 +188,3 @@ def _score(item_key: str, public: bool, lines: list[str]) -> float:
     lines.append(f"{item_key}: {result.score}/{result.max_score} points ({what})")
     lines.extend(f"  {reason}" for reason in result.reasons)
     return float(min(max(result.score, 0), item.points))
-
-
-def _modules():
-    from attnkit.items import MODULES
-
-    return MODULES

@@ -82,8 +82,9 @@ def code(cell_id: str, source: str, metadata: dict | None = None) -> dict:
 def test_source(item) -> str:
     checks = ", ".join(f"{kind} {p}" for kind, p in item.checks.items())
     return f'''\
-# {item.points} points ({checks}). The checks run in a separate process on the
-# code of your saved notebook; this kernel only gets the score back.
+# {item.points} points: {checks}.
+# The checks run in a separate process on the code of your saved notebook;
+# this kernel only gets the score back.
 from attnkit.notebook import score
 points = score("{item.key}", public=True)  # the document's numbers and the properties
 {HIDDEN_BEGIN}
