@@ -146,3 +146,21 @@ def test_notebook_scores_equal_attnkit_grade_on_the_same_code(zygote, tmp_path):
         assert from_notebook == {k: float(v) for k, v in expected.items()}
         assert all(isinstance(v, float) for v in from_notebook.values())
     assert from_notebook == {i.key: float(i.points) for i in items_of("self_attention")}
+
+
+def test_stage_four_never_pays_for_stage_three(tmp_path):
+    """With the reference at hand, the multihead test cells stand the reference in
+    for stage 3, whatever causal_attention.py sits next to the notebook."""
+    module = "multihead_attention"
+    (tmp_path / f"{module}.ipynb").write_text(json.dumps(source_notebook(module)))
+    (tmp_path / "causal_attention.py").write_text((ROOT / "assignments" / "causal_attention.py").read_text())
+    key = "multihead_attention.MultiHeadAttentionWrapper"
+    script = ("import json\nfrom attnkit.notebook import score\n"
+              f"print(json.dumps([score({key!r}), score({key!r}, public=True)]))")
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.stderr == ""
+    full, public = json.loads(run.stdout.strip().splitlines()[-1])
+    assert full == items()[key].points
+    # the public checker has no reference: it runs the stage-3 file it finds, here a stub
+    assert public == 0.0
