@@ -33,16 +33,23 @@ def cmd_build(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from attnkit.sandbox import Limits, Zygote
+
+    # The worker imports torch while this process does the same: start it first.
+    zygote = Zygote()
     import pytest
 
     from attnkit import report as render
     from attnkit.grading import resolve
     from attnkit.pytest_plugin import GradingPlugin
-    from attnkit.sandbox import Limits
 
-    target = resolve(args.path)
+    try:
+        target = resolve(args.path)
+    except GraderError:
+        zygote.close()
+        raise
     limits = Limits(seconds=args.timeout)
-    plugin = GradingPlugin(target, limits, args.json)
+    plugin = GradingPlugin(target, limits, args.json, zygote=zygote)
     for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
         os.environ.pop(var, None)  # the grading run's configuration is ours alone
     code = pytest.main([str(CHECKS_DIR), "-c", str(GRADE_INI), "--rootdir", str(CHECKS_DIR),
@@ -52,8 +59,15 @@ def cmd_grade(args) -> int:
         print(f"attnkit grade: the checks did not run (pytest exit code {code})", file=sys.stderr)
         return 2
     print(render.table(plugin.report, f"attnkit grade {args.path}"))
+    if plugin.isolation_notice:
+        print(plugin.isolation_notice, file=sys.stderr)
     if args.json:
         print(f"results written to {args.json}")
+    if args.report:
+        from attnkit import feedback_html
+
+        path = feedback_html.write(plugin.report, args.report, f"attnkit feedback: {args.path}")
+        print(f"feedback written to {path}")
     if args.fail_under is not None and plugin.report.score < args.fail_under:
         return 1
     return 0
@@ -86,6 +100,25 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_grade_class(args) -> int:
+    from attnkit import confine
+    from attnkit.classgrade import grade_class
+
+    notice = confine.missing(confine.probe_here())
+    if notice:
+        print(notice, file=sys.stderr)
+    outcomes = grade_class(args.dir, args.out, jobs=args.jobs, seconds=args.timeout, progress=not args.quiet)
+    graded = [o for o in outcomes if not o.skipped and not o.error]
+    skipped = [o for o in outcomes if o.skipped]
+    errors = [o for o in outcomes if o.error]
+    print(f"attnkit grade-class: {len(outcomes)} students: {len(graded)} graded, {len(skipped)} unchanged "
+          f"since the last run, {len(errors)} could not be graded")
+    for o in errors:
+        print(f"  {o.student}: {o.error}", file=sys.stderr)
+    print(f"grades: {os.path.join(args.out, 'grades.csv')}")
+    return 1 if errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="attnkit", description="The attention exercise kit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grade", help="grade a folder or one exercise file")
     p.add_argument("path", help="a folder with the exercise files, or one of them")
     p.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    p.add_argument("--report", metavar="DIR", help="write feedback.html for the student into DIR")
     p.add_argument("--fail-under", type=float, metavar="SCORE", help="exit 1 below this score")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="wall-time limit per graded item (default 10)")
@@ -125,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="also write the result for GitHub Classroom's reporter to $GITHUB_OUTPUT")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("grade-class", help="grade a folder of student folders in parallel")
+    p.add_argument("dir", help="one folder per student, each laid out like assignments/")
+    p.add_argument("--out", required=True, help="where grades.csv and each student's results go")
+    p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: the CPU count)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="wall-time limit per graded item (default 10)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_grade_class)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -133,5 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """Console entry point. Exits without tearing the interpreter down: with
+    torch loaded that takes longer than a whole grading run, and every output
+    file is already written (atomically) and flushed by then."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from attnkit import reference
+from attnkit import diagnosis, reference
 from attnkit.codec import Foreign
+from attnkit.diagnosis.catalogue import reason
 from attnkit.outcomes import CheckFailure
 
 # Tolerances, with the reason for each; change one only with a recorded reason.
@@ -32,8 +33,7 @@ def tensor(value, what: str = "the result") -> torch.Tensor:
         raise CheckFailure(f"{what} is None; is a `return` missing?")
     if isinstance(value, Foreign):
         if value.type_name == "numpy.ndarray":
-            raise CheckFailure(f"{what} is a numpy.ndarray; return a torch.Tensor "
-                               f"(keep the computation in torch, no .numpy())")
+            raise CheckFailure(reason("returns_numpy", what=what), diagnosis="returns_numpy")
         raise CheckFailure(f"{what} is a {value.type_name}; a torch.Tensor was due")
     if isinstance(value, (list, tuple)):
         raise CheckFailure(f"{what} is a {type(value).__name__}; a torch.Tensor was due "
@@ -62,7 +62,8 @@ def describe_difference(actual: torch.Tensor, expected: torch.Tensor, bad: torch
     diff = torch.where(flat_bad, diff, torch.zeros_like(diff))
     worst = int(diff.argmax())
     where = _index(worst, list(actual.shape))
-    line = (f"values differ at {count} of {a.numel()} positions; the largest difference is at "
+    line = (f"values differ at {count} of {a.numel()} positions (shape {tuple(actual.shape)}); "
+            f"the largest difference is at "
             f"{where}: expected {_fmt(float(e[worst]))}, got {_fmt(float(a[worst]))}")
     rows = ["position | expected | yours"]
     for k in torch.nonzero(flat_bad).flatten()[:6].tolist():
@@ -71,15 +72,29 @@ def describe_difference(actual: torch.Tensor, expected: torch.Tensor, bad: torch
 
 
 def close(actual, expected: torch.Tensor, *, what: str = "the result",
-          atol: float = HIDDEN_ATOL, rtol: float = HIDDEN_RTOL, check_dtype: bool = True) -> torch.Tensor:
+          atol: float = HIDDEN_ATOL, rtol: float = HIDDEN_RTOL, check_dtype: bool = True,
+          call: diagnosis.Call | None = None) -> torch.Tensor:
     """Fail unless ``actual`` has the expected shape and dtype and the same values:
-    NaN nowhere, and +-inf exactly where the expected value has them."""
+    NaN nowhere, and +-inf exactly where the expected value has them.
+
+    With ``call`` (what produced ``actual``), a failure names the misconception
+    behind it when the evidence singles one out (see ``attnkit.diagnosis``)."""
     actual = tensor(actual, what)
+    failure = _difference(actual, expected, what, atol, rtol, check_dtype)
+    if failure is None:
+        return actual
+    if call is not None and not failure.diagnosis:
+        failure = diagnosis.explain(failure, call, actual, expected, atol=atol, rtol=rtol)
+    raise failure
+
+
+def _difference(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float, rtol: float,
+                check_dtype: bool) -> CheckFailure | None:
     if tuple(actual.shape) != tuple(expected.shape):
-        raise CheckFailure(f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}")
+        return CheckFailure(f"{what} has shape {tuple(actual.shape)}; expected {tuple(expected.shape)}")
     if check_dtype and actual.dtype != expected.dtype:
-        raise CheckFailure(f"{what} has dtype {actual.dtype}; expected {expected.dtype} "
-                           f"(the dtype of the inputs: do not create float32 tensors inside)")
+        return CheckFailure(reason("dtype_changed", what=what, got=actual.dtype, want=expected.dtype),
+                            diagnosis="dtype_changed")
     if expected.dtype == torch.bool or not expected.is_floating_point():
         bad = actual != expected
     else:
@@ -87,21 +102,21 @@ def close(actual, expected: torch.Tensor, *, what: str = "the result",
         nan = torch.isnan(a) & ~torch.isnan(e)
         if nan.any():
             n = int(nan.sum())
-            raise CheckFailure(f"{what} contains NaN at {n} of {a.numel()} positions "
-                               f"(first at {_index(int(torch.nonzero(nan.flatten())[0]), list(a.shape))})")
+            return CheckFailure(f"{what} contains NaN at {n} of {a.numel()} positions "
+                                f"(first at {_index(int(torch.nonzero(nan.flatten())[0]), list(a.shape))})")
         finite = torch.isfinite(e)
         bad = ~finite & (a != e)
         tol = atol + rtol * e.abs()
         bad |= finite & ~((a - e).abs() <= tol)
     if bad.any():
         line, details = describe_difference(actual, expected, bad)
-        raise CheckFailure(f"{what}: {line}", details)
-    return actual
+        return CheckFailure(f"{what}: {line}", details)
+    return None
 
 
-def matches_doc(actual, entry_id: str, what: str = "the result") -> torch.Tensor:
+def matches_doc(actual, entry_id: str, what: str = "the result", call: diagnosis.Call | None = None) -> torch.Tensor:
     """The document's numbers, to 4 decimals."""
-    return close(actual, reference.doc(entry_id), what=what, atol=DOC_ATOL, rtol=0.0)
+    return close(actual, reference.doc(entry_id), what=what, atol=DOC_ATOL, rtol=0.0, call=call)
 
 
 def unchanged(before, after, names) -> None:
@@ -109,5 +124,5 @@ def unchanged(before, after, names) -> None:
     for name, b, a in zip(names, before, after):
         if isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
             if a.shape != b.shape or not torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)):
-                raise CheckFailure(f"modifies its argument `{name}` in place; compute a new tensor "
-                                   f"instead (use x = x - m, not x -= m or an operation ending in _)")
+                raise CheckFailure(reason("modifies_input_in_place", name=name),
+                                   diagnosis="modifies_input_in_place")

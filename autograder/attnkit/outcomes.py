@@ -9,12 +9,18 @@ from __future__ import annotations
 
 
 class CheckFailure(AssertionError):
-    """The student's answer is wrong; ``reason`` says how, in one line."""
+    """The student's answer is wrong; ``reason`` says how, in one line.
 
-    def __init__(self, reason: str, details: str = ""):
+    ``diagnosis`` is the id of the catalogued misconception the reason names,
+    if any; ``pictures`` are expected/actual matrices for the feedback file.
+    """
+
+    def __init__(self, reason: str, details: str = "", *, diagnosis: str = "", pictures=()):
         super().__init__(reason)
         self.reason = reason
         self.details = details
+        self.diagnosis = diagnosis
+        self.pictures = list(pictures)
 
 
 class StudentError(CheckFailure):

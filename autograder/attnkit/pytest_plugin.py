@@ -67,15 +67,16 @@ def _check_of(node):
 
 class GradingPlugin:
     def __init__(self, target: Target, limits: Limits | None = None, json_path: str | None = None,
-                 echo: bool = False):
+                 echo: bool = False, zygote: Zygote | None = None):
         self.__name__ = PLUGIN_NAME
         self.target = target
         self.limits = limits
         self.json_path = json_path
         self.echo = echo
-        self.zygote = Zygote()  # starts importing torch now, while pytest collects
+        self.zygote = zygote or Zygote()  # starts importing torch now, while pytest collects
         self._run: Run | None = None
         self.report: Report | None = None
+        self.isolation_notice = ""
 
     @property
     def run(self) -> Run:
@@ -122,6 +123,7 @@ class GradingPlugin:
             render.write_json(self.report, self.json_path)
         if self._run is not None:
             self._run.session.close()
+            self.isolation_notice = self.zygote.notice()
         self.zygote.close()
 
     def pytest_terminal_summary(self, terminalreporter):

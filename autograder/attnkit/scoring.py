@@ -18,6 +18,8 @@ class CheckResult:
     details: str = ""
     limit: bool = False
     not_implemented: bool = False
+    diagnosis: str = ""  # id of the catalogued misconception named in the reason
+    pictures: list = field(default_factory=list)  # diagnosis.pictures.Picture, for the feedback file
 
 
 def outcome(check: Check, exc: BaseException | None) -> CheckResult:
@@ -31,6 +33,7 @@ def outcome(check: Check, exc: BaseException | None) -> CheckResult:
     if isinstance(exc, CheckFailure):
         return CheckResult(passed=False, reason=exc.reason, details=exc.details,
                            not_implemented=isinstance(exc, StudentError) and exc.kind == "not_implemented",
+                           diagnosis=getattr(exc, "diagnosis", ""), pictures=list(getattr(exc, "pictures", [])),
                            **base)
     return CheckResult(passed=False, reason=f"the grader could not check this ({type(exc).__name__}: {exc})",
                        **base)
@@ -69,7 +72,8 @@ class ItemResult:
         failed = [c for c in self.checks if not c.passed]
         if not failed:
             return ""
-        first = next((c for c in failed if c.limit), failed[0])
+        # A limit decides the item; a named misconception teaches more than the first symptom.
+        first = next((c for c in failed if c.limit), next((c for c in failed if c.diagnosis), failed[0]))
         more = len({c.reason for c in failed}) - 1
         return first.reason + (f" (+{more} more)" if more > 0 else "")
 

@@ -17,97 +17,135 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import signal
 import socket
 import sys
 import traceback
 import types
 
-from attnkit import codec
+from attnkit import codec, confine
 
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
 
 
 # --------------------------------------------------------------------------- zygote
 
-def zygote(control_fd: int) -> None:
+def zygote(control_fds: str) -> None:
+    """Serve spawn and reap requests on one or more control sockets (one per
+    grading job), forking one child per submission."""
+    import selectors
+
     import torch  # the expensive import, paid once per grading run
 
     torch.set_num_threads(1)
+    _warm_up(torch)
+    isolation = confine.probe_here()
+    confine.set_subreaper()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished children
-    ctrl = socket.socket(fileno=control_fd)
-    try:
-        ctrl.sendall(b'{"ready": true}\n')
-    except OSError:
-        return  # the grader is gone already
-    while True:
+    channels = [socket.socket(fileno=int(fd)) for fd in str(control_fds).split(",")]
+    active: set[int] = set()
+    selector = selectors.DefaultSelector()
+    for ctrl in channels:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
+            ctrl.sendall(json.dumps({"ready": True, "isolation": isolation}).encode() + b"\n")
+            selector.register(ctrl, selectors.EVENT_READ)
         except OSError:
-            return
-        if not msg:
-            return
-        request = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            ctrl.close()
+            ctrl.close()  # that grader is gone already
+    while selector.get_map():
+        for key, _ in selector.select():
+            ctrl = key.fileobj
             try:
-                _child(fds[0], request)
-            finally:
-                os._exit(0)
-        os.close(fds[0])
-        try:
-            ctrl.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-        except OSError:
-            return
+                msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 1)
+            except OSError:
+                msg, fds = b"", []
+            if not msg:
+                selector.unregister(ctrl)
+                ctrl.close()
+                continue
+            request = json.loads(msg)
+            if request.get("op") == "reap":
+                active.discard(request.get("pid"))
+                _kill_orphans(active)
+                reply = {"reaped": True}
+            else:
+                pid = os.fork()
+                if pid == 0:
+                    for other in channels:
+                        other.close()
+                    try:
+                        _child(fds[0], request)
+                    finally:
+                        os._exit(0)
+                os.close(fds[0])
+                active.add(pid)
+                reply = {"pid": pid}
+            try:
+                ctrl.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                selector.unregister(ctrl)
+                ctrl.close()
+
+
+def _warm_up(torch) -> None:
+    """Run each kind of operation the checks use once, so that every forked child
+    inherits torch's lazily initialised state instead of paying for it again.
+    Single-threaded (set above), so no thread pool exists to break the fork."""
+    x = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    layer = torch.nn.Linear(4, 4).double()
+    y = torch.softmax(layer(x) @ x.transpose(-2, -1), dim=-1).masked_fill(
+        torch.ones(3, 3, dtype=torch.bool).triu(1), 0.0)
+    y = torch.nn.functional.dropout(y, 0.5, training=True)
+    (y.sum() + torch.cat([x, x], -1).view(2, 3, 2, 4).transpose(1, 2).sum()).backward()
+    torch.manual_seed(0)
+    torch.rand(2)
+
+
+def _kill_orphans(active: set[int]) -> None:
+    """Kill every process re-parented to this worker that is not a live child:
+    what a finished or killed child left running, setsid or not."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        children = [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent_of(e) == me]
+    for pid in children:
+        if pid not in active:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _parent_of(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def _child(fd: int, request: dict) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()  # own process group: the grader kills the whole group at once
     out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    limits = request.get("limits", {})
-    uid = limits.get("uid")
-    if uid is not None:
-        os.fchown(out, uid, uid)
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    _apply_limits(limits)
+    limits = request.get("limits", {})
+    confine.namespaces(list(request.get("hide", [])), confine.python_paths())
+    confine.drop_privileges(limits.get("uid"))
+    confine.limit_resources(limits.get("memory_bytes", 0), limits.get("output_bytes", 0),
+                            limits.get("processes", 0))
     os.chdir(request["workdir"])
-    sys.path[:] = [request["workdir"]] + [p for p in sys.path if p and "attnkit" not in p]
+    kit = request.get("kit_path")
+    sys.path[:] = [request["workdir"]] + [p for p in sys.path if p and p != kit]
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     Child(socket.socket(fileno=fd), request["workdir"]).serve()
-
-
-def _apply_limits(limits: dict) -> None:
-    # Writes beyond the output cap must fail with EFBIG rather than kill the child.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    if limits.get("output_bytes"):
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["output_bytes"],) * 2)
-    if limits.get("memory_bytes"):
-        base = _vm_size()
-        cap = base + limits["memory_bytes"]
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    gid, uid = limits.get("gid"), limits.get("uid")
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(gid if gid is not None else uid)
-        os.setuid(uid)
-    if limits.get("processes"):
-        n = limits["processes"]
-        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
-
-
-def _vm_size() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 # --------------------------------------------------------------------------- child
@@ -127,6 +165,9 @@ class Child:
         self.items: dict[str, str] = {}  # "module.name" -> "function" | "class"
         self.modules: dict[str, object] = {}
         self.broken: dict[str, StudentFault] = {}  # exercise modules replaced by stand-ins
+        self.upcall_fn = None
+        self.proxies: dict = {}
+        self.mask_cache: dict = {}
 
     # -- channel
     def serve(self) -> None:
@@ -164,6 +205,10 @@ class Child:
         op = header.get("op")
         if op == "hello":
             self.items = dict(header["items"])
+            for module in header.get("hung", []):
+                self.broken[module] = StudentFault("import", f"importing {module}.py did not finish before")
+                if self.items:
+                    sys.modules[module] = self._stand_in_module(module)
             return "ok"
         args = codec.decode_value(header.get("args", {"t": "list", "items": []}), bufs)
         kwargs = codec.decode_value(header.get("kwargs", {"t": "dict", "items": {}}), bufs)
@@ -217,6 +262,13 @@ class Child:
         path = os.path.join(self.workdir, module + ".py")
         if not os.path.exists(path):
             raise StudentFault("missing_file", f"{module}.py is not in the submission")
+        for dep in self._imported_exercises(path, module):
+            if dep not in sys.modules:
+                try:
+                    self.load(dep)  # on its own, so a hang or crash is pinned on the right file
+                except StudentFault:
+                    pass
+        codec.send(self.sock, {"kind": "progress", "importing": module})
         try:
             mod = importlib.import_module(module)
         except BaseException as exc:  # noqa: BLE001 - import runs student code
@@ -239,8 +291,28 @@ class Child:
             sys.modules.pop(module, None)
             sys.modules[dep] = self._stand_in_module(dep)
             return self.load(module)
+        finally:
+            codec.send(self.sock, {"kind": "progress", "imported": module})
         self.modules[module] = mod
         return mod
+
+    @staticmethod
+    def _imported_exercises(path: str, module: str) -> list[str]:
+        """The other exercise modules this file imports at top level."""
+        import ast
+
+        try:
+            with open(path, "rb") as f:
+                tree = ast.parse(f.read())
+        except (SyntaxError, ValueError, OSError):
+            return []
+        names = []
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+        return [n for n in dict.fromkeys(names) if n in MODULES and n != module]
 
     def _failed_dependency(self, module: str, exc: BaseException) -> str | None:
         """The other exercise module whose import made this one fail, if any."""
@@ -322,11 +394,15 @@ class Child:
         return _Swap()
 
     def proxy(self, key: str, kind: str):
-        if kind == "function":
-            return _function_proxy(self, key)
-        if key == "causal_attention.CausalAttention":
-            return _causal_attention_proxy(self)
-        return None
+        """The stand-in for one graded item, made once per child."""
+        if key not in self.proxies:
+            if kind == "function":
+                self.proxies[key] = _function_proxy(self, key)
+            elif key == "causal_attention.CausalAttention":
+                self.proxies[key] = _causal_attention_proxy(self)
+            else:
+                self.proxies[key] = None
+        return self.proxies[key]
 
     # -- operations
     def call(self, target, args, kwargs):
@@ -431,33 +507,49 @@ def _slots(args, kwargs, torch):
     return [conv(a) for a in args], {k: conv(v) for k, v in kwargs.items()}, tensors
 
 
-def _upcall_apply(child: Child, spec: dict, tensors: list):
+def _upcall_function(child: Child):
+    """The autograd Function that routes a stand-in through the grader, made once per child."""
     torch = child.torch
 
     class Upcall(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, *ts):
+        def forward(ctx, spec_json, *ts):
+            ctx.spec = json.loads(spec_json)
             ctx.save_for_backward(*ts)
-            out = child.upcall(dict(spec, mode="forward"), list(ts))
+            out = child.upcall(dict(ctx.spec, mode="forward"), list(ts))
             outs = out if isinstance(out, tuple) else (out,)
             ctx.mark_non_differentiable(*[o for o in outs if not o.is_floating_point()])
             return out
 
         @staticmethod
         def backward(ctx, *grads):
-            ts = ctx.saved_tensors
-            g = child.upcall(dict(spec, mode="vjp"), list(ts), list(grads))
-            return tuple(g)
+            g = child.upcall(dict(ctx.spec, mode="vjp"), list(ctx.saved_tensors), list(grads))
+            return (None, *g)
 
+    return Upcall
+
+
+def _upcall_apply(child: Child, spec: dict, tensors: list):
+    torch = child.torch
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return Upcall.apply(*tensors)
+        if child.upcall_fn is None:
+            child.upcall_fn = _upcall_function(child)
+        return child.upcall_fn.apply(json.dumps(spec), *tensors)
     return child.upcall(dict(spec, mode="forward"), list(tensors))
 
 
 def _function_proxy(child: Child, key: str):
+    constant_calls: dict = {}
+
     def stand_in(*args, **kwargs):
         a, k, tensors = _slots(args, kwargs, child.torch)
-        return _upcall_apply(child, {"target": key, "args": a, "kwargs": k}, tensors)
+        if tensors:
+            return _upcall_apply(child, {"target": key, "args": a, "kwargs": k}, tensors)
+        # No tensor in: the reference answer depends on the numbers alone (causal_mask(n)).
+        call = json.dumps([a, k], sort_keys=True)
+        if call not in constant_calls:
+            constant_calls[call] = _upcall_apply(child, {"target": key, "args": a, "kwargs": k}, [])
+        return constant_calls[call].clone()
 
     stand_in.__name__ = stand_in.__qualname__ = key.split(".", 1)[1]
     stand_in.__doc__ = f"The grader's stand-in for {key}: it returns the reference result."
@@ -477,9 +569,11 @@ def _causal_attention_proxy(child: Child):
             self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
             self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
             self.dropout = nn.Dropout(dropout)
-            mask = child.upcall({"target": "causal_attention.causal_mask", "args": [context_length],
-                                 "kwargs": {}, "mode": "forward"}, [])
-            self.register_buffer("mask", mask)
+            if context_length not in child.mask_cache:  # the same few sizes, asked for again and again
+                child.mask_cache[context_length] = child.upcall(
+                    {"target": "causal_attention.causal_mask", "args": [context_length], "kwargs": {},
+                     "mode": "forward"}, [])
+            self.register_buffer("mask", child.mask_cache[context_length].clone())
 
         def forward(self, x):
             names = [n for n, _ in self.named_parameters()]
@@ -491,4 +585,4 @@ def _causal_attention_proxy(child: Child):
 
 
 if __name__ == "__main__":
-    zygote(int(sys.argv[1]))
+    zygote(sys.argv[1])

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from contextlib import contextmanager
+
 from attnkit import compare, reference
-from attnkit.outcomes import CheckFailure, StudentError
+from attnkit.diagnosis import Call, reason, variants
+from attnkit.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
+from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
 
 # float32 results of a different but correct formula differ by ~1e-7.
 F32 = dict(atol=1e-6, rtol=1e-5)
@@ -19,8 +23,9 @@ def shape_text(args) -> str:
 
 def against_reference(student, *args, what: str | None = None, tol=None, **kwargs):
     """Call the item with these arguments and compare with the reference solution."""
-    expected = reference.solution(student.name)(*args, **kwargs)
+    expected = reference.memo(student.name, reference.solution(student.name), *args, **kwargs)
     got = student(*args, **kwargs)
+    call = Call(student.name, args, kwargs)
     what = what or f"the result for arguments of shape {shape_text(args)}" + (
         f" and {', '.join(f'{k}={v}' for k, v in kwargs.items())}" if kwargs else "")
     tol = tol or {}
@@ -32,16 +37,24 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
         for name, g, e in zip(names, got, expected):
             compare.close(g, e, what=f"{what}: {name}", **tol)
         return got
-    return compare.close(got, expected, what=what, **tol)
+    return compare.close(got, expected, what=what, call=call, **tol)
 
 
 def random_state(item: str, gen: torch.Generator, *args, **kwargs) -> dict[str, torch.Tensor]:
     """Random float64 parameters with the reference module's names and shapes."""
-    shapes = {n: tuple(p.shape) for n, p in reference.solution(item)(*args, **kwargs).named_parameters()}
+    shapes = reference.memo("shapes", _parameter_shapes, item, *args, **kwargs)
     return {n: reference.randn(gen, *s, scale=0.5) for n, s in shapes.items()}
 
 
+def _parameter_shapes(item: str, *args, **kwargs) -> dict[str, tuple]:
+    return {n: tuple(p.shape) for n, p in reference.solution(item)(*args, **kwargs).named_parameters()}
+
+
 def reference_outputs(item: str, state, inputs, *args, train=False, **kwargs):
+    return reference.memo("outputs", _reference_outputs, item, state, inputs, *args, train=train, **kwargs)
+
+
+def _reference_outputs(item: str, state, inputs, *args, train=False, **kwargs):
     module = reference.reference_module(item, state, *args, train=train, **kwargs)
     with torch.no_grad():
         return [module(x) for x in inputs]
@@ -52,9 +65,76 @@ def module_against_reference(student, *args, state, inputs, what: str, tol=None,
     expected = reference_outputs(student.name, state, inputs, *args, **kwargs)
     if len(run.outputs) != len(expected):
         raise CheckFailure("the process running your code sent back a malformed reply")
-    for x, got, exp in zip(inputs, run.outputs, expected):
-        compare.close(got, exp, what=f"{what} for input of shape {tuple(x.shape)}", **(tol or {}))
+    with weights_pictures(student):
+        for x, got, exp in zip(inputs, run.outputs, expected):
+            compare.close(got, exp, what=f"{what} for input of shape {tuple(x.shape)}", **(tol or {}),
+                          call=Call(student.name, args, kwargs, state=state, x=x))
     return run
+
+
+PROBE_TOKENS = 6
+
+
+def probe(item: str, tokens: int = PROBE_TOKENS):
+    """Constructor arguments, parameters and input that make a causal module's
+    output show its attention weights: one-hot tokens and values [I | 1], so
+    output column j < T is the weight on token j (an identity out_proj for
+    the fused module, with one head). Queries and keys are fixed random
+    numbers, so that the scaling shows too."""
+    gen = torch.Generator().manual_seed(20240)  # fixed: the probe only draws a picture
+    state = {"W_query.weight": torch.randn(tokens + 1, tokens, generator=gen, dtype=torch.float64) * 0.7,
+             "W_key.weight": torch.randn(tokens + 1, tokens, generator=gen, dtype=torch.float64) * 0.7,
+             "W_value.weight": torch.cat([torch.eye(tokens, dtype=torch.float64),
+                                          torch.ones(1, tokens, dtype=torch.float64)])}
+    args = (tokens, tokens + 1, tokens, 0.0)
+    if item.endswith("MultiHeadAttention"):
+        args += (1,)
+        state["out_proj.weight"] = torch.eye(tokens + 1, dtype=torch.float64)
+        state["out_proj.bias"] = torch.zeros(tokens + 1, dtype=torch.float64)
+    return args, state, torch.eye(tokens, dtype=torch.float64).unsqueeze(0)
+
+
+@contextmanager
+def weights_pictures(student):
+    """A wrong output of a causal module gets a picture of the weights behind it."""
+    try:
+        yield
+    except CheckFailure as exc:
+        if student.name in PROBED and not isinstance(exc, (StudentError, LimitExceeded)) and not exc.pictures:
+            exc.pictures = _probe_pictures(student)
+        raise
+
+
+def _probe_pictures(student) -> list:
+    args, state, x = probe(student.name)
+    try:
+        run = student.build(*args, state=state, inputs=[x], dtype="float64")
+    except CheckFailure:
+        return []  # the probe is an extra: if it cannot run, the reason stands alone
+    got = run.outputs[0] if run.outputs else None
+    n = x.shape[-1]
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != (1, n, n + 1):
+        return []
+    init = variants.init_arguments(student.name, args, {})
+    expected = variants.module_forward(student.name, state, init, x)
+    return [Picture(PROBE_TITLE, expected[0, :, :n], got[0, :, :n].detach())]
+
+
+def short_sequence_failure(exc: StudentError, tokens: int = 5, context: int = 9) -> CheckFailure:
+    """Why forward raised on fewer tokens than context_length. A size mismatch
+    naming context_length is the unsliced mask; anything else is only hinted at."""
+    if f"({context})" in exc.message or f" {context}]" in exc.message or f"[{context}," in exc.message:
+        return CheckFailure(reason("mask_not_sliced", tokens=tokens, context=context) + f" (forward {exc.reason})",
+                            exc.details, diagnosis="mask_not_sliced")
+    return CheckFailure(f"with {tokens} tokens and context_length {context}, forward {exc.reason}; slice the "
+                        f"mask to the tokens present: self.mask[:T, :T]", exc.details)
+
+
+def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Two outputs agree, NaN where the other has NaN included: NaN is a wrong
+    answer for the value checks, not a sign of randomness."""
+    return first.shape == second.shape and torch.equal(first.nan_to_num(), second.nan_to_num()) \
+        and torch.equal(first.isnan(), second.isnan())
 
 
 def _dtype(state) -> str | None:
@@ -64,11 +144,9 @@ def _dtype(state) -> str | None:
 
 def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
     """Every parameter receives the reference gradient."""
-    module = reference.reference_module(student.name, state, *args, **kwargs)
-    out = module(x)
-    g = reference.randn(gen, *out.shape)
-    (out * g).sum().backward()
-    want = {n: p.grad for n, p in module.named_parameters()}
+    out_shape = reference_outputs(student.name, state, [x], *args, **kwargs)[0].shape
+    g = reference.randn(gen, *out_shape)
+    want = reference.memo("grads", _reference_grads, student.name, state, x, g, *args, **kwargs)
     run = student.build(*args, state=state, inputs=[x], dtype="float64", grad_output=g, **kwargs)
     if not isinstance(run.grads, dict):
         raise CheckFailure("forward did not return a tensor of the expected shape, "
@@ -79,6 +157,12 @@ def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
             raise CheckFailure(f"no gradient reaches `{name}`: is it used through .data, "
                                f".detach(), .item() or under torch.no_grad()?")
         compare.close(got, expected, what=f"the gradient of `{name}`")
+
+
+def _reference_grads(item: str, state, x, g, *args, **kwargs) -> dict[str, torch.Tensor]:
+    module = reference.reference_module(item, state, *args, **kwargs)
+    (module(x) * g).sum().backward()
+    return {n: p.grad for n, p in module.named_parameters()}
 
 
 def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
@@ -106,6 +190,8 @@ def has_types(run, expected: dict[str, str]) -> None:
     for attr, cls in expected.items():
         info = run.attrs.get(attr) if isinstance(run.attrs, dict) else None
         if not isinstance(info, dict) or info.get("missing"):
+            if attr == "out_proj":
+                raise CheckFailure(reason("out_proj_missing"), diagnosis="out_proj_missing")
             raise CheckFailure(f"the module has no attribute `{attr}`")
         if cls not in (info.get("mro") or []):
             got = (info.get("mro") or ["?"])[0]

@@ -5,7 +5,9 @@ import torch
 from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import (against_reference, gradients_match, has_types,
-                                   module_against_reference, random_state, seeded_matches_doc)
+                                   module_against_reference, random_state, seeded_matches_doc,
+                                   short_sequence_failure, same_outputs, weights_pictures)
+from attnkit.diagnosis import Call, reason
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -26,7 +28,7 @@ _mask = ref.future_mask
 @check(M + "causal_mask", "example")
 def test_causal_mask_example(student):
     expected = ref.doc("s3_5_1_mask_simple_tril") == 0  # True above the diagonal
-    compare.close(student(6), expected, what="causal_mask(6)")
+    compare.close(student(6), expected, what="causal_mask(6)", call=Call(M + "causal_mask", (6,)))
 
 
 @check(M + "causal_mask", "hidden")
@@ -37,7 +39,8 @@ def test_causal_mask_hidden(student):
 
 @check(M + "mask_scores", "example")
 def test_mask_scores_example(student):
-    compare.matches_doc(student(_doc_scores(), _mask(6)), "s3_5_1_masked_scores_neginf", "the masked scores")
+    compare.matches_doc(student(_doc_scores(), _mask(6)), "s3_5_1_masked_scores_neginf", "the masked scores",
+                        call=Call(M + "mask_scores", (_doc_scores(), _mask(6))))
 
 
 @check(M + "mask_scores", "hidden")
@@ -70,7 +73,9 @@ def test_mask_scores_masking(student):
 
 @check(M + "renormalize_masked", "example")
 def test_renormalize_masked_example(student):
-    compare.matches_doc(student(ref.public("causal.weights"), _mask(6)), "s3_5_1_masked_simple_norm", "the renormalized weights")
+    weights = ref.public("causal.weights")
+    compare.matches_doc(student(weights, _mask(6)), "s3_5_1_masked_simple_norm", "the renormalized weights",
+                        call=Call(M + "renormalize_masked", (weights, _mask(6))))
 
 
 @check(M + "renormalize_masked", "hidden")
@@ -95,8 +100,10 @@ def test_renormalize_masked_masking(student):
 def test_causal_attention_example(student):
     state = ref.public_state("causal.module")
     run = student.build(3, 2, 6, 0.0, state=state, inputs=[ref.doc_batch()])
-    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
-                        "the context vectors of the document's batch")
+    with weights_pictures(student):
+        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
+                            "the context vectors of the document's batch",
+                            call=Call(CA, (3, 2, 6, 0.0), {}, state=state, x=ref.doc_batch()))
 
 
 @check(CA, "hidden")
@@ -117,8 +124,7 @@ def test_causal_attention_short_sequence(student):
     except StudentError as exc:
         if exc.kind != "exception":
             raise
-        raise CheckFailure(f"with 5 tokens and context_length 9, forward {exc.reason}; slice the mask "
-                           f"to the tokens present: self.mask[:T, :T]", exc.details) from None
+        raise short_sequence_failure(exc) from None
 
 
 def dropout_probe(T: int):
@@ -147,10 +153,10 @@ def test_causal_attention_dropout(student):
 
     run = student.build(T, T + 1, T, p, state=state, inputs=[x], dtype="float64", repeat=2)
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
-    if not (first.shape == second.shape and torch.equal(first, second)):
-        raise CheckFailure("in eval mode two calls give different outputs: dropout must be off after "
-                           "module.eval(); use self.dropout (an nn.Dropout) rather than F.dropout")
-    compare.close(first, expected, what="the eval-mode output with dropout=0.5")
+    if not same_outputs(first, second):
+        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
+    compare.close(first, expected, what="the eval-mode output with dropout=0.5",
+                  call=Call(CA, (T, T + 1, T, p), {}, state=state, x=x))
 
     run = student.build(T, T + 1, T, p, state=state, inputs=[x], dtype="float64", train=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
@@ -159,8 +165,7 @@ def test_causal_attention_dropout(student):
                            f"expected {(b, T, T + 1)}, torch.float64")
     dropped, sums = out[..., :T], out[..., T]
     if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
-        raise CheckFailure("in train mode future tokens get weight: is dropout applied to the masked "
-                           "scores? Dropout goes after the softmax, on the weights")
+        raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
     kept = dropped.masked_select(allowed.expand(b, T, T))
     w = weights.masked_select(allowed).repeat(b)
     zero = kept == 0

@@ -6,7 +6,8 @@ from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import (F32, against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, raises_value_error,
-                                   seeded_matches_doc)
+                                   seeded_matches_doc, short_sequence_failure, same_outputs, weights_pictures)
+from attnkit.diagnosis import Call, reason
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -29,7 +30,8 @@ def test_wrapper_example(student):
     state = ref.public_state("multihead.wrapper")
     run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
     compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_1_MultiHeadAttentionWrapper_out",
-                        "the stacked outputs of two heads")
+                        "the stacked outputs of two heads",
+                        call=Call(WRAPPER, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
 
 
 @check(WRAPPER, "hidden")
@@ -66,7 +68,8 @@ def test_wrapper_seed(student):
 def test_split_heads_example(student):
     a = _doc_heads()
     merged = a.transpose(1, 2).reshape(1, 3, 8)  # (b, T, num_heads * head_dim)
-    got = compare.close(student(merged, 2), a, what="split_heads of the document's heads", **F32)
+    got = compare.close(student(merged, 2), a, what="split_heads of the document's heads",
+                        call=Call(M + "split_heads", (merged, 2)), **F32)
     compare.matches_doc(got @ got.transpose(2, 3), "s3_6_2_a_matmul_aT", "a @ a.transpose(2, 3) of your split")
 
 
@@ -82,7 +85,7 @@ def test_split_heads_hidden(student):
 def test_merge_heads_example(student):
     a = _doc_heads()
     got = compare.close(student(a), a.transpose(1, 2).reshape(1, 3, 8),
-                        what="merge_heads of the document's heads", **F32)
+                        what="merge_heads of the document's heads", call=Call(M + "merge_heads", (a,)), **F32)
     first, second = got[0, :, :4], got[0, :, 4:]
     compare.matches_doc(first @ first.T, "s3_6_2_first_head", "the first head's block, times its transpose")
     compare.matches_doc(second @ second.T, "s3_6_2_second_head", "the second head's block, times its transpose")
@@ -102,8 +105,10 @@ def test_merge_heads_hidden(student):
 def test_mha_example(student):
     state = ref.public_state("multihead.mha")
     run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
-    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
-                        "the context vectors of the document's batch")
+    with weights_pictures(student):
+        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
+                            "the context vectors of the document's batch",
+                            call=Call(MHA, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
 
 
 @check(MHA, "hidden")
@@ -124,8 +129,7 @@ def test_mha_short_sequence(student):
     except StudentError as exc:
         if exc.kind != "exception":
             raise
-        raise CheckFailure(f"with 5 tokens and context_length 9, forward {exc.reason}; slice the mask "
-                           f"to the tokens present: self.mask[:T, :T]", exc.details) from None
+        raise short_sequence_failure(exc) from None
 
 
 @check(MHA, "dropout")
@@ -135,10 +139,10 @@ def test_mha_dropout(student):
     state, x = ref.public_state("multihead.mha"), ref.doc_batch()
     run = student.build(3, 2, 6, 0.5, 2, state=state, inputs=[x], repeat=2)
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
-    if not (first.shape == second.shape and torch.equal(first, second)):
-        raise CheckFailure("in eval mode two calls give different outputs: dropout must be off after "
-                           "module.eval(); use self.dropout (an nn.Dropout)")
-    compare.matches_doc(first, "s3_6_2_MultiHeadAttention_out", "the eval-mode output with dropout=0.5")
+    if not same_outputs(first, second):
+        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
+    compare.matches_doc(first, "s3_6_2_MultiHeadAttention_out", "the eval-mode output with dropout=0.5",
+                        call=Call(MHA, (3, 2, 6, 0.5, 2), {}, state=state, x=x))
     run = student.build(3, 2, 6, 0.5, 2, state=state, inputs=[x], train=True)
     trained = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
     if trained.shape == first.shape and torch.allclose(trained, first):
@@ -163,6 +167,9 @@ def test_mha_structure(student):
         raise CheckFailure("out_proj has no bias; it is nn.Linear(d_out, d_out) with the default bias")
     for attr, want in (("num_heads", 3), ("head_dim", 4)):
         got = run.attrs.get(attr, {}).get("value")
+        if attr == "head_dim" and got == 7 // 3:
+            raise CheckFailure(reason("head_dim_from_d_in", d_in=7, d_out=12, num_heads=3, got=got),
+                               diagnosis="head_dim_from_d_in")
         if got != want:
             hint = " (head_dim is d_out // num_heads, not d_in // num_heads)" if attr == "head_dim" else ""
             raise CheckFailure(f"with d_in=7, d_out=12, num_heads=3, `{attr}` is {got}; expected {want}{hint}")

@@ -6,6 +6,8 @@ from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import (F32, against_reference, gradients_match, module_against_reference,
                                    random_state, seeded_matches_doc)
+from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis.pictures import pictures_for
 from attnkit.items import check
 from attnkit.public_data import extreme
 from attnkit.outcomes import CheckFailure
@@ -66,7 +68,8 @@ def _doc_scores_2():
 
 @check(M + "attention_weights", "example")
 def test_attention_weights_example(student):
-    compare.matches_doc(student(_doc_scores_2(), 2), "s3_4_1_attn_weights_2", "the weights of query 2 (d_k = 2)")
+    compare.matches_doc(student(_doc_scores_2(), 2), "s3_4_1_attn_weights_2", "the weights of query 2 (d_k = 2)",
+                        call=Call(M + "attention_weights", (_doc_scores_2(), 2)))
 
 
 @check(M + "attention_weights", "hidden")
@@ -80,16 +83,19 @@ def test_attention_weights_hidden(student):
 def test_attention_weights_stability(student):
     scores = extreme()[:2, :3]
     got = compare.tensor(student(scores, 4), "the weights of scores of +-1000")
+    expected = ref.public("self.weights_extreme")
     if got.shape == scores.shape and not torch.isfinite(got).all():
-        raise CheckFailure("the weights of scores of +-1000 contain NaN or inf: use a softmax "
-                           "that subtracts the row maximum (torch.softmax does)")
-    compare.close(got, ref.public("self.weights_extreme"), what="the weights of scores of +-1000")
+        raise CheckFailure(reason("softmax_no_max_subtraction"), diagnosis="softmax_no_max_subtraction",
+                           pictures=pictures_for(M + "attention_weights", expected, got))
+    compare.close(got, expected, what="the weights of scores of +-1000",
+                  call=Call(M + "attention_weights", (scores, 4)))
 
 
 @check(M + "context_vectors", "example")
 def test_context_vectors_example(student):
     _, _, values = _doc_projections()
-    compare.matches_doc(student(ref.public("self.weights_2"), values), "s3_4_1_context_vec_2", "the context vector of x2")
+    compare.matches_doc(student(ref.public("self.weights_2"), values), "s3_4_1_context_vec_2",
+                        "the context vector of x2")
 
 
 @check(M + "context_vectors", "hidden")
@@ -108,7 +114,8 @@ def _class_checks(name: str, seed: int, entry_id: str, with_bias: bool):
     def example(student):
         state = ref.public_state("self.v2" if with_bias else "self.v1")
         run = student.build(3, 2, state=state, inputs=[ref.doc_inputs()])
-        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id, "the context vectors")
+        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id, "the context vectors",
+                            call=Call(item, (3, 2), {}, state=state, x=ref.doc_inputs()))
 
     @check(item, "hidden")
     def hidden(student):

@@ -6,6 +6,8 @@ import torch
 from attnkit import compare
 from attnkit import reference as ref
 from attnkit.checks.common import F32, against_reference
+from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis.pictures import pictures_for
 from attnkit.items import check
 from attnkit.public_data import extreme
 from attnkit.outcomes import CheckFailure
@@ -44,7 +46,8 @@ def test_attention_scores_hidden(student):
 
 @check(M + "normalize_by_sum", "example")
 def test_normalize_by_sum_example(student):
-    compare.matches_doc(student(_doc_scores_2()), "s3_3_1_attn_weights_2_tmp", "the normalized scores of x2")
+    compare.matches_doc(student(_doc_scores_2()), "s3_3_1_attn_weights_2_tmp", "the normalized scores of x2",
+                        call=Call(M + "normalize_by_sum", (_doc_scores_2(),)))
 
 
 @check(M + "normalize_by_sum", "hidden")
@@ -56,8 +59,11 @@ def test_normalize_by_sum_hidden(student):
 
 @check(M + "softmax", "example")
 def test_softmax_example(student):
-    compare.matches_doc(student(_doc_scores_2(), dim=0), "s3_3_1_torch_softmax", "softmax of the scores of x2")
-    compare.matches_doc(student(ref.public("simplified.scores"), dim=-1), "s3_3_2_attn_weights", "softmax of the score matrix")
+    compare.matches_doc(student(_doc_scores_2(), dim=0), "s3_3_1_torch_softmax", "softmax of the scores of x2",
+                        call=Call(M + "softmax", (_doc_scores_2(),), {"dim": 0}))
+    scores = ref.public("simplified.scores")
+    compare.matches_doc(student(scores, dim=-1), "s3_3_2_attn_weights", "softmax of the score matrix",
+                        call=Call(M + "softmax", (scores,), {"dim": -1}))
 
 
 @check(M + "softmax", "hidden")
@@ -73,15 +79,16 @@ def test_softmax_stability(student):
     for dtype in (torch.float64, torch.float32):
         scores = extreme(dtype)
         got = compare.tensor(student(scores, dim=-1), "softmax of scores of +-1000")
+        expected = ref.public(f"simplified.softmax_extreme.{dtype}")
         if got.shape == scores.shape and not torch.isfinite(got).all():
-            raise CheckFailure("softmax of scores of +-1000 gives NaN or inf: exp(1000) overflows to inf "
-                               "and inf / inf is NaN; subtract the maximum along `dim` before exp")
+            raise CheckFailure(reason("softmax_no_max_subtraction"), diagnosis="softmax_no_max_subtraction",
+                               pictures=pictures_for(M + "softmax", expected, got))
         sums = got.double().sum(dim=-1) if got.shape == scores.shape else None
         if sums is not None and not torch.allclose(sums, torch.ones_like(sums), atol=1e-6, rtol=0):
             raise CheckFailure(f"softmax of scores of +-1000 has rows that sum to "
                                f"{float(sums.min()):.4g} .. {float(sums.max()):.4g}, not 1")
-        compare.close(got, ref.public(f"simplified.softmax_extreme.{dtype}"),
-                      what=f"softmax of scores of +-1000 ({dtype})", **(F32 if dtype == torch.float32 else {}))
+        compare.close(got, expected, what=f"softmax of scores of +-1000 ({dtype})",
+                      call=Call(M + "softmax", (scores,), {"dim": -1}), **(F32 if dtype == torch.float32 else {}))
 
 
 @check(M + "context_vectors", "example")
@@ -100,7 +107,8 @@ def test_context_vectors_hidden(student):
 
 @check(M + "simplified_self_attention", "example")
 def test_simplified_self_attention_example(student):
-    compare.matches_doc(student(ref.doc_inputs()), "s3_3_2_all_context_vecs", "the context vectors")
+    compare.matches_doc(student(ref.doc_inputs()), "s3_3_2_all_context_vecs", "the context vectors",
+                        call=Call(M + "simplified_self_attention", (ref.doc_inputs(),)))
 
 
 @check(M + "simplified_self_attention", "hidden")

@@ -1,0 +1,9 @@
+import torch
+
+
+def attention_scores(inputs):
+    return inputs @ inputs.transpose(-2, -1)
+
+
+def softmax(scores, dim=-1):
+    return torch.ones_like(scores) / scores.shape[dim]

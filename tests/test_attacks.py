@@ -1,0 +1,201 @@
+"""Hostile submissions gain nothing, and grading goes on.
+
+Each attack in tests/attacks/ is graded twice: as written, and with its trick
+cut out (the same wrong code, honestly). The trick must never score more, the
+correct `attention_scores` next to it must keep its points, and each attack has
+its own expected outcome below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SOLUTIONS, grade_folder
+
+from attnkit.sandbox import Limits, processes_of
+
+ATTACKS = Path(__file__).parent / "attacks"
+S = "simplified_attention"
+LIMITS = Limits(seconds=3.0)
+TRICK = re.compile(r"^[ \t]*# --- trick ---\n.*?^[ \t]*# --- end trick ---\n", re.S | re.M)
+
+# attack -> (substring expected in the softmax reason, or None when any failure will do)
+EXPECTED = {
+    "monkeypatch_comparisons": "values differ",
+    "tensor_subclass": "values differ",
+    "eq_always_true": "a torch.Tensor was due",
+    "forge_results": "values differ",
+    "exit_at_import": "importing simplified_attention.py ended the grading process",
+    "sys_exit_in_function": "called sys.exit(0)",
+    "infinite_loop": "time limit exceeded",
+    "memory_bomb": "memory limit exceeded",
+    "stack_frames": "values differ",
+    "read_solutions": "values differ",
+    "pickle_payload": None,
+    "modify_inputs": "modifies its argument `scores` in place",
+    "background_process": "values differ",
+    "fork_bomb": None,
+    "output_flood": "output limit exceeded",
+    "secret_hunt": "raised RuntimeError",
+    "network": "values differ",
+}
+
+
+def make(folder: Path, source: str, honest: bool, **subs) -> Path:
+    folder.mkdir(parents=True)
+    if honest:
+        source = TRICK.sub("", source)
+    for key, value in subs.items():
+        source = source.replace(f"__{key}__", str(value))
+    (folder / f"{S}.py").write_text(source)
+    return folder
+
+
+def both(zygote, tmp_path, name, **subs):
+    source = (ATTACKS / f"{name}.py").read_text()
+    assert TRICK.search(source), f"{name} has no marked trick"
+    hostile = grade_folder(zygote, make(tmp_path / "hostile", source, False, **subs), (S,), LIMITS)
+    honest = grade_folder(zygote, make(tmp_path / "honest", source, True, **subs), (S,), LIMITS)
+    return hostile, honest
+
+
+@pytest.fixture
+def token():
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_attack_gains_nothing(zygote, tmp_path, name, token, monkeypatch):
+    port = _closed_port()
+    hostile, honest = both(zygote, tmp_path, name, TOKEN=token, PORT=port,
+                           RESULTS=tmp_path / "forged-results.json")
+    by_hostile, by_honest = hostile.by_item(), honest.by_item()
+    for key in by_hostile:
+        assert by_hostile[key].score <= by_honest[key].score, (name, key, by_hostile[key].reasons)
+    softmax = by_hostile[f"{S}.softmax"]
+    assert softmax.score == 0, softmax.reasons
+    if EXPECTED[name]:
+        assert any(EXPECTED[name] in line for line in softmax.reasons), softmax.reasons
+    if name != "exit_at_import":  # its import never finishes: every item of the file is lost
+        assert by_hostile[f"{S}.attention_scores"].score == 3, by_hostile[f"{S}.attention_scores"].reasons
+    assert not (tmp_path / "forged-results.json").exists()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_network(zygote, tmp_path, token):
+    """A listening server on the host's loopback is out of the student's reach."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    got = []
+
+    def accept():
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not got:
+            try:
+                conn, _ = server.accept()
+                got.append(conn.recv(100))
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    iso = zygote.ready()
+    both(zygote, tmp_path, "network", PORT=server.getsockname()[1])
+    thread.join()
+    server.close()
+    if not iso.get("network"):
+        pytest.skip("this machine gives the grader no network namespace")
+    assert got == []
+
+
+def test_pickle_is_never_unpickled(zygote, tmp_path, token):
+    both(zygote, tmp_path, "pickle_payload", TOKEN=token)
+    time.sleep(0.2)
+    assert not Path(f"/tmp/attnkit-pickle-{token}").exists()
+
+
+def test_background_processes_do_not_outlive_grading(zygote, tmp_path, token):
+    both(zygote, tmp_path, "background_process", TOKEN=token)
+    both(zygote, tmp_path / "bomb", "fork_bomb", TOKEN=token)
+    time.sleep(2.5)  # past the moment the leftovers would write
+    assert not Path(f"/tmp/attnkit-bg-{token}").exists()
+    assert not Path(f"/tmp/attnkit-fork-{token}").exists()
+
+
+def test_secret_never_reaches_the_student_process(tmp_path, token):
+    """Run with a secret of our own; the hunter reports what it finds in its reason."""
+    env = dict(os.environ, ATTNKIT_SECRET=f"secret-{token}")
+    folder = make(tmp_path / "hunt", (ATTACKS / "secret_hunt.py").read_text(), False, TOKEN=token)
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(folder / f"{S}.py"), "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text() + proc.stdout
+    assert "found [" in text  # the hunt ran and reported
+    assert f"secret-{token}" not in text and "ATTNKIT_SECRET" not in text
+
+
+def test_forged_results_and_fake_scores_do_not_reach_the_output(tmp_path, token):
+    out = tmp_path / "results.json"
+    folder = make(tmp_path / "forge", (ATTACKS / "forge_results.py").read_text(), False, RESULTS=out, TOKEN=token)
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(folder), "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["score"] == 3 and data["max_score"] == 100
+    assert [line for line in proc.stdout.splitlines() if line.startswith("Total:")] == ["Total: 3/100"]
+    assert not (folder / "results.json").exists()  # graded from a copy: the original folder is untouched
+
+
+def test_conftest_and_pytest_ini_in_the_submission_are_ignored(tmp_path):
+    marker = Path("/tmp/attnkit-conftest-loaded")
+    marker.unlink(missing_ok=True)
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(ATTACKS / "conftest_injection"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=120,
+                          cwd=ATTACKS / "conftest_injection")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    softmax = next(t for t in data["tests"] if t["name"] == f"{S}.softmax")
+    assert softmax["score"] == 0 and data["score"] == 3
+    assert not marker.exists()
+
+
+def test_time_limit_costs_one_item_and_the_run_goes_on(zygote, tmp_path):
+    start = time.monotonic()
+    hostile, _ = both(zygote, tmp_path, "infinite_loop")
+    assert time.monotonic() - start < 3 * LIMITS.seconds + 10  # one timeout, not one per check
+    assert hostile.by_item()[f"{S}.attention_scores"].score == 3
+
+
+def test_exit_at_import_costs_only_that_file(zygote, tmp_path):
+    folder = make(tmp_path / "sub", (ATTACKS / "exit_at_import.py").read_text(), False)
+    (folder / "self_attention.py").write_text((SOLUTIONS / "self_attention.py").read_text())
+    report = grade_folder(zygote, folder, (S, "self_attention"), LIMITS)
+    for key, r in report.by_item().items():
+        assert r.score == (r.max_score if key.startswith("self_attention.") else 0), (key, r.reasons)
+
+
+def test_student_processes_run_as_their_own_user(zygote, tmp_path):
+    if not zygote.ready().get("user"):
+        pytest.skip("this machine lets the grader use no user of its own")
+    uid = zygote.new_uid()
+    assert uid is not None and uid != os.getuid()
+    assert processes_of(uid) == []

@@ -1,0 +1,221 @@
+"""Every catalogued misconception is named when a submission makes it.
+
+Each case is the reference solution with one hand-written edit that makes the
+mistake the way a student would write it (not the way the catalogue computes
+it), the item that must carry the diagnosis, and a phrase of the reason,
+written here by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mutants import mutant
+
+from attnkit import reference
+from attnkit.diagnosis import BY_ID, ENTRIES, Call, identify, variants
+from attnkit.grading import Target, grade
+
+S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
+CA_SOFTMAX = "weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)"
+CA_MASK = "scores = mask_scores(scores, self.mask[:num_tokens, :num_tokens])"
+MH_MASK = 'scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], float("-inf"))'
+
+# id -> [(module, edits, item, phrase)]
+CASES = {
+    "softmax_no_max_subtraction": [
+        (S, [("shifted = scores - scores.amax(dim=dim, keepdim=True)", "shifted = scores")],
+         f"{S}.softmax", "Subtract the maximum")],
+    "normalized_over_wrong_axis": [
+        (S, [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
+              "shifted = scores - scores.amax(dim=-1, keepdim=True)"),
+             ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum(dim=-1, keepdim=True)")],
+         f"{S}.softmax", "along axis 2 (the last) instead of axis 0"),
+        (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k ** 0.5, dim=-2)")],
+         f"{SA}.attention_weights", "instead of axis 3 (the last)"),
+        (SA, [("weights = attention_weights(attention_scores(queries, keys), keys.shape[-1])",
+               "weights = torch.softmax(attention_scores(queries, keys) / keys.shape[-1] ** 0.5, dim=-2)")],
+         f"{SA}.SelfAttentionV2", "over the queries, down each column")],
+    "scaled_by_d_k": [
+        (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k, dim=-1)")],
+         f"{SA}.attention_weights", "softmax(scores / d_k)"),
+        (CA, [(CA_SOFTMAX, "weights = torch.softmax(scores / keys.shape[-1], dim=-1)")],
+         f"{CA}.CausalAttention", "Scale by sqrt(d_k)")],
+    "not_scaled": [
+        (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
+         f"{SA}.attention_weights", "no scaling"),
+        (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
+         f"{MH}.MultiHeadAttention", "no scaling")],
+    "scores_scaled_too_early": [
+        (SA, [("return queries @ keys.transpose(-2, -1)  # (..., T_q, d_k) @ (..., d_k, T_k)",
+               "return queries @ keys.transpose(-2, -1) / keys.shape[-1] ** 0.5")],
+         f"{SA}.attention_scores", "divided by sqrt(d_k) = 2")],
+    "scaled_by_sqrt_d_out": [
+        (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+               "torch.softmax(scores / (self.num_heads * self.head_dim) ** 0.5, dim=-1)")],
+         f"{MH}.MultiHeadAttention", "sqrt(head_dim)")],
+    "mask_hides_diagonal": [
+        (CA, [("dtype=torch.bool), diagonal=1)", "dtype=torch.bool), diagonal=0)")],
+         f"{CA}.causal_mask", "also hides the diagonal"),
+        (MH, [(MH_MASK, 'scores = scores.masked_fill(torch.ones(num_tokens, num_tokens, dtype=torch.bool)'
+                        '.triu(), float("-inf"))')],
+         f"{MH}.MultiHeadAttention", "cannot attend to itself")],
+    "mask_inverted": [
+        (CA, [("torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)",
+               "torch.tril(torch.ones(num_tokens, num_tokens, dtype=torch.bool))")],
+         f"{CA}.causal_mask", "inverted")],
+    "masked_with_zero": [
+        (CA, [('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")],
+         f"{CA}.mask_scores", "with 0 instead of -inf"),
+        (MH, [(MH_MASK, "scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], 0)")],
+         f"{MH}.MultiHeadAttention", "exp(0) = 1")],
+    "mask_after_softmax_not_renormalized": [
+        (CA, [("return kept / kept.sum(dim=-1, keepdim=True)", "return kept")],
+         f"{CA}.renormalize_masked", "without renormalizing"),
+        (CA, [(CA_MASK + "\n        " + CA_SOFTMAX,
+               CA_SOFTMAX + "\n        weights = weights.masked_fill(self.mask[:num_tokens, :num_tokens], 0.0)")],
+         f"{CA}.CausalAttention", "no longer sum to 1")],
+    "mask_missing": [
+        (CA, [(CA_MASK, "pass")], f"{CA}.CausalAttention", "without the causal mask")],
+    "mask_not_sliced": [
+        (CA, [("mask_scores(scores, self.mask[:num_tokens, :num_tokens])", "mask_scores(scores, self.mask)")],
+         f"{CA}.CausalAttention", "self.mask[:T, :T]")],
+    "split_without_transpose": [
+        (MH, [("    x = x.view(b, num_tokens, num_heads, d_out // num_heads)  # (b, T, h, head_dim)\n"
+               "    return x.transpose(1, 2)  # (b, h, T, head_dim)",
+               "    return x.view(b, num_heads, num_tokens, d_out // num_heads)")],
+         f"{MH}.split_heads", "mixes tokens and heads")],
+    "merge_without_transpose": [
+        (MH, [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)", "x = x.contiguous()")],
+         f"{MH}.merge_heads", "Transpose back")],
+    "merge_interleaved": [
+        (MH, [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)",
+               "x = x.permute(0, 2, 3, 1).contiguous()")],
+         f"{MH}.merge_heads", "interleave the heads")],
+    "heads_permuted": [
+        (MH, [("torch.cat([head(x) for head in self.heads], dim=-1)",
+               "torch.cat([head(x) for head in reversed(self.heads)], dim=-1)")],
+         f"{MH}.MultiHeadAttentionWrapper", "in another order")],
+    "out_proj_missing": [
+        (MH, [("        return self.out_proj(context)", "        return context")],
+         f"{MH}.MultiHeadAttention", "or does not apply it"),
+        (MH, [("        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found\n", ""),
+              ("        return self.out_proj(context)", "        return context")],
+         f"{MH}.MultiHeadAttention", "no output projection")],
+    "head_dim_from_d_in": [
+        (MH, [("self.head_dim = d_out // num_heads", "self.head_dim = d_in // num_heads")],
+         f"{MH}.MultiHeadAttention", "head_dim = d_out // num_heads")],
+    "dropout_on_scores": [
+        (CA, [(CA_SOFTMAX + "\n        weights = self.dropout(weights)",
+               "scores = self.dropout(scores)\n        " + CA_SOFTMAX)],
+         f"{CA}.CausalAttention", "acts on your scores")],
+    "dropout_in_eval_mode": [
+        (CA, [("weights = self.dropout(weights)",
+               "weights = torch.nn.functional.dropout(weights, self.dropout.p, training=True)")],
+         f"{CA}.CausalAttention", "still active in eval mode")],
+    "returns_numpy": [
+        (S, [("return weights @ values  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)",
+              "return (weights @ values).numpy()")],
+         f"{S}.context_vectors", "numpy.ndarray")],
+    "dtype_changed": [
+        (S, [("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
+              "return (inputs * query.unsqueeze(-2)).sum(dim=-1).float()")],
+         f"{S}.query_scores", "dtype torch.float32; expected torch.float64")],
+    "modifies_input_in_place": [
+        (CA, [('return scores.masked_fill(mask, float("-inf"))', 'return scores.masked_fill_(mask, float("-inf"))')],
+         f"{CA}.mask_scores", "in place")],
+}
+
+PARAMS = [pytest.param(entry_id, n, id=f"{entry_id}-{n}")
+          for entry_id, cases in CASES.items() for n in range(len(cases))]
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    from attnkit.sandbox import Zygote
+
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def test_every_catalogue_entry_has_a_case():
+    assert sorted(CASES) == sorted(e.id for e in ENTRIES)
+
+
+@pytest.mark.parametrize("entry_id, n", PARAMS)
+def test_mistake_is_named(zygote, tmp_path, entry_id, n):
+    module, edits, item, phrase = CASES[entry_id][n]
+    entry = BY_ID[entry_id]
+    assert item in entry.items or "*" in entry.items, f"the catalogue does not say {entry_id} concerns {item}"
+    path = mutant(tmp_path / "sub", module, *edits)
+    report = grade(zygote, Target(str(path.parent), (module,), str(path)))
+    result = report.by_item()[item]
+    failed = [c for c in result.checks if not c.passed]
+    assert failed, f"{item} passed every check"
+    named = {c.diagnosis for c in failed if c.diagnosis}
+    assert named == {entry_id}, [(c.kind, c.reason) for c in failed]
+    assert phrase in result.summary
+    # The mistake costs only its own item: nothing else is blamed.
+    others = [r for r in report.results if r.item.key != item and r.score != r.max_score]
+    assert not others, [(r.item.key, r.summary) for r in others]
+
+
+def test_two_mistakes_at_once_get_the_facts_not_a_guess(zygote, tmp_path):
+    path = mutant(tmp_path / "sub", SA,
+                  ("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k, dim=-2)"))
+    report = grade(zygote, Target(str(path.parent), (SA,), str(path)))
+    result = report.by_item()[f"{SA}.attention_weights"]
+    assert not any(c.diagnosis for c in result.checks)
+    hidden = next(c for c in result.checks if c.kind == "hidden")
+    assert "values differ at" in hidden.reason and "the largest difference is at" in hidden.reason
+    assert "position | expected | yours" in hidden.details
+
+
+def test_the_solutions_get_no_diagnosis(zygote):
+    report = grade(zygote, Target(str(reference.solutions_dir()), tuple(), "solutions"))
+    assert report.score == report.max_score
+    report = grade(zygote, Target(str(reference.solutions_dir()), (S, SA, CA, MH), "solutions"))
+    assert report.score == 100
+    assert not any(c.diagnosis or c.pictures for r in report.results for c in r.checks)
+
+
+# -- the variants themselves
+
+def _random_state(item, gen, *args, **kwargs):
+    module = reference.solution(item)(*args, **kwargs)
+    return {n: torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5
+            for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("item, args, kwargs", [
+    (f"{SA}.SelfAttention", (5, 4), {}),
+    (f"{SA}.SelfAttentionV2", (5, 4), {"qkv_bias": True}),
+    (f"{CA}.CausalAttention", (5, 4, 6, 0.0), {"qkv_bias": True}),
+    (f"{MH}.MultiHeadAttentionWrapper", (5, 4, 6, 0.0, 3), {}),
+    (f"{MH}.MultiHeadAttention", (5, 12, 6, 0.0, 3), {"qkv_bias": True}),
+])
+def test_variants_with_default_knobs_are_the_reference(item, args, kwargs):
+    """A variant differs from the reference by its knob alone."""
+    gen = torch.Generator().manual_seed(7)
+    state = _random_state(item, gen, *args, **kwargs)
+    x = torch.randn(2, 6, 5, generator=gen, dtype=torch.float64)
+    want = reference.reference_module(item, state, *args, **kwargs)(x).detach()
+    init = variants.init_arguments(item, args, kwargs)
+    torch.testing.assert_close(variants.module_forward(item, state, init, x), want)
+
+
+def test_init_parameters_follow_the_reference_signatures():
+    import inspect
+
+    for item, names in variants.INIT_PARAMS.items():
+        assert tuple(inspect.signature(reference.solution(item)).parameters) == names
+
+
+def test_a_mistake_that_changes_nothing_here_is_no_evidence():
+    """With d_k = 1, scaling by d_k, by sqrt(d_k) or not at all agree: no diagnosis."""
+    scores = torch.randn(3, 4, dtype=torch.float64)
+    right = torch.softmax(scores, -1)
+    wrong = right.flip(-1)
+    assert identify(Call(f"{SA}.attention_weights", (scores, 1)), wrong, right) is None
+    assert identify(Call(f"{SA}.attention_weights", (scores, 1)), right, right) is None
