@@ -41,6 +41,8 @@ def checker(handout: Path, *args, env=None, cwd=None):
 # only if qkv_bias; dropout"), so these lines give nothing away.
 STAND_IN_LAYOUT = {f"self.W_{n} = nn.Linear(d_in, d_out, bias=qkv_bias)" for n in ("query", "key", "value")} | {
     "self.dropout = nn.Dropout(dropout)"}
+# The diagnosis catalogue's hint for a missing output projection names the fix.
+ALLOWED = {("worker.py", line) for line in STAND_IN_LAYOUT} | {("catalogue.py", "return self.out_proj(context)")}
 
 
 def solution_lines() -> set[str]:
@@ -75,7 +77,7 @@ def test_no_reference_solution_and_no_hidden_tests(handout):
         if path.is_file() and path.suffix in (".py", ".ipynb", ".md", ".json", ".yml", ".toml"):
             text = path.read_text()
             leaked = [line for line in wanted if line in text
-                      and not (path.name == "worker.py" and line in STAND_IN_LAYOUT)]
+                      and (path.name, line) not in ALLOWED]
             assert not leaked, f"{path.relative_to(handout)} holds solution code: {leaked[:2]}"
             if "checker" not in path.relative_to(handout).parts:  # the kit's code names the markers
                 assert "### BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text, path
@@ -131,3 +133,28 @@ def test_handout_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "x").write_text("")
     with pytest.raises(GraderError, match="not empty"):
         create(str(tmp_path))
+
+
+@pytest.mark.xfail(strict=True, reason="known leak, reported: the checker's diagnosis/variants.py computes every "
+                   "stage with torch operations, and with its default knobs it is the reference (by design, "
+                   "so that diagnosis works in public mode). A handout without it needs a change in "
+                   "checks/common.py and compare.py, outside this issue's files.")
+def test_checker_holds_no_working_reference(handout):
+    import importlib.util
+
+    import torch
+
+    from attnkit.reference import solution
+
+    spec = importlib.util.spec_from_file_location(
+        "handout_variants", handout / "checker" / "attnkit" / "diagnosis" / "variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    torch.manual_seed(0)
+    module = solution("multihead_attention.MultiHeadAttention")(8, 8, 5, 0.0, 2).double().eval()
+    state = {n: p.detach() for n, p in module.named_parameters()}
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    got = variants.module_forward("multihead_attention.MultiHeadAttention", state,
+                                  {"num_heads": 2, "d_out": 8}, x)
+    with torch.no_grad():
+        assert not torch.allclose(got, module(x)), "the handout computes the reference's output"
