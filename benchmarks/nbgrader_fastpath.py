@@ -12,9 +12,9 @@ the solution cells out by their nbgrader metadata and grades them with the
 isolated runner). Prints both per-student totals and the speed ratio; exits 1
 if a total differs or the fast path is less than 20x faster.
 
-Before `attnkit grade-class` accepts a submitted/ tree, the fast path is run
-as `attnkit.nbgrader_tree.extract` + `attnkit grade-class` on the extracted
-folders, in one fresh process, timed as a whole.
+Until `attnkit grade-class` accepts a submitted/ tree itself, the fast path is
+`nbgrader_tree.submitted_to_folders` followed by grade-class's own function
+(`classgrade.grade_class`) in one fresh process, timed as a whole.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ def fast_path(course: Path, out: Path, jobs: int) -> tuple[float, str]:
         return sh(attnkit + ["grade-class", str(course / "submitted"), "--out", str(out), "--jobs", str(jobs),
                              "--quiet"], cwd=course), "attnkit grade-class submitted/"
     return (sh([sys.executable, "-c", FALLBACK, str(course / "submitted"), str(out), str(jobs)], cwd=course),
-            "extract, then the batch grader (grade-class does not take submitted/ yet)")
+            "nbgrader_tree.submitted_to_folders, then classgrade.grade_class (grade-class does not take "
+            "submitted/ yet)")
 
 
 def main() -> int:
