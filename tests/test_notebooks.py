@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,19 @@ def test_stage_four_never_pays_for_stage_three(tmp_path):
     assert full == items()[key].points
     # the public checker has no reference: it runs the stage-3 file it finds, here a stub
     assert public == 0.0
+
+
+def test_course_folder_and_its_refusals(tmp_path):
+    from attnkit.course import create
+    from attnkit.outcomes import GraderError
+
+    written = create(str(tmp_path / "course"), cell_timeout=30, item_seconds=5)
+    config = (tmp_path / "course" / "nbgrader_config.py").read_text()
+    assert "c.Execute.timeout = 30" in config and '"ATTNKIT_ITEM_SECONDS", "5"' in config
+    assert sorted(Path(p).relative_to(tmp_path / "course").as_posix() for p in written) == sorted(
+        [f"source/{m}/{m}.ipynb" for m in MODULES] + ["source/multihead_attention/causal_attention.py",
+                                                       "nbgrader_config.py"])
+    with pytest.raises(GraderError, match="already holds a course"):
+        create(str(tmp_path / "course"))
+    with pytest.raises(GraderError, match="too short"):
+        create(str(tmp_path / "other"), cell_timeout=15, item_seconds=10)
