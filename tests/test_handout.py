@@ -102,10 +102,14 @@ def test_checker_on_the_stubs_and_on_the_solutions(handout, tmp_path):
     assert sum(t["score"] for t in result["tests"]) == PUBLIC_TOTAL
 
 
-def test_checker_grades_the_notebooks(handout):
+def test_checker_grades_the_notebooks(handout, tmp_path):
     done = checker(handout, "check", ".", "--notebooks")
     assert done.returncode == 0, done.stderr
     assert f"Total: 0/{PUBLIC_TOTAL}" in done.stdout
+    for module in MODULES:  # notebooks with every solution cell filled in
+        (tmp_path / f"{module}.ipynb").write_text((ROOT / "source" / module / f"{module}.ipynb").read_text())
+    done = checker(handout, "check", str(tmp_path), "--notebooks")
+    assert f"Total: {PUBLIC_TOTAL}/{PUBLIC_TOTAL}" in done.stdout, done.stdout + done.stderr
 
 
 def test_classroom_workflow(handout):
