@@ -37,6 +37,8 @@ EXPECTED = {
     "forge_results": "values differ",
     "exit_at_import": "importing simplified_attention.py ended the grading process",
     "sys_exit_in_function": "called sys.exit(0)",
+    "sys_exit_at_import": "called sys.exit(0) while being imported",
+    "os_exit_in_function": "ended unexpectedly",
     "infinite_loop": "time limit exceeded",
     "memory_bomb": "memory limit exceeded",
     "stack_frames": "values differ",
@@ -86,7 +88,7 @@ def test_attack_gains_nothing(zygote, tmp_path, name, token, monkeypatch):
     assert softmax.score == 0, softmax.reasons
     if EXPECTED[name]:
         assert any(EXPECTED[name] in line for line in softmax.reasons), softmax.reasons
-    if name != "exit_at_import":  # its import never finishes: every item of the file is lost
+    if not name.endswith("at_import"):  # its import never finishes: every item of the file is lost
         assert by_hostile[f"{S}.attention_scores"].score == 3, by_hostile[f"{S}.attention_scores"].reasons
     assert not (tmp_path / "forged-results.json").exists()
 

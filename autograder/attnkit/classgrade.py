@@ -92,6 +92,9 @@ _NEXT_CHANNEL = None
 
 def _init_job() -> None:
     """In each job process: take a channel of its own to the shared worker."""
+    from attnkit import confine
+
+    confine.die_with_parent()  # a killed run leaves no job grading on
     with _NEXT_CHANNEL.get_lock():
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1
@@ -196,6 +199,21 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
     return sorted(outcomes, key=lambda o: o.student)
 
 
+def _warm_up() -> None:
+    """Pay once, here, what every job would pay again after the fork: the torch
+    and matplotlib imports, torch's first operations, and the reference results
+    that every student's checks share (grading the solutions fills the memo)."""
+    import torch
+
+    from attnkit.grading import Target, grade
+    from attnkit.heatmap import heatmap_png
+    from attnkit.settings import solutions_dir
+
+    heatmap_png(torch.zeros(2, 2), torch.ones(2, 2), "warm-up")
+    if solutions_dir().is_dir():
+        grade(_ZYGOTE, Target(str(solutions_dir()), MODULES, "warm-up"))
+
+
 def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar) -> list[StudentOutcome]:
     global _ZYGOTE, _NEXT_CHANNEL
     from attnkit.sandbox import Zygote
@@ -204,7 +222,7 @@ def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hid
     # One warm worker serves every job, each on its own channel: torch is
     # imported once for the workers, and once here, in parallel.
     _ZYGOTE = Zygote(hide=hide, channels=jobs * 4)  # spare channels for replacement jobs
-    import attnkit.grading  # noqa: F401 - import torch here, once, before the jobs fork
+    _warm_up()
 
     context = multiprocessing.get_context("fork")
     _NEXT_CHANNEL = context.Value("i", 0)

@@ -21,7 +21,7 @@ import signal
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 0x1000, 0x4000, 0x40000
-PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -34,6 +34,18 @@ def set_dumpable(flag: bool) -> bool:
     """A non-dumpable process's /proc files (environ, mem) belong to root, so a
     student process of the same user cannot read the grader's secret there."""
     return _call(_libc.prctl, PR_SET_DUMPABLE, int(flag), 0, 0, 0)
+
+
+def die_with_parent() -> bool:
+    """SIGKILL when the parent process dies, so nothing runs on after a grader
+    that was killed. Cleared by fork and by a change of user: set it after both."""
+    import signal as _signal
+
+    parent = os.getppid()
+    ok = _call(_libc.prctl, PR_SET_PDEATHSIG, int(_signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the setting took
+        os._exit(1)
+    return ok
 
 
 def set_subreaper() -> bool:

@@ -35,6 +35,7 @@ def zygote(control_fds: str) -> None:
     grading job), forking one child per submission."""
     import selectors
 
+    confine.die_with_parent()
     import torch  # the expensive import, paid once per grading run
 
     torch.set_num_threads(1)
@@ -138,6 +139,7 @@ def _child(fd: int, request: dict) -> None:
     limits = request.get("limits", {})
     confine.namespaces(list(request.get("hide", [])), confine.python_paths())
     confine.drop_privileges(limits.get("uid"))
+    confine.die_with_parent()  # after the change of user, which clears it
     confine.limit_resources(limits.get("memory_bytes", 0), limits.get("output_bytes", 0),
                             limits.get("processes", 0))
     os.chdir(request["workdir"])

@@ -1,0 +1,151 @@
+"""`attnkit grade-class`: a whole class, in parallel, resumable, and unbothered
+by one student's hostility."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ASSIGNMENTS, ROOT, make_submission
+
+from attnkit.items import items
+
+S = "simplified_attention"
+
+
+def attnkit(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "attnkit.cli", *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT, **kw)
+
+
+def build_class(folder: Path) -> Path:
+    make_submission(folder / "ada")  # correct
+    make_submission(folder / "bob", base=ASSIGNMENTS)  # the stubs
+    make_submission(folder / "cyd", {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
+                                          "shifted = scores")]})  # loses softmax stability (2)
+    make_submission(folder / "dee", {"causal_attention": [(
+        "    return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)",
+        "    while True:\n        pass")]})  # causal_mask loops forever: loses its 3 points
+    return folder
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    klass, out = build_class(base / "class"), base / "out"
+    proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--timeout", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return klass, out, proc
+
+
+def test_grades_csv_has_every_student_and_item(graded):
+    _, out, _ = graded
+    rows = read_csv(out / "grades.csv")
+    assert [r["student"] for r in rows] == ["ada", "bob", "cyd", "dee"]
+    assert list(rows[0]) == ["student", "total", *items()]
+    totals = {r["student"]: int(r["total"]) for r in rows}
+    assert totals == {"ada": 100, "bob": 0, "cyd": 98, "dee": 97}
+    dee = next(r for r in rows if r["student"] == "dee")
+    assert dee["causal_attention.causal_mask"] == "0" and dee["causal_attention.CausalAttention"] == "13"
+    for r in rows:
+        assert sum(int(r[k]) for k in items()) == int(r["total"])
+
+
+def test_each_student_gets_results_and_feedback(graded):
+    _, out, _ = graded
+    for student in ("ada", "bob", "cyd", "dee"):
+        data = json.loads((out / student / "results.json").read_text())
+        assert data["max_score"] == 100 and len(data["tests"]) == len(items())
+        assert (out / student / "feedback.txt").read_text().startswith(f"attnkit feedback for {student}")
+        assert (out / student / "feedback.html").exists()
+    dee = json.loads((out / "dee" / "results.json").read_text())
+    mask = next(t for t in dee["tests"] if t["name"] == "causal_attention.causal_mask")
+    assert "time limit exceeded" in mask["output"]
+
+
+def test_progress_and_summary(graded):
+    _, _, proc = graded
+    assert "4 students: 4 graded, 0 unchanged" in proc.stdout
+    assert "4/4 students" in proc.stderr
+
+
+def test_rerun_skips_unchanged_students_and_regrades_changed_ones(graded, tmp_path):
+    klass, out, _ = graded
+    before = (out / "grades.csv").read_text()
+    proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet")
+    assert "0 graded, 4 unchanged" in proc.stdout
+    assert (out / "grades.csv").read_text() == before
+    # cyd fixes the mistake: only cyd is graded again
+    fixed = tmp_path / "klass"
+    subprocess.run(["cp", "-r", str(klass), str(fixed)], check=True)
+    (fixed / "cyd" / f"{S}.py").write_text((ROOT / "solutions" / f"{S}.py").read_text())
+    proc = attnkit("grade-class", str(fixed), "--out", str(out), "--jobs", "2", "--quiet", "--timeout", "3")
+    assert "1 graded, 3 unchanged" in proc.stdout
+    rows = {r["student"]: r["total"] for r in read_csv(out / "grades.csv")}
+    assert rows == {"ada": "100", "bob": "0", "cyd": "100", "dee": "97"}
+
+
+def test_a_run_killed_with_sigkill_loses_nothing(tmp_path):
+    klass = tmp_path / "class"
+    for i in range(6):
+        make_submission(klass / f"s{i}")
+    make_submission(klass / "stub", base=ASSIGNMENTS)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "attnkit.cli", "grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*/results.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # the job processes die with the run; give the kernel a moment
+    done_before = len(list(out.glob("*/results.json")))
+    assert 2 <= done_before
+    for path in out.glob("*/results.json"):  # whatever was written is whole
+        json.loads(path.read_text())
+    finish = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet")
+    assert finish.returncode == 0, finish.stderr
+    assert f"{7 - done_before} graded, {done_before} unchanged" in finish.stdout
+    clean = attnkit("grade-class", str(klass), "--out", str(tmp_path / "clean"), "--jobs", "1", "--quiet")
+    assert clean.returncode == 0
+    assert (out / "grades.csv").read_text() == (tmp_path / "clean" / "grades.csv").read_text()
+
+
+def test_a_student_cannot_touch_another_students_files(tmp_path):
+    klass, out = tmp_path / "class", tmp_path / "out"
+    victim = make_submission(klass / "victim")
+    original = (victim / f"{S}.py").read_text()
+    attack = (
+        "\nimport os\n"
+        f"for path in ({str(victim / (S + '.py'))!r}, {str(out / 'victim' / 'results.json')!r}):\n"
+        "    try:\n"
+        "        os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+        "        open(path, 'w').write('def softmax(scores, dim=-1):\\n    return scores * 0\\n')\n"
+        "    except OSError:\n"
+        "        pass\n")
+    mallory = make_submission(klass / "mallory")
+    (mallory / f"{S}.py").write_text((mallory / f"{S}.py").read_text() + attack)
+    proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (victim / f"{S}.py").read_text() == original
+    rows = {r["student"]: r["total"] for r in read_csv(out / "grades.csv")}
+    assert rows == {"mallory": "100", "victim": "100"}
+
+
+def test_bad_class_folder_is_a_clear_error(tmp_path):
+    proc = attnkit("grade-class", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "not a folder of student folders" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "k").mkdir()
+    proc = attnkit("grade-class", str(tmp_path / "k"), "--out", str(tmp_path / "k" / "out"))
+    assert proc.returncode == 2 and "must not be inside the class folder" in proc.stderr

@@ -1,0 +1,64 @@
+"""The Gradescope bundle, run against a fake autograder root."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+
+from conftest import SOLUTIONS, make_submission
+from test_full_and_zero import run_cli
+
+
+def unpack(tmp_path, secret=None):
+    bundle = tmp_path / "autograder.zip"
+    args = ["gradescope-bundle", str(bundle)]
+    if secret:
+        (tmp_path / "secret.txt").write_text(secret)
+        args += ["--secret-file", str(tmp_path / "secret.txt")]
+    assert run_cli(*args).returncode == 0
+    root = tmp_path / "root"
+    with zipfile.ZipFile(bundle) as z:
+        names = z.namelist()
+        assert {"setup.sh", "run_autograder", "requirements.txt"} <= set(names)
+        assert "attnkit/solutions/softmax.py" not in names and "attnkit/solutions/simplified_attention.py" in names
+        assert z.getinfo("run_autograder").external_attr >> 16 & stat.S_IXUSR
+        z.extractall(root / "source")
+    (root / "results").mkdir()
+    return root
+
+
+def run_autograder(root):
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), ATTNKIT_PYTHON=sys.executable)
+    env.pop("ATTNKIT_SOLUTIONS", None)
+    proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_bundle_grades_a_nested_submission_with_a_wrong_stage(tmp_path):
+    root = unpack(tmp_path, secret="course-secret-1")
+    sub = make_submission(root / "submission" / "my-work", {"causal_attention": [
+        ('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")]})
+    # the student also tries to write the results file and to read the kit
+    text = (sub / "simplified_attention.py").read_text()
+    (sub / "simplified_attention.py").write_text(text + (
+        "\nimport json, os\n"
+        "for p in ('/autograder/results/results.json', os.environ.get('AUTOGRADER_ROOT', '') + '/results/results.json',"
+        f" {str(root / 'results' / 'results.json')!r}):\n"
+        "    try:\n        open(p, 'w').write(json.dumps({'score': 100}))\n    except OSError:\n        pass\n"))
+    data = run_autograder(root)
+    assert (data["score"], data["max_score"]) == (95, 100)
+    mask = next(t for t in data["tests"] if t["name"] == "causal_attention.mask_scores")
+    assert mask["score"] == 0 and mask["status"] == "failed" and mask["output"]
+
+
+def test_bundle_names_missing_files(tmp_path):
+    root = unpack(tmp_path)
+    (root / "submission").mkdir()
+    (root / "submission" / "simplified_attention.py").write_text((SOLUTIONS / "simplified_attention.py").read_text())
+    data = run_autograder(root)
+    assert data["score"] == 20
+    assert "self_attention.py was not found in your submission" in data["output"]
