@@ -14,7 +14,7 @@ import ast
 import difflib
 from pathlib import Path
 
-from attnkit import public_data
+from attnkit import notebooks, public_data
 from attnkit.items import MODULES
 from attnkit.reference import KIT_ROOT
 
@@ -94,7 +94,7 @@ def generated_files(root: Path = KIT_ROOT) -> dict[Path, str]:
 
 # Further generators (the notebooks) register here: each takes the kit root and
 # returns {path: content}.
-GENERATORS: list = [public_data.generate]
+GENERATORS: list = [public_data.generate, notebooks.generate]
 
 
 def build(root: Path = KIT_ROOT, check: bool = False) -> list[str]:

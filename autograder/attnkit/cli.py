@@ -77,6 +77,33 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_course(args) -> int:
+    from attnkit.course import create
+
+    for path in create(args.dir, cell_timeout=args.cell_timeout, item_seconds=args.item_timeout):
+        print(f"wrote {path}")
+    print(f"next: cd {args.dir} && nbgrader generate_assignment simplified_attention")
+    return 0
+
+
+def cmd_handout(args) -> int:
+    from attnkit.handout import create
+
+    for path in create(args.out, classroom=args.classroom):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from attnkit import checker
+
+    output = checker.github_output_path(args.github_output)
+    report, text = checker.run(args.path, notebooks=args.notebooks, timeout=args.timeout,
+                               github_output=output)
+    print(text)
+    return 0
+
+
 def cmd_grade_class(args) -> int:
     from attnkit import confine
     from attnkit.classgrade import grade_class
@@ -123,6 +150,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                    help="wall-time limit per graded item (default 10)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("course", help="create a ready nbgrader course folder (config and source notebooks)")
+    p.add_argument("dir", help="the course folder to create")
+    p.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS",
+                   help="nbgrader's per-cell time limit, c.Execute.timeout (default 60)")
+    p.add_argument("--item-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="the test cells' time limit per graded item (default 10)")
+    p.set_defaults(func=cmd_course)
+
+    p = sub.add_parser("handout", help="write the self-study handout: stubs, notebooks, README, public checker")
+    p.add_argument("out", help="a new folder for the handout")
+    p.add_argument("--classroom", action="store_true",
+                   help="add .github/workflows/classroom.yml for GitHub Classroom")
+    p.set_defaults(func=cmd_handout)
+
+    p = sub.add_parser("check", help="the public checks only (no reference solution, no hidden cases)")
+    p.add_argument("path", nargs="?", default=".", help="a folder with the exercise files, or one of them")
+    p.add_argument("--notebooks", action="store_true", help="grade the code of the notebooks in the folder")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="wall-time limit per graded item (default 10)")
+    p.add_argument("--github-output", action="store_true",
+                   help="also write the result for GitHub Classroom's reporter to $GITHUB_OUTPUT")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("grade-class", help="grade a folder of student folders in parallel")
     p.add_argument("dir", help="one folder per student, each laid out like assignments/")

@@ -1,0 +1,189 @@
+"""The real nbgrader pipeline on a small sample class, from `attnkit course` on.
+
+One course, one run of each nbgrader command per assignment, shared by the
+tests below (the module fixture). Students (see notebook_samples.py):
+
+- full: the source notebooks' code, all four assignments -> full marks;
+- released: the released notebooks unchanged, all four -> 0;
+- wrong: one wrong stage (softmax) -> partial credit, only that item lost;
+- stderr: prints to stderr and warns, at the top of a cell and inside the
+  graded function -> keeps its marks;
+- loop: an infinite loop inside renormalize_masked -> completes, only that item 0;
+- forger: a wrong softmax, and a solution cell that replaces the grader in the
+  kernel -> nbgrader gives full marks, the isolated grade does not, and the
+  fast path names the student.
+
+Every nbgrader score is compared with `attnkit grade`'s batch path on the same
+code written as .py files, and with the fast path on the submitted/ tree.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnkit.grading import Target, grade
+from attnkit.items import MODULES, items_of, module_points
+from attnkit.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
+from attnkit.sandbox import Limits, Zygote
+from notebook_samples import EDITS, student_notebook, submit, write_modules
+
+pytestmark = pytest.mark.slow
+
+FORGERY = ("import attnkit.notebook\n"
+           "attnkit.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
+EDITS["forger"] = {"simplified_attention": EDITS["wrong"]["simplified_attention"] + [
+    ("softmax", "def softmax(", FORGERY + "def softmax(")]}
+
+SUBMISSIONS = {  # student -> assignments submitted
+    "full": MODULES, "released": MODULES, "wrong": ("simplified_attention",),
+    "stderr": ("self_attention",), "loop": ("causal_attention",), "forger": ("simplified_attention",),
+}
+CELL_TIMEOUT, ITEM_SECONDS = 20, 4
+
+
+def run(args, cwd):
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader runs alembic
+    done = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nbgrader") / "course"
+    run(["attnkit.cli", "course", str(root), "--cell-timeout", str(CELL_TIMEOUT),
+         "--item-timeout", str(ITEM_SECONDS)], cwd=root.parent)
+    timings = {}
+    for module in MODULES:
+        run(["nbgrader", "generate_assignment", module], cwd=root)
+        released = json.loads((root / "release" / module / f"{module}.ipynb").read_text())
+        for student, modules in SUBMISSIONS.items():
+            if module in modules:
+                nb = released if student == "released" else student_notebook(released, module, student)
+                submit(root, student, module, nb)
+    for module in MODULES:
+        start = time.monotonic()
+        run(["nbgrader", "autograde", module], cwd=root)
+        timings[module] = time.monotonic() - start
+        run(["nbgrader", "generate_feedback", module], cwd=root)
+    run(["nbgrader", "export"], cwd=root)
+    print(f"nbgrader autograde seconds per assignment: {timings}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def nbgrader_cells(course: Path) -> dict[str, dict[str, float]]:
+    """student -> {item key: score of its test cell} from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, dict[str, float]] = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for module in MODULES:
+            for submission in gb.find_assignment(module).submissions:
+                for nb in submission.notebooks:
+                    for g in nb.grades:
+                        name = g.name.removeprefix("test_")
+                        out.setdefault(submission.student.id, {})[f"{module}.{name}"] = float(g.score)
+    return out
+
+
+@pytest.fixture(scope="module")
+def attnkit_items(course, zygote, tmp_path_factory):
+    """student -> {item key: points} from the batch grader on the .py files."""
+    out = {}
+    for student, modules in SUBMISSIONS.items():
+        folder = tmp_path_factory.mktemp(f"py-{student}")
+        if student == "released":
+            for module in modules:
+                (folder / f"{module}.py").write_text((Path(__file__).parents[1] / "assignments" /
+                                                     f"{module}.py").read_text())
+        else:
+            write_modules(folder, student, modules)
+        report = grade(zygote, Target(str(folder), tuple(modules), student), Limits(seconds=10))
+        out[student] = {r.item.key: r.score for r in report.results}
+    return out
+
+
+def per_assignment(scores: dict[str, float]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for key, value in scores.items():
+        module = key.split(".", 1)[0]
+        totals[module] = totals.get(module, 0) + value
+    return totals
+
+
+def test_export_and_feedback_for_every_assignment(course):
+    rows = list(csv.DictReader(open(course / "grades.csv")))
+    got = {(r["student_id"], r["assignment"]): float(r["score"]) for r in rows}
+    for student, modules in SUBMISSIONS.items():
+        for module in modules:
+            assert (course / "feedback" / student / module / f"{module}.html").is_file()
+            assert (student, module) in got
+    for module in MODULES:
+        assert got[("full", module)] == module_points(module)
+        assert got[("released", module)] == 0
+
+
+def test_every_test_cell_scores_what_attnkit_grade_gives(course, attnkit_items):
+    cells = nbgrader_cells(course)
+    for student in SUBMISSIONS:
+        if student == "forger":
+            continue
+        assert cells[student] == {k: float(v) for k, v in attnkit_items[student].items()}, student
+        assert per_assignment(cells[student]) == per_assignment(attnkit_items[student])
+
+
+def test_scenarios(course):
+    cells = nbgrader_cells(course)
+    full = {i.key: float(i.points) for m in MODULES for i in items_of(m)}
+    assert cells["full"] == full
+    assert set(cells["released"].values()) == {0.0}
+    # one wrong stage: partial credit, and only that item loses points
+    wrong = cells["wrong"]
+    assert 0 < sum(wrong.values()) < module_points("simplified_attention")
+    assert wrong.pop("simplified_attention.softmax") < full["simplified_attention.softmax"]
+    assert all(v == full[k] for k, v in wrong.items())
+    # stderr and warnings in the student's code cost nothing
+    assert cells["stderr"] == {k: v for k, v in full.items() if k.startswith("self_attention.")}
+    # an infinite loop costs the looping item only, and the notebook completes
+    loop = cells["loop"]
+    assert loop.pop("causal_attention.renormalize_masked") == 0
+    assert loop == {k: v for k, v in full.items() if k.startswith("causal_attention.")
+                    and k != "causal_attention.renormalize_masked"}
+
+
+def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_items, tmp_path):
+    start = time.monotonic()
+    extraction = extract(course / "submitted", tmp_path / "folders")
+    isolated = {}
+    for student, folder in extraction.folders.items():
+        report = grade(zygote, Target(str(folder), MODULES, student), Limits(seconds=10))
+        isolated[student] = {m: s for m, s in module_scores(report).items() if m in SUBMISSIONS[student]}
+    elapsed = time.monotonic() - start
+    nbgrader = gradebook_scores(course / "gradebook.db")
+    for student in SUBMISSIONS:
+        assert isolated[student] == per_assignment(attnkit_items[student]), student
+        if student != "forger":
+            assert nbgrader[student] == {m: float(v) for m, v in isolated[student].items()}, student
+    # nbgrader ran the forger's replacement grader in its kernel
+    assert nbgrader["forger"]["simplified_attention"] == module_points("simplified_attention")
+    assert isolated["forger"]["simplified_attention"] < module_points("simplified_attention")
+    flagged = higher_in_nbgrader(nbgrader, isolated)
+    assert len(flagged) == 1 and flagged[0].startswith("forger simplified_attention: nbgrader 20")
+    print(f"fast path: {elapsed:.1f} s for {len(extraction.folders)} students")

@@ -1,0 +1,70 @@
+"""The fast path's extraction of an nbgrader submitted/ tree, without nbgrader.
+
+(test_nbgrader_pipeline.py compares it with a real nbgrader run.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attnkit import notebooks
+from attnkit.grading import Target, grade
+from attnkit.items import MODULES, module_points
+from attnkit.nbgrader_tree import (extract, higher_in_nbgrader, is_submitted_tree, module_scores,
+                                   submitted_to_folders)
+from attnkit.notebook_code import NotebookError
+from attnkit.sandbox import Limits, Zygote
+from notebook_samples import source_notebook, student_notebook
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    z = Zygote()
+    yield z
+    z.close()
+
+
+def write(path, nb):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+
+
+def test_tree_to_folders_and_grades(tmp_path, zygote):
+    sub = tmp_path / "submitted"
+    for module in MODULES:
+        write(sub / "ada" / module / f"{module}.ipynb", source_notebook(module))
+    released = notebooks.release("simplified_attention", source_notebook("simplified_attention"))
+    write(sub / "bo" / "simplified_attention" / "simplified_attention.ipynb",
+          student_notebook(released, "simplified_attention", "wrong"))
+    (sub / "cy" / "self_attention").mkdir(parents=True)
+    (sub / "cy" / "self_attention" / "self_attention.ipynb").write_text("{not json")
+    assert is_submitted_tree(sub) and not is_submitted_tree(tmp_path)
+
+    result = extract(sub, tmp_path / "out")
+    assert sorted(result.folders) == ["ada", "bo", "cy"]
+    assert sorted(p.name for p in result.folders["ada"].iterdir()) == sorted(f"{m}.py" for m in MODULES)
+    assert [p.name for p in result.folders["bo"].iterdir()] == ["simplified_attention.py"]
+    assert list(result.folders["cy"].iterdir()) == []
+    assert "self_attention.ipynb: not a readable notebook" in result.notes["cy"][0]
+    assert submitted_to_folders(sub, tmp_path / "again").keys() == result.folders.keys()
+
+    ada = grade(zygote, Target(str(result.folders["ada"]), MODULES, "ada"), Limits(seconds=10))
+    assert ada.score == 100
+    bo = module_scores(grade(zygote, Target(str(result.folders["bo"]), MODULES, "bo"), Limits(seconds=10)))
+    assert 0 < bo["simplified_attention"] < module_points("simplified_attention")
+    assert bo["self_attention"] == 0  # not submitted
+
+
+def test_missing_tree_is_a_clear_error(tmp_path):
+    with pytest.raises(NotebookError, match="expected nbgrader's submitted/ tree"):
+        extract(tmp_path / "nope", tmp_path / "out")
+
+
+def test_higher_in_nbgrader():
+    nbgrader = {"ada": {"simplified_attention": 20.0, "self_attention": 10.0},
+                "bo": {"simplified_attention": 15.0}, "cy": {"other_assignment": 99.0}}
+    isolated = {"ada": {"simplified_attention": 20, "self_attention": 7}, "bo": {"simplified_attention": 15}}
+    lines = higher_in_nbgrader(nbgrader, isolated)
+    assert lines == ["ada self_attention: nbgrader 10, isolated grade 7: the nbgrader score is higher; "
+                     "check this notebook (the isolated grade counts)"]
