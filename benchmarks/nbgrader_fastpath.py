@@ -11,10 +11,6 @@ assignments, and the fast path, `attnkit grade-class submitted/` (which pulls
 the solution cells out by their nbgrader metadata and grades them with the
 isolated runner). Prints both per-student totals and the speed ratio; exits 1
 if a total differs or the fast path is less than 20x faster.
-
-Until `attnkit grade-class` accepts a submitted/ tree itself, the fast path is
-`nbgrader_tree.submitted_to_folders` followed by grade-class's own function
-(`classgrade.grade_class`) in one fresh process, timed as a whole.
 """
 
 from __future__ import annotations
@@ -98,39 +94,9 @@ def nbgrader_totals(course: Path) -> dict[str, float]:
     return {s: sum(v.values()) for s, v in gradebook_scores(course / "gradebook.db").items()}
 
 
-FALLBACK = """\
-import csv, os, sys, tempfile
-from attnkit.nbgrader_tree import submitted_to_folders
-root = tempfile.mkdtemp()
-folders = submitted_to_folders(sys.argv[1], root)
-try:
-    from attnkit.classgrade import grade_class
-except ImportError:  # before grade-class: the batch grader, one warm worker, one student after another
-    from attnkit.grading import Target, grade
-    from attnkit.items import MODULES
-    from attnkit.sandbox import Limits, Zygote
-    zygote = Zygote()
-    os.makedirs(sys.argv[2], exist_ok=True)
-    with open(os.path.join(sys.argv[2], "grades.csv"), "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["student", "total"])
-        for student, folder in sorted(folders.items()):
-            out.writerow([student, grade(zygote, Target(str(folder), MODULES, student), Limits()).score])
-    zygote.close()
-else:
-    grade_class(root, sys.argv[2], jobs=int(sys.argv[3]), progress=False)
-"""
-
-
 def fast_path(course: Path, out: Path, jobs: int) -> tuple[float, str]:
-    attnkit = [sys.executable, "-m", "attnkit.cli"]
-    help_text = subprocess.run(attnkit + ["grade-class", "--help"], capture_output=True, text=True).stdout
-    if "submitted" in help_text:
-        return sh(attnkit + ["grade-class", str(course / "submitted"), "--out", str(out), "--jobs", str(jobs),
-                             "--quiet"], cwd=course), "attnkit grade-class submitted/"
-    return (sh([sys.executable, "-c", FALLBACK, str(course / "submitted"), str(out), str(jobs)], cwd=course),
-            "nbgrader_tree.submitted_to_folders, then classgrade.grade_class (grade-class does not take "
-            "submitted/ yet)")
+    return (sh([sys.executable, "-m", "attnkit.cli", "grade-class", str(course / "submitted"), "--out", str(out),
+                "--jobs", str(jobs), "--quiet"], cwd=course), "attnkit grade-class submitted/")
 
 
 def main() -> int:

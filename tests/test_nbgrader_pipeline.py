@@ -187,3 +187,17 @@ def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_
     flagged = higher_in_nbgrader(nbgrader, isolated)
     assert len(flagged) == 1 and flagged[0].startswith("forger simplified_attention: nbgrader 20")
     print(f"fast path: {elapsed:.1f} s for {len(extraction.folders)} students")
+
+
+def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnkit_items, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(course / "submitted"),
+                           "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 assignment(s) scored higher there than here" in proc.stdout
+    assert "forger simplified_attention: nbgrader 20" in proc.stdout
+    with open(tmp_path / "out" / "grades.csv") as f:
+        totals = {row["student"]: int(row["total"]) for row in csv.DictReader(f)}
+    assert set(totals) == set(SUBMISSIONS)
+    for student in SUBMISSIONS:
+        assert totals[student] == sum(per_assignment(attnkit_items[student]).values()), student

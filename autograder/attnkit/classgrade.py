@@ -172,7 +172,7 @@ class Progress:
 
 
 def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: float = 10.0,
-                progress: bool = True) -> list[StudentOutcome]:
+                progress: bool = True, hide: list[str] = ()) -> list[StudentOutcome]:
     class_path, out_path = Path(class_dir).resolve(), Path(out_dir).resolve()
     if out_path == class_path or class_path in out_path.parents:
         raise GraderError(f"--out {out_dir} must not be inside the class folder {class_dir}")
@@ -194,7 +194,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
             bar.step(f"{o.student}: unchanged")
     if todo:
         outcomes += _run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
-                              [str(class_path), str(out_path)], bar)
+                              [str(class_path), str(out_path), *map(str, hide)], bar)
     write_csv(out_path, outcomes)
     return sorted(outcomes, key=lambda o: o.student)
 

@@ -105,13 +105,24 @@ def cmd_check(args) -> int:
 
 
 def cmd_grade_class(args) -> int:
-    from attnkit import confine
+    import tempfile
+
+    from attnkit import confine, nbgrader_tree
     from attnkit.classgrade import grade_class
+    from attnkit.items import items
 
     notice = confine.missing(confine.probe_here())
     if notice:
         print(notice, file=sys.stderr)
-    outcomes = grade_class(args.dir, args.out, jobs=args.jobs, seconds=args.timeout, progress=not args.quiet)
+    source, submitted = args.dir, nbgrader_tree.is_submitted_tree(args.dir)
+    if submitted:  # nbgrader's submitted/ tree: grade the solution cells of each notebook
+        source = tempfile.mkdtemp(prefix="attnkit-submitted-")
+        extraction = nbgrader_tree.extract(args.dir, source)
+        for student, notes in extraction.notes.items():
+            for note in notes:
+                print(f"  {student}: {note}", file=sys.stderr)
+    outcomes = grade_class(source, args.out, jobs=args.jobs, seconds=args.timeout, progress=not args.quiet,
+                           hide=[args.dir])
     graded = [o for o in outcomes if not o.skipped and not o.error]
     skipped = [o for o in outcomes if o.skipped]
     errors = [o for o in outcomes if o.error]
@@ -120,6 +131,16 @@ def cmd_grade_class(args) -> int:
     for o in errors:
         print(f"  {o.student}: {o.error}", file=sys.stderr)
     print(f"grades: {os.path.join(args.out, 'grades.csv')}")
+    gradebook = nbgrader_tree.gradebook_path(args.dir) if submitted else None
+    if gradebook is not None:
+        # nbgrader scored these notebooks inside the students' own kernels, where any
+        # score can be forged: list every assignment where it gave more than we do
+        per_module = {o.student: {m: sum(v for k, v in o.scores.items() if items()[k].module == m)
+                                  for m in {i.module for i in items().values()}} for o in outcomes}
+        higher = nbgrader_tree.higher_in_nbgrader(nbgrader_tree.gradebook_scores(gradebook), per_module)
+        print(f"nbgrader's gradebook ({gradebook}): {len(higher)} assignment(s) scored higher there than here")
+        for line in higher:
+            print(f"  {line}")
     return 1 if errors else 0
 
 
@@ -175,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("grade-class", help="grade a folder of student folders in parallel")
-    p.add_argument("dir", help="one folder per student, each laid out like assignments/")
+    p.add_argument("dir", help="one folder per student, each laid out like assignments/, or nbgrader's "
+                                "submitted/ tree (<student>/<assignment>/<assignment>.ipynb)")
     p.add_argument("--out", required=True, help="where grades.csv and each student's results go")
     p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: the CPU count)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",

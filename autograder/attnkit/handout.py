@@ -128,6 +128,24 @@ jobs:
 '''
 
 
+VARIANTS_STUB = '''"""Not part of a handout: the known-wrong variants of the reference live with the grader.
+
+Any variant asked for here raises, and the diagnosis treats that as no evidence.
+"""
+
+
+class VariantsUnavailable(NotImplementedError):
+    pass
+
+
+def __getattr__(name):
+    def unavailable(*args, **kwargs):
+        raise VariantsUnavailable(f"diagnosis variant {name!r} is not part of the public checker")
+
+    return unavailable
+'''
+
+
 def _ignore(_dir, names):
     return [n for n in names if n == "__pycache__" or n.endswith((".pyc", ".egg-info"))]
 
@@ -155,6 +173,10 @@ def create(out: str, classroom: bool = False) -> list[str]:
         written += [stub, root / f"{module}.ipynb"]
     checker = root / "checker"
     shutil.copytree(PACKAGE, checker / "attnkit", ignore=_ignore)
+    # The wrong variants of the reference are computed by the grader only: with
+    # their settings at default they would be a working reference. The public
+    # checker names mistakes by their signatures alone.
+    (checker / "attnkit" / "diagnosis" / "variants.py").write_text(VARIANTS_STUB)
     (checker / "pyproject.toml").write_text(CHECKER_PYPROJECT)
     written.append(checker)
     rows = []

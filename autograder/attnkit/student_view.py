@@ -111,6 +111,14 @@ class StudentView:
         self.selected: dict[Path, set[str]] = {}  # folder -> modules whose items will run
         self.reports: dict = {}  # folder -> Report, or the GraderError that stopped its grading
 
+    def pytest_ignore_collect(self, collection_path, config):
+        """A copy of the kit next to the exercises (a handout's checker/) holds the
+        kit's own check files: they grade through this view, never as tests."""
+        if collection_path.is_dir() and ((collection_path / "points.toml").is_file()
+                                         or (collection_path / "attnkit" / "points.toml").is_file()):
+            return True
+        return None
+
     def pytest_collect_file(self, file_path, parent):
         if file_path.name in _exercise_files() and (self.everywhere or file_path.parent == self.here):
             return ExerciseFile.from_parent(parent, path=file_path)
