@@ -158,60 +158,37 @@ exchange what they found. A `d_out` that `num_heads` does not divide must raise
 a `ValueError` that says so.""",
 }
 
+# The document's six tokens, as every stage's setup cell starts with them.
+INPUTS = '''\
+inputs = torch.tensor([
+    [0.43, 0.15, 0.89],  # Your
+    [0.55, 0.87, 0.66],  # journey
+    [0.57, 0.85, 0.64],  # starts
+    [0.22, 0.58, 0.33],  # with
+    [0.77, 0.25, 0.10],  # one
+    [0.05, 0.80, 0.55],  # step
+])
+tokens = {tokens!r}'''
+
 # The setup cell of each stage, after the kit's imports: the example input.
 SETUP = {
     "simplified_attention": '''\
 # The document's example: "Your journey starts with one step", one 3-d vector per token.
-inputs = torch.tensor([
-    [0.43, 0.15, 0.89],  # Your
-    [0.55, 0.87, 0.66],  # journey
-    [0.57, 0.85, 0.64],  # starts
-    [0.22, 0.58, 0.33],  # with
-    [0.77, 0.25, 0.10],  # one
-    [0.05, 0.80, 0.55],  # step
-])
-tokens = {tokens!r}''',
-    "self_attention": '''\
-inputs = torch.tensor([
-    [0.43, 0.15, 0.89],  # Your
-    [0.55, 0.87, 0.66],  # journey
-    [0.57, 0.85, 0.64],  # starts
-    [0.22, 0.58, 0.33],  # with
-    [0.77, 0.25, 0.10],  # one
-    [0.05, 0.80, 0.55],  # step
-])
-tokens = {tokens!r}
+''' + INPUTS,
+    "self_attention": INPUTS + '''
 # The document's random projections (d_in = 3, d_out = 2), in this order.
 torch.manual_seed(123)
 W_query = torch.rand(3, 2)
 W_key = torch.rand(3, 2)
 W_value = torch.rand(3, 2)''',
-    "causal_attention": '''\
-inputs = torch.tensor([
-    [0.43, 0.15, 0.89],  # Your
-    [0.55, 0.87, 0.66],  # journey
-    [0.57, 0.85, 0.64],  # starts
-    [0.22, 0.58, 0.33],  # with
-    [0.77, 0.25, 0.10],  # one
-    [0.05, 0.80, 0.55],  # step
-])
-tokens = {tokens!r}
+    "causal_attention": INPUTS + '''
 batch = torch.stack((inputs, inputs))  # two copies: a batch of shape (2, 6, 3)
 # The unscaled scores of the document's SelfAttentionV2 (seed 789), to be masked.
 torch.manual_seed(789)
 W_query, W_key = nn.Linear(3, 2, bias=False), nn.Linear(3, 2, bias=False)
 with torch.no_grad():
     scores = W_query(inputs) @ W_key(inputs).T''',
-    "multihead_attention": '''\
-inputs = torch.tensor([
-    [0.43, 0.15, 0.89],  # Your
-    [0.55, 0.87, 0.66],  # journey
-    [0.57, 0.85, 0.64],  # starts
-    [0.22, 0.58, 0.33],  # with
-    [0.77, 0.25, 0.10],  # one
-    [0.05, 0.80, 0.55],  # step
-])
-tokens = {tokens!r}
+    "multihead_attention": INPUTS + '''
 batch = torch.stack((inputs, inputs))  # (2, 6, 3)''',
 }
 
