@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SOLUTIONS, grade_folder
+from conftest import ROOT, SOLUTIONS, grade_folder, make_submission
 
 from attnkit.sandbox import Limits, processes_of
 
@@ -201,3 +201,20 @@ def test_student_processes_run_as_their_own_user(zygote, tmp_path):
     uid = zygote.new_uid()
     assert uid is not None and uid != os.getuid()
     assert processes_of(uid) == []
+
+
+def test_a_hang_at_import_costs_only_that_file_not_the_files_importing_it(zygote, tmp_path):
+    """causal_attention.py loops forever when imported; multihead_attention imports it,
+    gets stand-ins for it, and keeps every point (and pays for no timeout)."""
+    folder = make_submission(tmp_path / "sub", {"causal_attention": [("import torch\n",
+                                                                      "import torch\nwhile True:\n    pass\n")]})
+    start = time.monotonic()
+    report = grade_folder(zygote, folder, ("causal_attention", "multihead_attention"), LIMITS)
+    for key, r in report.by_item().items():
+        if key.startswith("causal_attention."):
+            assert r.score == 0
+            assert any("time limit" in line or "did not finish" in line for line in r.reasons), r.reasons
+        else:
+            assert r.score == r.max_score, (key, r.reasons)
+    assert time.monotonic() - start < 2 * LIMITS.seconds + 15  # one timeout, not one per item
+
