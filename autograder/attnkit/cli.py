@@ -109,7 +109,7 @@ def cmd_grade_class(args) -> int:
 
     from attnkit import confine, nbgrader_tree
     from attnkit.classgrade import grade_class
-    from attnkit.items import items
+    from attnkit.items import module_totals
 
     notice = confine.missing(confine.probe_here())
     if notice:
@@ -135,8 +135,7 @@ def cmd_grade_class(args) -> int:
     if gradebook is not None:
         # nbgrader scored these notebooks inside the students' own kernels, where any
         # score can be forged: list every assignment where it gave more than we do
-        per_module = {o.student: {m: sum(v for k, v in o.scores.items() if items()[k].module == m)
-                                  for m in {i.module for i in items().values()}} for o in outcomes}
+        per_module = {o.student: module_totals(o.scores) for o in outcomes}
         higher = nbgrader_tree.higher_in_nbgrader(nbgrader_tree.gradebook_scores(gradebook), per_module)
         print(f"nbgrader's gradebook ({gradebook}): {len(higher)} assignment(s) scored higher there than here")
         for line in higher:

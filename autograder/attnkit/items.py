@@ -63,6 +63,15 @@ def items_of(module: str) -> list[Item]:
     return [i for i in items().values() if i.module == module]
 
 
+def module_totals(scores: dict[str, float]) -> dict[str, float]:
+    """{module: points} from {"module.name": points}."""
+    out: dict[str, float] = {}
+    for key, value in scores.items():
+        module = key.split(".", 1)[0]
+        out[module] = out.get(module, 0) + value
+    return out
+
+
 def module_points(module: str) -> int:
     return sum(i.points for i in items_of(module))
 

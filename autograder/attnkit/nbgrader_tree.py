@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnkit.items import MODULES
+from attnkit.items import MODULES, module_totals
 from attnkit.notebook_code import NotebookError, module_source, read_notebook
 
 NOTEBOOK_LIMIT = 16 << 20  # a notebook larger than this is not a submission of these exercises
@@ -96,10 +96,7 @@ def gradebook_scores(db_path) -> dict[str, dict[str, float]]:
 
 def module_scores(report) -> dict[str, int]:
     """{module: points} of an attnkit report."""
-    out: dict[str, int] = {}
-    for r in report.results:
-        out[r.item.module] = out.get(r.item.module, 0) + r.score
-    return out
+    return module_totals({r.item.key: r.score for r in report.results})
 
 
 def higher_in_nbgrader(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, int]],

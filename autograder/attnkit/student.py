@@ -5,6 +5,7 @@ modified in place, a well-formed reply)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 
@@ -39,11 +40,7 @@ class Student:
         return self.item.key
 
     def _arg_names(self, n: int) -> list[str]:
-        try:
-            params = list(inspect.signature(reference.solution(self.item.key)).parameters)
-        except (TypeError, ValueError, GraderError):
-            params = []  # the public checker has no reference to take names from
-        return (params + [f"argument {i + 1}" for i in range(n)])[:n]
+        return (list(_parameter_names(self.item.key)) + [f"argument {i + 1}" for i in range(n)])[:n]
 
     def __call__(self, *args, **kwargs):
         """Call the student's function; returns what it returned."""
@@ -75,6 +72,15 @@ class Student:
         if len(run.inputs_after) == len(inputs):
             compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
         return run
+
+
+@functools.cache
+def _parameter_names(item: str) -> tuple[str, ...]:
+    """The reference's argument names, for messages; once per item, not per call."""
+    try:
+        return tuple(inspect.signature(reference.solution(item)).parameters)
+    except (TypeError, ValueError, GraderError):
+        return ()  # the public checker has no reference to take names from
 
 
 def parameter_difference(params: dict, state: dict) -> str:

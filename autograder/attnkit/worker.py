@@ -14,6 +14,7 @@ runs next to student code.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -348,52 +349,42 @@ class Child:
         return target
 
     # -- stage isolation
+    @contextlib.contextmanager
     def isolated(self, item: str):
         """While ``item`` runs, every other graded item it may call is replaced
         by a stand-in that asks the grader for the reference result, so a
         wrong stage elsewhere never costs this one its points."""
-        child = self
-
-        class _Swap:
-            def __enter__(self):
-                self.saved = []
-                originals = {}
-                for module, mod in list(child.modules.items()):
-                    for key, kind in child.items.items():
-                        m, name = key.split(".", 1)
-                        if m != module or key == item:
-                            continue
-                        proxy = child.proxy(key, kind)
-                        if proxy is None:
-                            continue
-                        if hasattr(mod, name):
-                            originals[id(getattr(mod, name))] = proxy
-                        else:  # a missing stage must not break the ones that call it
-                            self.saved.append((mod.__dict__, name, _MISSING))
-                            mod.__dict__[name] = proxy
-                for mod in list(child.modules.values()):
-                    space = mod.__dict__
-                    for name, value in list(space.items()):
-                        proxy = originals.get(id(value))
-                        if proxy is not None:
-                            self.saved.append((space, name, value))
-                            space[name] = proxy
-                return self
-
-            def __exit__(self, *exc):
-                for space, name, value in reversed(self.saved):
-                    if value is _MISSING:
-                        space.pop(name, None)
-                    else:
-                        space[name] = value
-                return False
-
-        # Modules the item needs must be loaded before the swap looks at them.
-        try:
+        try:  # the modules the item needs must be loaded before the swap looks at them
             self.load(item.split(".", 1)[0])
         except StudentFault:
             pass
-        return _Swap()
+        saved = []  # (namespace, name, original value or _MISSING)
+        originals = {}  # id of a student's item -> its stand-in
+        for module, mod in list(self.modules.items()):
+            for key, kind in self.items.items():
+                m, name = key.split(".", 1)
+                proxy = self.proxy(key, kind) if m == module and key != item else None
+                if proxy is None:
+                    continue
+                if hasattr(mod, name):
+                    originals[id(getattr(mod, name))] = proxy
+                else:  # a missing stage must not break the ones that call it
+                    saved.append((mod.__dict__, name, _MISSING))
+                    mod.__dict__[name] = proxy
+        for mod in list(self.modules.values()):
+            for name, value in list(mod.__dict__.items()):
+                proxy = originals.get(id(value))
+                if proxy is not None:
+                    saved.append((mod.__dict__, name, value))
+                    mod.__dict__[name] = proxy
+        try:
+            yield
+        finally:
+            for space, name, value in reversed(saved):
+                if value is _MISSING:
+                    space.pop(name, None)
+                else:
+                    space[name] = value
 
     def proxy(self, key: str, kind: str):
         """The stand-in for one graded item, made once per child."""
