@@ -1,7 +1,10 @@
 """`attnkit build`: stubs generated from the solutions, and --check."""
 
 import ast
+import json
 import shutil
+
+import numpy as np
 
 import pytest
 from conftest import ROOT
@@ -55,3 +58,47 @@ def test_build_check_reports_a_stale_stub(tmp_path):
 def test_unbalanced_markers_are_an_error():
     with pytest.raises(BuildError, match="without"):
         stub_source("m", "def f():\n    ### BEGIN SOLUTION\n    return 1\n")
+
+
+def _perturbed(text: str, name: str, change) -> str:
+    data = json.loads(text)
+    values = data["tensors"][name]["values"]
+    while isinstance(values[0], list):
+        values = values[0]
+    values[0] = change(values[0])
+    return json.dumps(data, indent=1) + "\n"
+
+
+def test_a_last_bit_change_in_stored_data_is_not_stale_but_a_real_change_is():
+    """Other CPUs compute float32 results a few units in the last place apart;
+    the committed data must not be stale there, yet any real change must be."""
+    from attnkit import public_data
+
+    text = public_data.render()
+    name = "simplified.weights"  # float32, computed by the solutions
+    last_bit = _perturbed(text, name, lambda v: float(np.nextafter(np.float32(v), np.float32(2))))
+    assert last_bit != text
+    assert public_data.equivalent(last_bit, text)
+    assert not public_data.equivalent(_perturbed(text, name, lambda v: v + 1e-4), text)
+    assert not public_data.equivalent(_perturbed(text, "simplified.softmax_extreme.torch.float64",
+                                                 lambda v: v * (1 + 1e-6)), text)
+    data = json.loads(text)
+    data["tensors"]["simplified.weights"]["shape"] = [36]
+    assert not public_data.equivalent(json.dumps(data), text)
+
+
+def test_build_check_accepts_data_from_another_cpu(tmp_path):
+    """`build --check` on a kit whose stored data differs in the last bits."""
+    from attnkit import public_data
+
+    kit = tmp_path / "kit"
+    for part in ("solutions", "assignments", "source", "autograder"):
+        shutil.copytree(ROOT / part, kit / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "README.md", kit / "README.md")
+    stored = kit / public_data.PATH
+    text = public_data.render()
+    stored.write_text(_perturbed(text, "simplified.weights",
+                                 lambda v: float(np.nextafter(np.float32(v), np.float32(-2)))))
+    assert build(kit, check=True) == []
+    stored.write_text(_perturbed(text, "simplified.weights", lambda v: v + 1e-3))
+    assert [line.split(":")[0] for line in build(kit, check=True)] == [str(public_data.PATH)]

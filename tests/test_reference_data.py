@@ -126,10 +126,15 @@ def test_matches_doc_accepts_the_reference_and_rejects_a_fourth_decimal_error():
 
 
 def test_public_example_data_matches_the_solutions():
-    from attnkit.public_data import recipes
+    """At the precision the data is kept at: float32 results differ in their last
+    bits between CPUs, so the stored file may come from another machine."""
+    from attnkit.public_data import SAME, recipes
 
     for name, value in recipes().items():
-        assert torch.equal(reference.public(name), value), name
+        stored = reference.public(name)
+        assert stored.dtype == value.dtype and stored.shape == value.shape, name
+        tol = SAME[str(value.dtype).replace("torch.", "")]
+        assert torch.allclose(stored.double(), value.double(), equal_nan=True, **tol), name
 
 
 def test_points_table_totals_and_split():
