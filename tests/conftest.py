@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 from attnkit.items import MODULES
 from attnkit.sandbox import Limits, Zygote
 
@@ -44,7 +45,7 @@ def make_submission(folder: Path, edits: dict[str, list[tuple[str, str]]] | None
 
 
 def grade_folder(zygote, folder: Path, modules=MODULES, limits: Limits | None = None, public: bool = False):
-    return grade(zygote, Target(str(folder), tuple(modules), str(folder)), limits, public=public)
+    return grade(zygote, from_folder(str(folder), tuple(modules), str(folder)), limits, public=public)
 
 
 def scores(report) -> dict[str, int]:

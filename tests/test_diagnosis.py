@@ -14,7 +14,8 @@ from mutants import mutant
 
 from attnkit import reference
 from attnkit.diagnosis import BY_ID, ENTRIES, Call, identify, variants
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 
 S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
 CA_SOFTMAX = "weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)"
@@ -149,7 +150,7 @@ def test_mistake_is_named(zygote, tmp_path, entry_id, n):
     entry = BY_ID[entry_id]
     assert item in entry.items or "*" in entry.items, f"the catalogue does not say {entry_id} concerns {item}"
     path = mutant(tmp_path / "sub", module, *edits)
-    report = grade(zygote, Target(str(path.parent), (module,), str(path)))
+    report = grade(zygote, from_folder(str(path.parent), (module,), str(path)))
     result = report.by_item()[item]
     failed = [c for c in result.checks if not c.passed]
     assert failed, f"{item} passed every check"
@@ -164,7 +165,7 @@ def test_mistake_is_named(zygote, tmp_path, entry_id, n):
 def test_two_mistakes_at_once_get_the_facts_not_a_guess(zygote, tmp_path):
     path = mutant(tmp_path / "sub", SA,
                   ("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k, dim=-2)"))
-    report = grade(zygote, Target(str(path.parent), (SA,), str(path)))
+    report = grade(zygote, from_folder(str(path.parent), (SA,), str(path)))
     result = report.by_item()[f"{SA}.attention_weights"]
     assert not any(c.diagnosis for c in result.checks)
     hidden = next(c for c in result.checks if c.kind == "hidden")
@@ -173,9 +174,9 @@ def test_two_mistakes_at_once_get_the_facts_not_a_guess(zygote, tmp_path):
 
 
 def test_the_solutions_get_no_diagnosis(zygote):
-    report = grade(zygote, Target(str(reference.solutions_dir()), tuple(), "solutions"))
+    report = grade(zygote, from_folder(str(reference.solutions_dir()), tuple(), "solutions"))
     assert report.score == report.max_score
-    report = grade(zygote, Target(str(reference.solutions_dir()), (S, SA, CA, MH), "solutions"))
+    report = grade(zygote, from_folder(str(reference.solutions_dir()), (S, SA, CA, MH), "solutions"))
     assert report.score == 100
     assert not any(c.diagnosis or c.pictures for r in report.results for c in r.checks)
 

@@ -13,7 +13,8 @@ import torch
 from mutants import mutant
 
 from attnkit import feedback_html
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 from attnkit.heatmap import heatmap_png
 
 CA = "causal_attention"
@@ -41,7 +42,7 @@ def _section(page: str, item: str) -> str:
 
 def test_masked_with_zero_shows_the_reason_and_both_heatmaps(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA, MASK_WITH_ZERO)
-    report = grade(zygote, Target(str(path.parent), (CA,), str(path)))
+    report = grade(zygote, from_folder(str(path.parent), (CA,), str(path)))
     page = feedback_html.render(report, "feedback for sub")
 
     assert "Score: 20 / 25" in page  # mask_scores' 5 points lost, nothing else
@@ -62,7 +63,7 @@ def test_student_traceback_is_theirs_and_escaped(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA,
                   ("    return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)",
                    "    raise ValueError('<script>alert(1)</script>')"))
-    page = feedback_html.render(grade(zygote, Target(str(path.parent), (CA,), str(path))))
+    page = feedback_html.render(grade(zygote, from_folder(str(path.parent), (CA,), str(path))))
     section = _section(page, f"{CA}.causal_mask")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in section
     assert "<script>" not in page
@@ -74,14 +75,14 @@ def test_student_traceback_is_theirs_and_escaped(zygote, tmp_path):
 
 def test_not_implemented_items_say_so_without_pictures(zygote):
     assignments = Path(__file__).resolve().parents[1] / "assignments"
-    page = feedback_html.render(grade(zygote, Target(str(assignments), (CA,), "assignments")))
+    page = feedback_html.render(grade(zygote, from_folder(str(assignments), (CA,), "assignments")))
     assert page.count("not implemented yet") >= 4
     assert "Score: 0 / 25" in page and not _images(page)
 
 
 def test_public_mode_is_stated(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA)
-    report = grade(zygote, Target(str(path.parent), (CA,), str(path)), public=True)
+    report = grade(zygote, from_folder(str(path.parent), (CA,), str(path)), public=True)
     assert "Public mode" in feedback_html.render(report)  # the report knows it was graded in public mode
     # out of the public points, by hand from points.toml: 1 + (1 + 2) + (1 + 1) + (2 + 3 + 1 + 1)
     assert "Score: 13 / 13" in feedback_html.render(report)
@@ -117,7 +118,7 @@ def test_a_wrong_causal_module_gets_a_picture_of_its_weights(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA,
                   ("scores = mask_scores(scores, self.mask[:num_tokens, :num_tokens])\n        " + softmax,
                    softmax + "\n        weights = weights.masked_fill(self.mask[:num_tokens, :num_tokens], 0.0)"))
-    report = grade(zygote, Target(str(path.parent), (CA,), str(path)))
+    report = grade(zygote, from_folder(str(path.parent), (CA,), str(path)))
     pictures = [p for c in report.by_item()[f"{CA}.CausalAttention"].checks for p in c.pictures]
     assert pictures and all(p.title == PROBE_TITLE for p in pictures)
     p = pictures[0]

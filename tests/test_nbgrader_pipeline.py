@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 from attnkit.items import MODULES, items_of, module_points
 from attnkit.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
 from attnkit.sandbox import Limits, Zygote
@@ -115,7 +116,7 @@ def attnkit_items(course, zygote, tmp_path_factory):
                                                      f"{module}.py").read_text())
         else:
             write_modules(folder, student, modules)
-        report = grade(zygote, Target(str(folder), tuple(modules), student), Limits(seconds=10))
+        report = grade(zygote, from_folder(str(folder), tuple(modules), student), Limits(seconds=10))
         out[student] = {r.item.key: r.score for r in report.results}
     return out
 
@@ -173,7 +174,7 @@ def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_
     extraction = extract(course / "submitted", tmp_path / "folders")
     isolated = {}
     for student, folder in extraction.folders.items():
-        report = grade(zygote, Target(str(folder), MODULES, student), Limits(seconds=10))
+        report = grade(zygote, from_folder(str(folder), MODULES, student), Limits(seconds=10))
         isolated[student] = {m: s for m, s in module_scores(report).items() if m in SUBMISSIONS[student]}
     elapsed = time.monotonic() - start
     nbgrader = gradebook_scores(course / "gradebook.db")

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from attnkit import notebooks
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 from attnkit.items import MODULES, module_points
 from attnkit.nbgrader_tree import (extract, higher_in_nbgrader, is_submitted_tree, module_scores,
                                    submitted_to_folders)
@@ -49,9 +50,9 @@ def test_tree_to_folders_and_grades(tmp_path, zygote):
     assert "self_attention.ipynb: not a readable notebook" in result.notes["cy"][0]
     assert submitted_to_folders(sub, tmp_path / "again").keys() == result.folders.keys()
 
-    ada = grade(zygote, Target(str(result.folders["ada"]), MODULES, "ada"), Limits(seconds=10))
+    ada = grade(zygote, from_folder(str(result.folders["ada"]), MODULES, "ada"), Limits(seconds=10))
     assert ada.score == 100
-    bo = module_scores(grade(zygote, Target(str(result.folders["bo"]), MODULES, "bo"), Limits(seconds=10)))
+    bo = module_scores(grade(zygote, from_folder(str(result.folders["bo"]), MODULES, "bo"), Limits(seconds=10)))
     assert 0 < bo["simplified_attention"] < module_points("simplified_attention")
     assert bo["self_attention"] == 0  # not submitted
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from attnkit import build, notebooks
-from attnkit.grading import Target, grade
+from attnkit.grading import grade
+from attnkit.intake import from_folder
 from attnkit.items import MODULES, items, items_of
 from attnkit.notebook_code import definitions, module_source
 from attnkit.reference import doc_inputs
@@ -88,7 +89,7 @@ def test_source_notebooks_grade_like_the_solutions(zygote, tmp_path):
     folder.mkdir()
     for module in MODULES:
         (folder / f"{module}.py").write_text(module_source(source_notebook(module), module))
-    report = grade(zygote, Target(str(folder), MODULES, "notebooks"), Limits(seconds=10))
+    report = grade(zygote, from_folder(str(folder), MODULES, "notebooks"), Limits(seconds=10))
     assert module_scores(report) == {k: i.points for k, i in items().items()}
     assert report.score == 100
 
@@ -101,7 +102,7 @@ def test_a_broken_cell_costs_its_own_item_only(zygote, tmp_path):
         if nbgrader_meta(cell).get("grade_id") == "normalize_by_sum" and nbgrader_meta(cell).get("solution"):
             cell["source"].append("\nprint(normalize_by_sum(torch.ones(3)))\nwhile True:\n    pass\n")
     (tmp_path / "simplified_attention.py").write_text(module_source(nb, "simplified_attention"))
-    report = grade(zygote, Target(str(tmp_path), ("simplified_attention",), "nb"), Limits(seconds=5))
+    report = grade(zygote, from_folder(str(tmp_path), ("simplified_attention",), "nb"), Limits(seconds=5))
     scores = module_scores(report)
     assert scores.pop("simplified_attention.softmax") == 0
     assert scores == {i.key: i.points for i in items_of("simplified_attention") if i.name != "softmax"}
@@ -120,7 +121,7 @@ def test_release_has_stub_bodies_and_no_hidden_tests(module, zygote, tmp_path):
     text = json.dumps(released)
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     (tmp_path / f"{module}.py").write_text(module_source(released, module))
-    report = grade(zygote, Target(str(tmp_path), (module,), "release"), Limits(seconds=10))
+    report = grade(zygote, from_folder(str(tmp_path), (module,), "release"), Limits(seconds=10))
     assert report.score == 0
 
 
@@ -143,7 +144,7 @@ def test_notebook_scores_equal_attnkit_grade_on_the_same_code(zygote, tmp_path):
         assert run.stderr == "", "score() must keep stderr clean, or nbgrader gives the cell 0"
         from_notebook = dict(zip(keys, json.loads(run.stdout.strip().splitlines()[-1])))
         py = write_modules(tmp_path / f"{student}-py", student, (module,))
-        expected = module_scores(grade(zygote, Target(str(py), (module,), "py"), Limits(seconds=10)))
+        expected = module_scores(grade(zygote, from_folder(str(py), (module,), "py"), Limits(seconds=10)))
         assert from_notebook == {k: float(v) for k, v in expected.items()}
         assert all(isinstance(v, float) for v in from_notebook.values())
     assert from_notebook == {i.key: float(i.points) for i in items_of("self_attention")}

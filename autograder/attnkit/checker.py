@@ -65,7 +65,8 @@ def write_github_output(report, path: str) -> None:
 
 def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output: str | None = None):
     """Grade ``path`` on the public checks; returns (report, table text)."""
-    from attnkit.grading import grade, resolve, Target
+    from attnkit.grading import find, grade
+    from attnkit.intake import from_folder
     from attnkit.sandbox import Limits, Zygote
 
     folder = Path(path)
@@ -77,9 +78,9 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
                 raise GraderError(f"{path}: --notebooks takes the folder that holds the notebooks")
             tmp = Path(tempfile.mkdtemp(prefix="attnkit-check-"))
             notes = notebooks_to_folder(folder, tmp)
-            target = Target(str(tmp), MODULES, f"{path} (notebooks)")
+            target = from_folder(str(tmp), MODULES, f"{path} (notebooks)")
         else:
-            target = resolve(path)
+            target = find(path)
         zygote = Zygote()
         try:
             report = grade(zygote, target, Limits(seconds=timeout), public=True)

@@ -104,11 +104,12 @@ def _init_job() -> None:
 def _grade_one(student: str, folder: str, out_dir: str, fingerprint: str, version: str,
                limits_seconds: float) -> StudentOutcome:
     """Grade one student in a job process and write their files."""
-    from attnkit.grading import Target, grade
+    from attnkit.grading import grade
+    from attnkit.intake import from_folder
     from attnkit.sandbox import Limits
 
     try:
-        report = grade(_ZYGOTE, Target(folder, MODULES, student), Limits(seconds=limits_seconds))
+        report = grade(_ZYGOTE, from_folder(folder, MODULES, student), Limits(seconds=limits_seconds))
     except GraderError as exc:
         return StudentOutcome(student, 0, {}, error=str(exc))
     write_student(Path(out_dir) / student, student, report, fingerprint, version)
@@ -205,13 +206,14 @@ def _warm_up() -> None:
     that every student's checks share (grading the solutions fills the memo)."""
     import torch
 
-    from attnkit.grading import Target, grade
+    from attnkit.grading import grade
     from attnkit.heatmap import heatmap_png
+    from attnkit.intake import from_folder
     from attnkit.settings import solutions_dir
 
     heatmap_png(torch.zeros(2, 2), torch.ones(2, 2), "warm-up")
     if solutions_dir().is_dir():
-        grade(_ZYGOTE, Target(str(solutions_dir()), MODULES, "warm-up"))
+        grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
 
 
 def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar) -> list[StudentOutcome]:

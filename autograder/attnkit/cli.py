@@ -40,11 +40,11 @@ def cmd_grade(args) -> int:
     import pytest
 
     from attnkit import report as render
-    from attnkit.grading import resolve
+    from attnkit.grading import find
     from attnkit.pytest_plugin import GradingPlugin
 
     try:
-        target = resolve(args.path)
+        target = find(args.path)
     except GraderError:
         zygote.close()
         raise

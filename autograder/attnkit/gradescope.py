@@ -92,7 +92,8 @@ def find_exercises(submission: Path, stage: Path) -> list[str]:
 
 
 def main(root: str = "/autograder") -> int:
-    from attnkit.grading import Target, grade
+    from attnkit.grading import grade
+    from attnkit.intake import from_folder
     from attnkit.report import write_json
     from attnkit.sandbox import Zygote
 
@@ -104,7 +105,7 @@ def main(root: str = "/autograder") -> int:
         with tempfile.TemporaryDirectory(prefix="attnkit-submission-") as tmp:
             stage = Path(tmp) / "submission"
             notes = find_exercises(root_path / "submission", stage)
-            report = grade(zygote, Target(str(stage), MODULES, "your submission"))
+            report = grade(zygote, from_folder(str(stage), MODULES, "your submission"))
             report.notes[:] = notes + [n for n in report.notes if "missing file" not in n]
             notice = zygote.notice()
     finally:

@@ -1,4 +1,4 @@
-"""Grading one submission: resolve what to grade, run its checks, score them.
+"""Grading one submission: take what to grade, run its checks, score them.
 
 The pytest plugin and the batch runner both end up here: the plugin lets
 pytest call each check, the batch runner calls them directly (no pytest
@@ -8,45 +8,15 @@ outcome is classified by ``scoring.outcome``.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 
 from attnkit import reference
-from attnkit.items import MODULES, Check, items, registry
+from attnkit.intake import Submission, find  # noqa: F401 - find is the entry points' intake
+from attnkit.items import Check, items, registry
 from attnkit.outcomes import GraderError
 from attnkit.sandbox import Limits, Session, Zygote
 from attnkit.scoring import CheckResult, Report, build_report, outcome
 from attnkit.student import Student
-
-
-@dataclass(frozen=True)
-class Target:
-    """What to grade: a folder, and the assignments (modules) in it."""
-
-    folder: str
-    modules: tuple[str, ...]
-    label: str
-
-
-def resolve(path: str) -> Target:
-    """A folder grades all four assignments; one of the four files grades that one."""
-    if not os.path.exists(path):
-        raise GraderError(f"{path}: no such file or folder")
-    if os.path.isdir(path):
-        return Target(os.path.abspath(path), MODULES, path)
-    name = os.path.basename(path)
-    module = name[:-3] if name.endswith(".py") else name
-    if module not in MODULES:
-        raise GraderError(f"{path}: not one of the four exercise files "
-                          f"({', '.join(m + '.py' for m in MODULES)}); rename it, or pass the folder")
-    return Target(os.path.dirname(os.path.abspath(path)), (module,), path)
-
-
-def missing_notes(target: Target) -> list[str]:
-    return [f"missing file: expected {m}.py in {target.label}; {m} scores 0"
-            for m in target.modules if not os.path.exists(os.path.join(target.folder, m + ".py"))]
 
 
 def item_kinds() -> dict[str, str]:
@@ -61,20 +31,20 @@ def solutions_available() -> bool:
     return True
 
 
-def open_session(zygote: Zygote, target: Target, limits: Limits | None = None,
+def open_session(zygote: Zygote, submission: Submission, limits: Limits | None = None,
                  public: bool = False) -> Session:
     """A session for one submission. ``public`` sessions (no reference solution
     at hand) stand no reference results in for other stages."""
     # The grader's tensors are tiny: a second intra-op thread only fights the
     # student process for the CPU (measured: 6x slower per submission).
     torch.set_num_threads(1)
-    return Session(zygote, target.folder, item_kinds(), None if public else reference.upcall, limits)
+    return Session(zygote, submission.files, item_kinds(), None if public else reference.upcall, limits)
 
 
-def selected_checks(target: Target, public: bool = False) -> list[Check]:
-    """The checks of the target's assignments; only public kinds in public mode."""
+def selected_checks(submission: Submission, public: bool = False) -> list[Check]:
+    """The checks of the submission's assignments; only public kinds in public mode."""
     return [c for c in registry()
-            if c.item.split(".", 1)[0] in target.modules and (c.public or not public)]
+            if c.item.split(".", 1)[0] in submission.modules and (c.public or not public)]
 
 
 class Run:
@@ -106,14 +76,15 @@ class Run:
         return self.record(check, None)
 
 
-def grade(zygote: Zygote, target: Target, limits: Limits | None = None, public: bool = False) -> Report:
+def grade(zygote: Zygote, submission: Submission, limits: Limits | None = None, public: bool = False) -> Report:
     """Grade one submission without pytest (the batch path). In ``public``
     mode only the public checks run, and items are out of their public points."""
-    session = open_session(zygote, target, limits, public)
+    session = open_session(zygote, submission, limits, public)
     try:
         run = Run(session)
-        for check in selected_checks(target, public):
+        for check in selected_checks(submission, public):
             run.run(check)
-        return build_report(run.results, target.modules, missing_notes(target), public=public)
+        notes = list(submission.notes) + submission.missing_notes()
+        return build_report(run.results, submission.modules, notes, public=public)
     finally:
         session.close()

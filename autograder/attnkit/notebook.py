@@ -118,8 +118,10 @@ def grade_item(zygote, folder: str, item_key: str, limits, public: bool):
     from attnkit.items import items
     from attnkit.scoring import build_report
 
+    from attnkit.intake import from_folder
+
     item = items()[item_key]
-    target = grading.Target(folder, (item.module,), f"{item.module}.ipynb")
+    target = from_folder(folder, (item.module,), f"{item.module}.ipynb")
     session = grading.open_session(zygote, target, limits, public)
     try:
         if not public:

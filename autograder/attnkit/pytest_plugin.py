@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from attnkit import report as render
-from attnkit.grading import Run, Target, missing_notes, open_session, resolve
+from attnkit.grading import Run, Submission, find, open_session
 from attnkit.items import registry
 from attnkit.outcomes import GraderError
 from attnkit.sandbox import Limits, Zygote
@@ -38,7 +38,7 @@ def pytest_configure(config):
     path = config.getoption("attnkit_submission", None)
     if path and not config.pluginmanager.has_plugin(PLUGIN_NAME):
         try:
-            target = resolve(path)
+            target = find(path)
         except GraderError as exc:
             raise pytest.UsageError(str(exc)) from None
         limits = Limits()
@@ -66,7 +66,7 @@ def _check_of(node):
 
 
 class GradingPlugin:
-    def __init__(self, target: Target, limits: Limits | None = None, json_path: str | None = None,
+    def __init__(self, target: Submission, limits: Limits | None = None, json_path: str | None = None,
                  echo: bool = False, zygote: Zygote | None = None):
         self.__name__ = PLUGIN_NAME
         self.target = target
@@ -118,7 +118,8 @@ class GradingPlugin:
 
     def pytest_sessionfinish(self, session):
         results = self._run.results if self._run else []
-        self.report = build_report(results, self.target.modules, missing_notes(self.target))
+        self.report = build_report(results, self.target.modules,
+                                   list(self.target.notes) + self.target.missing_notes())
         if self.json_path:
             render.write_json(self.report, self.json_path)
         if self._run is not None:

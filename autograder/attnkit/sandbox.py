@@ -217,17 +217,20 @@ class Session:
     it (the public checker, which has no reference) nothing is stood in.
     """
 
-    def __init__(self, zygote: Zygote, submission_dir: str, items: dict[str, str],
+    def __init__(self, zygote: Zygote, files: dict[str, bytes], items: dict[str, str],
                  upcall=None, limits: Limits | None = None, hide: list[str] | None = None):
         self.zygote = zygote
         self.limits = limits or Limits()
         self.items = items
         self.upcall = upcall
         self.hide = [p for p in (hide or []) if os.path.isdir(p)]
-        self.source = submission_dir
         self.tmp = tempfile.mkdtemp(prefix="attnkit-")
         self.workdir = os.path.join(self.tmp, "submission")
-        copy_submission(submission_dir, self.workdir)
+        os.makedirs(self.workdir)
+        for name, data in files.items():
+            with open(os.path.join(self.workdir, os.path.basename(name)), "wb") as f:
+                f.write(data)
+        os.chmod(self.workdir, 0o755)
         self.uid = zygote.new_uid()
         if self.uid is not None:
             os.chmod(self.tmp, 0o711)  # the student user may enter, not list
@@ -278,7 +281,7 @@ class Session:
         StudentError / LimitExceeded."""
         module = item.split(".", 1)[0]
         if not os.path.exists(os.path.join(self.workdir, module + ".py")):
-            raise StudentError("missing_file", f"missing file: expected {module}.py in {self.source}")
+            raise StudentError("missing_file", f"missing file: expected {module}.py in the submission")
         if module in self.hung:
             raise LimitExceeded("time" if "time" in self.hung[module] else "crash", self.hung[module])
         used = self.used.get(item, 0.0)
@@ -369,17 +372,3 @@ class Session:
     def _time_message(self) -> str:
         return (f"time limit exceeded: this item took more than {self.limits.seconds:g} s "
                 f"(an infinite loop?); it scores 0")
-
-
-PY_LIMIT = 512 << 10  # a .py file larger than this is not a hand-written exercise
-
-
-def copy_submission(src: str, dst: str) -> None:
-    """Copy the submission's Python files, so student code never touches the originals."""
-    os.makedirs(dst, exist_ok=True)
-    for name in sorted(os.listdir(src)):
-        path = os.path.join(src, name)
-        if name.endswith(".py") and os.path.isfile(path) and not os.path.islink(path) \
-                and os.path.getsize(path) <= PY_LIMIT:
-            shutil.copyfile(path, os.path.join(dst, name))
-    os.chmod(dst, 0o755)

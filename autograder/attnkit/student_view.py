@@ -155,7 +155,8 @@ class StudentView:
                 self.selected.setdefault(node.path.parent, set()).add(node.graded.module)
 
     def result(self, node: GradedItem):
-        from attnkit.grading import Target, grade
+        from attnkit.grading import grade
+        from attnkit.intake import from_folder
         from attnkit.items import MODULES
 
         from attnkit.outcomes import GraderError
@@ -164,7 +165,7 @@ class StudentView:
         if folder not in self.reports:
             modules = tuple(m for m in MODULES if m in self.selected.get(folder, {node.graded.module}))
             try:
-                self.reports[folder] = grade(self.zygote, Target(str(folder), modules, str(folder)),
+                self.reports[folder] = grade(self.zygote, from_folder(str(folder), modules),
                                              public=self.public)
             except GraderError as exc:  # the kit's fault or setup, never the student's code
                 self.reports[folder] = exc
