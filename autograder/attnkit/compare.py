@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from attnkit import diagnosis, reference
-from attnkit.codec import Foreign
+from attnkit.sandbox.protocol import Foreign
 from attnkit.diagnosis.catalogue import reason
 from attnkit.outcomes import CheckFailure
 

@@ -12,15 +12,11 @@ import torch
 
 from attnkit import reference
 from attnkit.intake import Submission, find  # noqa: F401 - find is the entry points' intake
-from attnkit.items import Check, items, registry
+from attnkit.items import MODULES, Check, allowed_calls, items, registry, stand_ins
 from attnkit.outcomes import GraderError
 from attnkit.sandbox import Limits, Session, Zygote
 from attnkit.scoring import CheckResult, Report, build_report, outcome
 from attnkit.student import Student
-
-
-def item_kinds() -> dict[str, str]:
-    return {key: item.kind for key, item in items().items()}
 
 
 def solutions_available() -> bool:
@@ -38,7 +34,10 @@ def open_session(zygote: Zygote, submission: Submission, limits: Limits | None =
     # The grader's tensors are tiny: a second intra-op thread only fights the
     # student process for the CPU (measured: 6x slower per submission).
     torch.set_num_threads(1)
-    return Session(zygote, submission.files, item_kinds(), None if public else reference.upcall, limits)
+    if not public:
+        reference.warm_up()
+    return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
+                   None if public else reference.upcall, limits)
 
 
 def selected_checks(submission: Submission, public: bool = False) -> list[Check]:

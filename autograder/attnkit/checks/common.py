@@ -3,14 +3,16 @@ items and for module items."""
 
 from __future__ import annotations
 
-import torch
-
+import os
 from contextlib import contextmanager
+
+import torch
 
 from attnkit import compare, reference
 from attnkit.diagnosis import Call, reason
 from attnkit.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
 from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
+from attnkit.student import parameter_difference
 
 # float32 results of a different but correct formula differ by ~1e-7.
 F32 = dict(atol=1e-6, rtol=1e-5)
@@ -143,6 +145,82 @@ def _dtype(state) -> str | None:
     return None if dtype == torch.float32 else str(dtype).replace("torch.", "")
 
 
+# -- what a module run proves
+#
+# A module run is the child's report: outputs, parameters, attributes. A child
+# can report anything, so whatever a check reads from the report beyond the
+# outputs of hidden inputs is believed only once the report is shown to come
+# from working code: the module also runs on a *witness*, a fresh input drawn
+# from the operating system's randomness at the time of the request (so no
+# submission can foresee it, whatever it knows of the secret), and the grader
+# recomputes that output itself from the parameters the module reported (or
+# was given). A forged report cannot pass this without computing attention.
+
+def witness_like(x: torch.Tensor) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+    return torch.randn(tuple(x.shape), generator=gen, dtype=x.dtype)
+
+
+def build_witnessed(student, *args, like: torch.Tensor, **kwargs):
+    """``student.build`` with a witness shaped like ``like``, where the grader can check one."""
+    witness = witness_like(like) if student.verifies else None
+    return student.build(*args, witness=witness, **kwargs)
+
+
+def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool):
+    """The outputs a module with these parameters gives on ``x``: the reference's
+    (when the parameters are the reference's), and with ``lenient`` every
+    catalogued mistake's (an honest module with a known bug still computes)."""
+    if _same_layout(item, run, state):
+        module = reference.reference_module(item, state, *run.init_args, **run.init)
+        with torch.no_grad():
+            yield module(x.to(next(iter(state.values())).dtype))
+    if lenient:
+        from attnkit.diagnosis import ENTRIES
+
+        call = Call(item, run.init_args, run.init, state=state, x=x)
+        for entry in ENTRIES:
+            fn = entry.variants.get(item)
+            try:
+                got = fn(call) if fn is not None else []
+            except Exception:  # noqa: BLE001 - a variant that cannot run here shows nothing
+                continue
+            for _, value in (got if isinstance(got, list) else [({}, got)]):
+                yield value
+
+
+def _same_layout(item: str, run, state: dict) -> bool:
+    return {n: tuple(t.shape) for n, t in state.items()} == _parameter_shapes(item, *run.init_args, **run.init)
+
+
+def verify(student, run, what: str, lenient: bool = False) -> None:
+    """Believe ``run`` only if its witness output follows from its parameters.
+
+    Strict: the reference forward. Lenient: the reference or a catalogued
+    mistake (for checks of the module's structure, which a wrong forward does not
+    change). No witness (the public checker, which has no reference) checks nothing."""
+    if run.witness_input is None:
+        return
+    got = run.witness
+    state = run.state if run.state is not None else run.params
+    x = run.witness_input
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and state:
+        for expected in _known_forwards(student.name, run, state, x, lenient):
+            if isinstance(expected, torch.Tensor) and expected.shape == got.shape and torch.allclose(
+                    got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=True):
+                return
+    if state and not _same_layout(student.name, run, state):
+        want = _parameter_shapes(student.name, *run.init_args, **run.init)
+        raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
+                                                {n: torch.empty(s) for n, s in want.items()}))
+    raise CheckFailure(
+        f"{what} cannot be credited: on a fresh input of the same shape, {tuple(x.shape)}, your module's "
+        f"output is not " + ("attention computed from its parameters (nor any known mistake)"
+                             if lenient else "what its parameters give")
+        + ("; the forward must work on any input, not only the document's" if not lenient else
+           "; fix the forward first (see the other checks of this item)"))
+
+
 def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
     """Every parameter receives the reference gradient."""
     out_shape = reference_outputs(student.name, state, [x], *args, **kwargs)[0].shape
@@ -167,13 +245,35 @@ def _reference_grads(item: str, state, x, g, *args, **kwargs) -> dict[str, torch
 
 
 def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
-    run = student.build(*args, seed=seed, inputs=[inputs], **kwargs)
+    run = build_witnessed(student, *args, like=inputs, seed=seed, inputs=[inputs], **kwargs)
     try:
         compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
                             what=f"the output after torch.manual_seed({seed})")
     except CheckFailure as exc:
         raise CheckFailure(exc.reason + "; create the layers in the documented order "
                            "(W_query, W_key, W_value) and draw no other random numbers", exc.details) from None
+    verify(student, run, f"the output after torch.manual_seed({seed})")
+
+
+def verify_structure(student, run, *args_without_dropout, like: torch.Tensor) -> None:
+    """Believe a module's description (its attributes and buffers) once its class
+    is shown to compute attention (the reference, or a known mistake). A class
+    whose dropout stays on in eval mode shows it with dropout 0: a second build."""
+    try:
+        verify(student, run, "the module's structure", lenient=True)
+    except CheckFailure:
+        again = build_witnessed(student, *args_without_dropout, like=like)
+        verify(student, again, "the module's structure", lenient=True)
+
+
+def buffer_shape(run, name: str) -> tuple | None:
+    """The shape of a buffer the module reported (sent by value, or by shape when large)."""
+    value = dict(run.buffers or {}).get(name)
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and all(isinstance(n, int) for n in value):
+        return tuple(value)
+    return None
 
 
 def raises_value_error(student, *args, **kwargs) -> str:
@@ -199,35 +299,61 @@ def has_types(run, expected: dict[str, str]) -> None:
             raise CheckFailure(f"`{attr}` is a {got}; expected {cls}")
 
 
+PROBE_EXTRA = 3  # value features drawn afresh for every probe: see dropout_probe
+
+
 def dropout_probe(T: int, with_out_proj: bool = False):
     """Parameters that make the output show the attention weights themselves.
 
     Tokens are one-hot (d_in = T) and queries and keys are zero, so causal
-    row i gives weight 1/(i+1) to each token up to i. The values are [I | 1]:
-    output column j < T is weight (i, j) and column T is the row's sum. Dropout
-    on the weights zeroes entries of the first T columns and scales the rest by
-    1/(1-p), and column T stays their sum. A multi-head module takes one head
-    and an identity out_proj, so the same holds for it.
+    row i gives weight 1/(i+1) to each token up to i. The values are
+    [I | 1 | R]: output column j < T is weight (i, j), column T is the row's
+    sum, and the last columns are the weights times R, a few random features
+    drawn from the operating system for this probe alone: a submission that
+    does not compute attention cannot produce them. Dropout on the weights
+    zeroes entries of the first T columns and scales the rest by 1/(1-p);
+    column T stays their sum and the last columns stay the dropped weights
+    times R. A multi-head module takes one head and an identity out_proj, so
+    the same holds for it.
     """
-    zeros = torch.zeros(T + 1, T, dtype=torch.float64)
-    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64)])
+    d_out = T + 1 + PROBE_EXTRA
+    extra = witness_like(torch.zeros(PROBE_EXTRA, T, dtype=torch.float64))
+    zeros = torch.zeros(d_out, T, dtype=torch.float64)
+    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64), extra])
     state = {"W_query.weight": zeros, "W_key.weight": zeros.clone(), "W_value.weight": values}
     if with_out_proj:
-        state["out_proj.weight"] = torch.eye(T + 1, dtype=torch.float64)
-        state["out_proj.bias"] = torch.zeros(T + 1, dtype=torch.float64)
+        state["out_proj.weight"] = torch.eye(d_out, dtype=torch.float64)
+        state["out_proj.bias"] = torch.zeros(d_out, dtype=torch.float64)
     allowed = ~reference.future_mask(T)
     weights = allowed / allowed.sum(dim=-1, keepdim=True).double()
-    return state, weights, allowed
+    return state, weights, allowed, extra
+
+
+def _dropout_placement(dropped: torch.Tensor, sums: torch.Tensor, allowed: torch.Tensor, scale: float) -> str:
+    """Where the dropout went, from the pattern of the train-mode output."""
+    b, T, _ = dropped.shape
+    kept = (dropped != 0) & allowed
+    # on the values: value row j is dropped for every query alike, so a column is kept whole or not at all
+    per_column = all(bool((kept[n, j:, j] == kept[n, j, j]).all()) for n in range(b) for j in range(T))
+    if per_column:
+        return ("dropout acts on the values (a dropped value row vanishes for every query): apply it to the "
+                "attention weights after the softmax, before multiplying by the values")
+    if bool(((sums == 0) | torch.isclose(sums, torch.full_like(sums, scale))).all()):
+        return ("dropout acts on the output (each output entry is dropped on its own): apply it to the "
+                "attention weights after the softmax, before multiplying by the values")
+    return ("in train mode the output is not the dropped attention weights times the values: apply "
+            "self.dropout to the attention weights, after the softmax, and to nothing else")
 
 
 def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5) -> None:
     """Off in eval mode; in train mode on the attention weights, zeroing about p
     of them and scaling the others by 1/(1-p)."""
     multihead = item.startswith("multihead_attention.")
-    state, weights, allowed = dropout_probe(T, with_out_proj=multihead)
-    args = (T, T + 1, T, p) + ((1,) if multihead else ())
+    state, weights, allowed, extra = dropout_probe(T, with_out_proj=multihead)
+    d_out = T + 1 + PROBE_EXTRA
+    args = (T, d_out, T, p) + ((1,) if multihead else ())
     x = torch.eye(T, dtype=torch.float64).expand(b, T, T).clone()
-    expected = torch.cat([weights, weights.sum(-1, keepdim=True)], dim=-1).expand(b, T, T + 1)
+    expected = torch.cat([weights, weights.sum(-1, keepdim=True), weights @ extra.T], dim=-1).expand(b, T, d_out)
 
     run = student.build(*args, state=state, inputs=[x], dtype="float64", repeat=2)
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
@@ -238,10 +364,10 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
 
     run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
-    if out.shape != (b, T, T + 1) or out.dtype != torch.float64:
+    if out.shape != (b, T, d_out) or out.dtype != torch.float64:
         raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
-                           f"expected {(b, T, T + 1)}, torch.float64")
-    dropped, sums = out[..., :T], out[..., T]
+                           f"expected {(b, T, d_out)}, torch.float64")
+    dropped, sums, mixed = out[..., :T], out[..., T], out[..., T + 1:]
     if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
         raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
     kept = dropped.masked_select(allowed.expand(b, T, T))
@@ -253,12 +379,10 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     scale = kept[~zero] / w[~zero]
     if torch.allclose(scale, torch.ones_like(scale)):
         raise CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
-    if not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
-        raise CheckFailure("in train mode the weights are neither 0 nor scaled by 1/(1-p): is dropout "
-                           "applied to something other than the attention weights?")
+    consistent = torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12) and torch.allclose(
+        mixed, dropped @ extra.T, rtol=1e-9, atol=1e-12)
+    if not consistent or not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
+        raise CheckFailure(_dropout_placement(dropped, sums, allowed, 1 / (1 - p)))
     rate = float(zero.double().mean())
     if abs(rate - p) > 0.06:
         raise CheckFailure(f"dropout zeroed {rate:.0%} of the weights; with p = 0.5 it should zero about half")
-    if not torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12):
-        raise CheckFailure("dropout acts on the output, not on the attention weights: apply it to the "
-                           "weights before multiplying by the values")

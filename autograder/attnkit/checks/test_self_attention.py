@@ -4,8 +4,8 @@ import torch
 
 from attnkit import compare
 from attnkit import reference as ref
-from attnkit.checks.common import (F32, against_reference, gradients_match, module_against_reference,
-                                   random_state, seeded_matches_doc)
+from attnkit.checks.common import (F32, against_reference, build_witnessed, gradients_match,
+                                   module_against_reference, random_state, seeded_matches_doc, verify)
 from attnkit.diagnosis import Call, reason
 from attnkit.diagnosis.pictures import pictures_for
 from attnkit.items import check
@@ -113,9 +113,10 @@ def _class_checks(name: str, seed: int, entry_id: str, with_bias: bool):
     @check(item, "example")
     def example(student):
         state = ref.public_state("self.v2" if with_bias else "self.v1")
-        run = student.build(3, 2, state=state, inputs=[ref.doc_inputs()])
+        run = build_witnessed(student, 3, 2, like=ref.doc_inputs(), state=state, inputs=[ref.doc_inputs()])
         compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id, "the context vectors",
                             call=Call(item, (3, 2), {}, state=state, x=ref.doc_inputs()))
+        verify(student, run, "the context vectors of the document's example")
 
     @check(item, "hidden")
     def hidden(student):
