@@ -7,7 +7,7 @@ from attnkit import reference as ref
 from attnkit.checks.common import (dropout_behaves, F32, against_reference, gradients_match, has_types,
                                    module_against_reference, random_state, raises_value_error,
                                    seeded_matches_doc, short_sequence_failure, weights_pictures)
-from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis import Call, finding
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -156,8 +156,8 @@ def test_mha_structure(student):
     for attr, want in (("num_heads", 3), ("head_dim", 4)):
         got = run.attrs.get(attr, {}).get("value")
         if attr == "head_dim" and got == 7 // 3:
-            raise CheckFailure(reason("head_dim_from_d_in", d_in=7, d_out=12, num_heads=3, got=got),
-                               diagnosis="head_dim_from_d_in")
+            raise finding("head_dim_from_d_in", f"with d_in=7, d_out=12, num_heads=3, `head_dim` is {got}; "
+                          f"expected 4", d_in=7, d_out=12, num_heads=3, got=got)
         if got != want:
             hint = " (head_dim is d_out // num_heads, not d_in // num_heads)" if attr == "head_dim" else ""
             raise CheckFailure(f"with d_in=7, d_out=12, num_heads=3, `{attr}` is {got}; expected {want}{hint}")
