@@ -140,7 +140,7 @@ def _dtype_failure(actual: torch.Tensor, expected: torch.Tensor, what: str, atol
         values = None
     if values is None:
         return CheckFailure(facts)
-    return CheckFailure(f"{facts}, and {values.reason}", values.details)
+    return CheckFailure(f"{facts}, and its values differ: {values.reason.removeprefix(what + ': ')}", values.details)
 
 
 def _difference(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float, rtol: float,
