@@ -52,9 +52,9 @@ CASES = {
          f"{CA}.CausalAttention", "Scale by sqrt(d_k)")],
     "not_scaled": [
         (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
-         f"{SA}.attention_weights", "no scaling"),
+         f"{SA}.attention_weights", "unscaled scores"),
         (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
-         f"{MH}.MultiHeadAttention", "no scaling")],
+         f"{MH}.MultiHeadAttention", "unscaled scores")],
     "scores_scaled_too_early": [
         (SA, [("return queries @ keys.transpose(-2, -1)  # (..., T_q, d_k) @ (..., d_k, T_k)",
                "return queries @ keys.transpose(-2, -1) / keys.shape[-1] ** 0.5")],

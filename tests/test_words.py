@@ -119,6 +119,15 @@ WORDS = {
     "rows_that_do_not_sum_to_1": Words(
         S, [("return exps / exps.sum(dim=dim, keepdim=True)", "return exps / (exps.sum(dim=dim, keepdim=True) * 0.999)")],
         f"{S}.softmax", None, says=("rows that sum to 1.001, not 1",)),
+    "result_made_float64": Words(  # the float32 example ends float64: the "created inside" words do not apply
+        S, [("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
+             "return (inputs.double() * query.double().unsqueeze(-2)).sum(dim=-1)")],
+        f"{S}.query_scores", "dtype_changed", says=("no .float(), .double()",),
+        never=("float32 unless told otherwise",)),
+    "chapter_assert_for_divisibility": Words(  # the chapter asserts; the exercise asks for ValueError
+        MH, [('            raise ValueError(\n                f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")',
+              '            assert d_out % num_heads == 0, "d_out must be divisible by num_heads"')],
+        f"{MH}.MultiHeadAttention", None, says=("should raise ValueError; it raised AssertionError",)),
     # -- more realistic mistakes: a name where one mistake explains everything, else the facts
     "document_softmax_naive_dim_0": Words(  # two mistakes at once: no max subtraction, and dim=0 always
         S, [body(S, "softmax", "return torch.exp(scores) / torch.exp(scores).sum(dim=0)")],

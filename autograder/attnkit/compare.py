@@ -112,6 +112,12 @@ def close(actual, expected: torch.Tensor, *, what: str = "the result",
     raise failure
 
 
+# Why a result's dtype can differ from its inputs', by the dtype it ended in.
+DTYPE_WHY = {torch.float32: "a tensor created inside (torch.tensor, torch.ones, torch.empty, ...) is float32 unless "
+                            "told otherwise; use dtype=x.dtype, or torch.ones_like and friends"}
+DTYPE_KEEP = "keep the inputs' dtype: no .float(), .double() or .to(...) on the way"
+
+
 def _inputs_of(call: diagnosis.Call | None) -> list[torch.Tensor]:
     if call is None:
         return []
@@ -132,7 +138,7 @@ def _dtype_failure(actual: torch.Tensor, expected: torch.Tensor, what: str, atol
         if _difference(actual.to(expected.dtype), expected, what, check_dtype=False, **loose) is None:
             if any(t.dtype == expected.dtype for t in _inputs_of(call)):
                 return finding("dtype_changed", facts + " (the values agree)", what=what, got=actual.dtype,
-                               want=expected.dtype)
+                               want=expected.dtype, why=DTYPE_WHY.get(actual.dtype, DTYPE_KEEP))
             return CheckFailure(facts + " (the values agree)")
     try:
         values = _difference(actual.to(expected.dtype), expected, what, atol, rtol, check_dtype=False)

@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from attnkit.diagnosis import variants as v
-from attnkit.diagnosis.call import Call
+from attnkit.diagnosis.call import Call, init_arguments
 from attnkit.outcomes import CheckFailure
 
 SA, SA2 = "self_attention.SelfAttention", "self_attention.SelfAttentionV2"
@@ -137,7 +137,7 @@ def _call_heads(call: Call, expected: torch.Tensor) -> int:
 
 
 def _init_heads(call: Call, expected: torch.Tensor) -> int:
-    return int(v.init_arguments(call.item, call.args, call.kwargs).get("num_heads", 0))
+    return int(init_arguments(call.item, call.args, call.kwargs).get("num_heads", 0))
 
 
 _ALL_KINDS = ("example", "hidden", "short_sequence", "dropout", "gradients", "structure", "seed",
@@ -156,7 +156,7 @@ ENTRIES: tuple[Misconception, ...] = (
         "softmax_global_max",
         "your softmax subtracts one maximum of the whole tensor, not one per row: in a row whose scores all "
         "lie far below it, every exp underflows to 0 and 0 / 0 is NaN, which is what your result holds. "
-        "Subtract each row's own maximum, along `dim`: scores.amax(dim=dim, keepdim=True)",
+        "Subtract each row's own maximum, along the axis you normalize: scores.amax(dim=..., keepdim=True)",
         variants={"simplified_attention.softmax":
                   lambda c: v.softmax(c.arg(0, "scores"), c.arg(1, "dim", -1), global_max=True),
                   "self_attention.attention_weights":
@@ -190,7 +190,7 @@ ENTRIES: tuple[Misconception, ...] = (
                   **_every(SCALED_MODULES, scale="d_k")}),
     Misconception(
         "not_scaled",
-        "your result matches softmax(scores) with no scaling: dot products of d_k components grow like "
+        "your result matches unscaled scores, softmax(scores): dot products of d_k components grow like "
         "sqrt(d_k), which pushes the softmax into flat regions with tiny gradients. Divide the scores "
         "by sqrt(d_k), the square root of the key dimension, before the softmax",
         variants={"self_attention.attention_weights": lambda c: torch.softmax(c.arg(0, "scores"), -1),
@@ -348,9 +348,7 @@ ENTRIES: tuple[Misconception, ...] = (
         checked_by=("*::*",), also_fails=()),
     Misconception(
         "dtype_changed",
-        "{what} has dtype {got}; expected {want}, the dtype of the inputs: a tensor created inside "
-        "(torch.tensor, torch.ones, ...) is float32 unless told otherwise; use dtype=x.dtype or "
-        "torch.ones_like and friends",
+        "{what} has dtype {got}; expected {want}, the dtype of the inputs: {why}",
         checked_by=("*::*",), also_fails=()),
     Misconception(
         "modifies_input_in_place",

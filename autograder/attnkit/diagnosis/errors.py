@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from attnkit.diagnosis.catalogue import reason
-from attnkit.diagnosis.variants import INIT_PARAMS
+from attnkit.diagnosis.call import INIT_PARAMS
 from attnkit.outcomes import StudentError, innermost_line
 
 

@@ -12,17 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Constructor parameters of the graded classes, to read a build's arguments by
-# name. A test keeps these in step with the reference signatures.
-INIT_PARAMS = {
-    "self_attention.SelfAttention": ("d_in", "d_out"),
-    "self_attention.SelfAttentionV2": ("d_in", "d_out", "qkv_bias"),
-    "causal_attention.CausalAttention": ("d_in", "d_out", "context_length", "dropout", "qkv_bias"),
-    "multihead_attention.MultiHeadAttentionWrapper": ("d_in", "d_out", "context_length", "dropout",
-                                                       "num_heads", "qkv_bias"),
-    "multihead_attention.MultiHeadAttention": ("d_in", "d_out", "context_length", "dropout",
-                                                "num_heads", "qkv_bias"),
-}
+from attnkit.diagnosis.call import INIT_PARAMS, init_arguments  # noqa: F401 - part of the variants' surface
 
 
 def future(n: int, diagonal: int = 1) -> torch.Tensor:
@@ -81,13 +71,6 @@ def merge_heads(x: torch.Tensor, how: str = "transpose") -> torch.Tensor:
 
 def _linear(x, state, name):
     return F.linear(x, state[f"{name}.weight"], state.get(f"{name}.bias"))
-
-
-def init_arguments(item: str, args, kwargs) -> dict:
-    names = INIT_PARAMS[item]
-    bound = dict(zip(names, args))
-    bound.update({k: v for k, v in kwargs.items() if k in names})
-    return bound
 
 
 def module_forward(item: str, state: dict, init: dict, x: torch.Tensor, *, split: str = "transpose",
