@@ -107,6 +107,15 @@ class GradingPlugin:
             pytest.skip(f"{check.item} already scored 0: it hit a limit")
 
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        check = _check_of(item)
+        if check is None:
+            yield
+            return
+        with self.run.collecting(check):  # the comparisons the diagnosis weighs once the item is done
+            yield
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         yield
         check = _check_of(item)

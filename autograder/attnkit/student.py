@@ -13,6 +13,7 @@ import torch
 
 from attnkit import compare, reference
 from attnkit.items import Item
+from attnkit.diagnosis import errors
 from attnkit.outcomes import CheckFailure, GraderError, LimitExceeded, StudentError
 from attnkit.sandbox import ChildFault, LimitHit, SandboxError
 
@@ -73,7 +74,10 @@ class Student:
 
     def __call__(self, *args, **kwargs):
         """Call the student's function; returns what it returned."""
-        reply = self._request("call", args, kwargs)
+        try:
+            reply = self._request("call", args, kwargs)
+        except StudentError as exc:  # the grader knows what it sent: say it, and what the error shows
+            raise errors.explain(self.name, exc, args, kwargs, self._arg_names(len(args))) from None
         if not isinstance(reply, dict) or "result" not in reply:
             raise CheckFailure("the process running your code sent back a malformed reply")
         after = reply.get("args_after") or []
@@ -94,7 +98,10 @@ class Student:
         spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
                 "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
                 "grad_output": grad_output, "describe": list(describe), "witness": witness}
-        reply = self._request("module", (), spec)
+        try:
+            reply = self._request("module", (), spec)
+        except StudentError as exc:
+            raise errors.explain(self.name, exc, spec=spec) from None
         if not isinstance(reply, dict):
             raise CheckFailure("the process running your code sent back a malformed reply")
         fields = {k: v for k, v in reply.items() if k in ("params", "buffers", "attrs", "outputs", "inputs_after",

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import torch
 
 from attnkit import compare, reference
-from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis import Call, finding
+from attnkit.diagnosis.dropout import train_mode_failure
 from attnkit.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
 from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
 from attnkit.student import parameter_difference
@@ -124,13 +125,13 @@ def _probe_pictures(student) -> list:
 
 
 def short_sequence_failure(exc: StudentError, tokens: int = 5, context: int = 9) -> CheckFailure:
-    """Why forward raised on fewer tokens than context_length. A size mismatch
-    naming context_length is the unsliced mask; anything else is only hinted at."""
-    if f"({context})" in exc.message or f" {context}]" in exc.message or f"[{context}," in exc.message:
-        return CheckFailure(reason("mask_not_sliced", tokens=tokens, context=context) + f" (forward {exc.reason})",
-                            exc.details, diagnosis="mask_not_sliced")
-    return CheckFailure(f"with {tokens} tokens and context_length {context}, forward {exc.reason}; slice the "
-                        f"mask to the tokens present: self.mask[:T, :T]", exc.details)
+    """Why forward raised on fewer tokens than context_length: the error with
+    the shapes sent, and a hint only where the error shows its cause (an
+    unsliced mask is recognised in ``attnkit.diagnosis.errors``)."""
+    if exc.diagnosis == "mask_not_sliced":
+        return exc
+    facts = f"with {tokens} tokens and context_length {context}, forward {exc.reason}"
+    return CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts)
 
 
 def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:
@@ -189,6 +190,27 @@ def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool)
                 yield value
 
 
+def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.Tensor) -> bool:
+    """A catalogued mistake known by how the answer relates to the right one
+    (the heads' blocks in another order, say), on the witness."""
+    if not _same_layout(item, run, state):
+        return False
+    from attnkit.diagnosis import ENTRIES
+
+    module = reference.reference_module(item, state, *run.init_args, **run.init)
+    with torch.no_grad():
+        expected = module(x.to(next(iter(state.values())).dtype))
+    call = Call(item, run.init_args, run.init, state=state, x=x)
+    for entry in ENTRIES:
+        signature = entry.signatures.get(item)
+        try:
+            if signature is not None and signature(call, got, expected, rtol=F32["rtol"], atol=F32["atol"]):
+                return True
+        except Exception:  # noqa: BLE001 - a signature that cannot read this answer shows nothing
+            continue
+    return False
+
+
 def _same_layout(item: str, run, state: dict) -> bool:
     return {n: tuple(t.shape) for n, t in state.items()} == _parameter_shapes(item, *run.init_args, **run.init)
 
@@ -209,6 +231,8 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
             if isinstance(expected, torch.Tensor) and expected.shape == got.shape and torch.allclose(
                     got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=True):
                 return
+        if lenient and _fits_a_signature(student.name, run, state, x, got):
+            return
     if state and not _same_layout(student.name, run, state):
         want = _parameter_shapes(student.name, *run.init_args, **run.init)
         raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
@@ -245,13 +269,12 @@ def _reference_grads(item: str, state, x, g, *args, **kwargs) -> dict[str, torch
 
 
 def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
+    """The documented seed gives the document's output. A failure says the facts;
+    the advice on the order of the layers is added once the item's example is
+    known to pass (``attnkit.diagnosis.conclude``), since only then is it the cause."""
     run = build_witnessed(student, *args, like=inputs, seed=seed, inputs=[inputs], **kwargs)
-    try:
-        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
-                            what=f"the output after torch.manual_seed({seed})")
-    except CheckFailure as exc:
-        raise CheckFailure(exc.reason + "; create the layers in the documented order "
-                           "(W_query, W_key, W_value) and draw no other random numbers", exc.details) from None
+    compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
+                        what=f"the output after torch.manual_seed({seed})")
     verify(student, run, f"the output after torch.manual_seed({seed})")
 
 
@@ -291,12 +314,22 @@ def has_types(run, expected: dict[str, str]) -> None:
     for attr, cls in expected.items():
         info = run.attrs.get(attr) if isinstance(run.attrs, dict) else None
         if not isinstance(info, dict) or info.get("missing"):
+            facts = f"the module has no attribute `{attr}`"
             if attr == "out_proj":
-                raise CheckFailure(reason("out_proj_missing"), diagnosis="out_proj_missing")
-            raise CheckFailure(f"the module has no attribute `{attr}`")
+                other = _other_layers(run, expected)
+                if not other:
+                    raise finding("out_proj_missing", facts)
+                facts += (f"; it has {', '.join(other)}: if that is the output projection, name it "
+                          f"`out_proj`, since the grader sets and reads parameters by name")
+            raise CheckFailure(facts)
         if cls not in (info.get("mro") or []):
             got = (info.get("mro") or ["?"])[0]
             raise CheckFailure(f"`{attr}` is a {got}; expected {cls}")
+
+
+def _other_layers(run, expected: dict[str, str]) -> list[str]:
+    """Parameters of the module outside the expected attributes, as `name` (shape)."""
+    return [f"`{n}` {s}" for n, s in run.shapes().items() if str(n).split(".")[0] not in expected]
 
 
 PROBE_EXTRA = 3  # value features drawn afresh for every probe: see dropout_probe
@@ -329,22 +362,6 @@ def dropout_probe(T: int, with_out_proj: bool = False):
     return state, weights, allowed, extra
 
 
-def _dropout_placement(dropped: torch.Tensor, sums: torch.Tensor, allowed: torch.Tensor, scale: float) -> str:
-    """Where the dropout went, from the pattern of the train-mode output."""
-    b, T, _ = dropped.shape
-    kept = (dropped != 0) & allowed
-    # on the values: value row j is dropped for every query alike, so a column is kept whole or not at all
-    per_column = all(bool((kept[n, j:, j] == kept[n, j, j]).all()) for n in range(b) for j in range(T))
-    if per_column:
-        return ("dropout acts on the values (a dropped value row vanishes for every query): apply it to the "
-                "attention weights after the softmax, before multiplying by the values")
-    if bool(((sums == 0) | torch.isclose(sums, torch.full_like(sums, scale))).all()):
-        return ("dropout acts on the output (each output entry is dropped on its own): apply it to the "
-                "attention weights after the softmax, before multiplying by the values")
-    return ("in train mode the output is not the dropped attention weights times the values: apply "
-            "self.dropout to the attention weights, after the softmax, and to nothing else")
-
-
 def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5) -> None:
     """Off in eval mode; in train mode on the attention weights, zeroing about p
     of them and scaling the others by 1/(1-p)."""
@@ -358,7 +375,8 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     run = student.build(*args, state=state, inputs=[x], dtype="float64", repeat=2)
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
     if not same_outputs(first, second):
-        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
+        raise finding("dropout_in_eval_mode", "after module.eval() two calls on the same input give "
+                      "different outputs")
     compare.close(first, expected, what="the eval-mode output with dropout=0.5",
                   call=Call(item, args, {}, state=state, x=x))
 
@@ -367,22 +385,11 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     if out.shape != (b, T, d_out) or out.dtype != torch.float64:
         raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
                            f"expected {(b, T, d_out)}, torch.float64")
-    dropped, sums, mixed = out[..., :T], out[..., T], out[..., T + 1:]
-    if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
-        raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
-    kept = dropped.masked_select(allowed.expand(b, T, T))
-    w = weights.masked_select(allowed).repeat(b)
-    zero = kept == 0
-    if not zero.any():
-        raise CheckFailure("in train mode with dropout=0.5 no attention weight was dropped: apply "
-                           "self.dropout to the attention weights, after the softmax")
-    scale = kept[~zero] / w[~zero]
-    if torch.allclose(scale, torch.ones_like(scale)):
-        raise CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
-    consistent = torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12) and torch.allclose(
-        mixed, dropped @ extra.T, rtol=1e-9, atol=1e-12)
-    if not consistent or not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
-        raise CheckFailure(_dropout_placement(dropped, sums, allowed, 1 / (1 - p)))
-    rate = float(zero.double().mean())
-    if abs(rate - p) > 0.06:
-        raise CheckFailure(f"dropout zeroed {rate:.0%} of the weights; with p = 0.5 it should zero about half")
+    failure = train_mode_failure(out[..., :T + 1], weights, allowed, p)
+    if failure is not None:
+        raise failure
+    dropped, mixed = out[..., :T], out[..., T + 1:]
+    if not torch.allclose(mixed, dropped @ extra.T, rtol=1e-9, atol=1e-12):
+        raise CheckFailure("in train mode the output is not the dropped weights times the values: its last "
+                           "columns, where the values hold features drawn for this check, do not follow from "
+                           "the weights shown in the first ones")

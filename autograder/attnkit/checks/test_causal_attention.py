@@ -144,7 +144,6 @@ def test_causal_attention_gradients(student):
 def test_causal_attention_structure(student):
     run = build_witnessed(student, 7, 4, 9, 0.25, like=torch.zeros(2, 9, 7),
                           describe=["W_query", "W_key", "W_value", "dropout"])
-    verify_structure(student, run, 7, 4, 9, 0.0, like=torch.zeros(2, 9, 7))
     has_types(run, {"W_query": LINEAR, "W_key": LINEAR, "W_value": LINEAR, "dropout": DROPOUT})
     if run.attrs["dropout"].get("p") != 0.25:
         raise CheckFailure(f"self.dropout has p = {run.attrs['dropout'].get('p')}; expected the "
@@ -155,6 +154,8 @@ def test_causal_attention_structure(student):
     if shape != (9, 9):
         raise CheckFailure(f"the mask buffer has shape {shape}; expected "
                            f"(context_length, context_length) = (9, 9)")
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 4, 9, 0.0, like=torch.zeros(2, 9, 7))
 
 
 @check(CA, "seed")

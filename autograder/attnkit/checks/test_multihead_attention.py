@@ -8,7 +8,7 @@ from attnkit.checks.common import (F32, against_reference, buffer_shape, build_w
                                    gradients_match, has_types, module_against_reference, random_state,
                                    raises_value_error, seeded_matches_doc, short_sequence_failure, verify,
                                    verify_structure, weights_pictures)
-from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis import Call, finding
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -54,10 +54,11 @@ def test_wrapper_gradients(student):
 @check(WRAPPER, "structure")
 def test_wrapper_structure(student):
     run = build_witnessed(student, 7, 4, 5, 0.0, 3, like=torch.zeros(2, 5, 7), describe=["heads"])
-    verify_structure(student, run, 7, 4, 5, 0.0, 3, like=torch.zeros(2, 5, 7))
     has_types(run, {"heads": MODULE_LIST})
     if run.attrs["heads"].get("len") != 3:
         raise CheckFailure(f"`heads` holds {run.attrs['heads'].get('len')} modules; expected num_heads = 3")
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 4, 5, 0.0, 3, like=torch.zeros(2, 5, 7))
 
 
 @check(WRAPPER, "seed")
@@ -153,7 +154,6 @@ def test_mha_gradients(student):
 def test_mha_structure(student):
     run = build_witnessed(student, 7, 12, 9, 0.25, 3, like=torch.zeros(2, 9, 7),
                           describe=["W_query", "W_key", "W_value", "out_proj", "dropout", "num_heads", "head_dim"])
-    verify_structure(student, run, 7, 12, 9, 0.0, 3, like=torch.zeros(2, 9, 7))
     has_types(run, {"W_query": LINEAR, "W_key": LINEAR, "W_value": LINEAR, "out_proj": LINEAR,
                     "dropout": DROPOUT})
     if not run.attrs["out_proj"].get("bias"):
@@ -161,14 +161,16 @@ def test_mha_structure(student):
     for attr, want in (("num_heads", 3), ("head_dim", 4)):
         got = run.attrs.get(attr, {}).get("value")
         if attr == "head_dim" and got == 7 // 3:
-            raise CheckFailure(reason("head_dim_from_d_in", d_in=7, d_out=12, num_heads=3, got=got),
-                               diagnosis="head_dim_from_d_in")
+            raise finding("head_dim_from_d_in", f"with d_in=7, d_out=12, num_heads=3, `head_dim` is {got}; "
+                          f"expected 4", d_in=7, d_out=12, num_heads=3, got=got)
         if got != want:
             hint = " (head_dim is d_out // num_heads, not d_in // num_heads)" if attr == "head_dim" else ""
             raise CheckFailure(f"with d_in=7, d_out=12, num_heads=3, `{attr}` is {got}; expected {want}{hint}")
     if buffer_shape(run, "mask") is None:
         raise CheckFailure("`mask` is not a registered buffer: use self.register_buffer('mask', ...)")
     raises_value_error(student, 7, 7, 5, 0.0, 3)
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 12, 9, 0.0, 3, like=torch.zeros(2, 9, 7))
 
 
 @check(MHA, "seed")
