@@ -61,4 +61,4 @@ def test_bundle_names_missing_files(tmp_path):
     (root / "submission" / "simplified_attention.py").write_text((SOLUTIONS / "simplified_attention.py").read_text())
     data = run_autograder(root)
     assert data["score"] == 20
-    assert "self_attention.py was not found in your submission" in data["output"]
+    assert "missing file: expected self_attention.py (or self_attention.ipynb) in your submission" in data["output"]

@@ -18,7 +18,6 @@ import time
 import zipfile
 from pathlib import Path
 
-from attnkit.items import MODULES
 from attnkit.settings import KIT_ROOT
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -77,37 +76,34 @@ def build_bundle(out: str, secret_file: str | None = None) -> Path:
     return out_path
 
 
-def find_exercises(submission: Path, stage: Path) -> list[str]:
-    """Copy the exercise files into ``stage``, wherever the student put them
-    (Gradescope keeps uploaded folders). Returns notes on what was missing."""
-    stage.mkdir(parents=True, exist_ok=True)
-    notes = []
-    for module in MODULES:
-        found = sorted(submission.rglob(f"{module}.py"), key=lambda p: (len(p.parts), str(p)))
-        if found:
-            shutil.copyfile(found[0], stage / f"{module}.py")
-        else:
-            notes.append(f"{module}.py was not found in your submission")
-    return notes
+def intake(root: Path):
+    """What the student submitted, by the intake's one rule (nested folders, notebooks,
+    regular files only); messages say "your submission", never the grader's paths."""
+    from attnkit.intake import IntakeError, Submission, collect
+    from attnkit.items import MODULES
+
+    try:
+        submission = collect(str(root / "submission"), "your submission")
+    except IntakeError as exc:
+        return Submission("your submission", MODULES, notes=(f"nothing to grade: {exc}",))
+    if not submission.found_any():
+        return Submission("your submission", MODULES, notes=(submission.nothing_message(),), absent=submission.absent)
+    return submission
 
 
 def main(root: str = "/autograder") -> int:
     from attnkit.grading import grade
-    from attnkit.intake import from_folder
     from attnkit.report import write_json
     from attnkit.sandbox import Zygote
 
     root_path = Path(root)
     results = root_path / "results" / "results.json"
     start = time.monotonic()
+    submission = intake(root_path)
     zygote = Zygote(hide=[str(root_path / "source"), str(root_path / "results"), str(root_path / "submission")])
     try:
-        with tempfile.TemporaryDirectory(prefix="attnkit-submission-") as tmp:
-            stage = Path(tmp) / "submission"
-            notes = find_exercises(root_path / "submission", stage)
-            report = grade(zygote, from_folder(str(stage), MODULES, "your submission"))
-            report.notes[:] = notes + [n for n in report.notes if "missing file" not in n]
-            notice = zygote.notice()
+        report = grade(zygote, submission)
+        notice = zygote.notice()
     finally:
         zygote.close()
     write_json(report, str(results))
