@@ -51,7 +51,8 @@ def test_grades_csv_has_every_student_and_item(graded):
     _, out, _ = graded
     rows = read_csv(out / "grades.csv")
     assert [r["student"] for r in rows] == ["ada", "bob", "cyd", "dee"]
-    assert list(rows[0]) == ["student", "total", *items()]
+    assert list(rows[0]) == ["student", "total", "status", *items()]
+    assert {r["status"] for r in rows} == {"graded"}
     totals = {r["student"]: int(r["total"]) for r in rows}
     assert totals == {"ada": 100, "bob": 0, "cyd": 98, "dee": 97}
     dee = next(r for r in rows if r["student"] == "dee")
