@@ -33,6 +33,7 @@ import csv
 import hashlib
 import io
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from attnkit.items import MODULES
@@ -84,19 +85,23 @@ def hard_coded(student: str, report) -> list[Flag]:
 # --------------------------------------------------------------------------- nbgrader
 
 def nbgrader_higher(class_dir, per_module: dict[str, dict[str, float]]) -> list[Flag]:
-    """Assignments nbgrader's gradebook scored higher than the isolated grade."""
+    """Assignments the gradebook next to an nbgrader tree scored higher than the isolated grade."""
     from attnkit import nbgrader_tree
 
     gradebook = nbgrader_tree.gradebook_path(class_dir)
     if gradebook is None:
         return []
-    flags = []
-    nbgrader = nbgrader_tree.gradebook_scores(gradebook)
-    for student, assignment, theirs, ours in nbgrader_tree.higher_scores(nbgrader, per_module):
-        flags.append(Flag(NBGRADER_HIGHER, (student,), assignment,
-                          f"nbgrader {theirs:g}, isolated grade {ours:g}: nbgrader ran this notebook's test cells "
-                          f"in the student's own kernel; check the notebook (the isolated grade counts)"))
-    return flags
+    return nbgrader_flags(nbgrader_tree.gradebook_scores(gradebook), per_module)
+
+
+def nbgrader_flags(nbgrader: dict[str, dict[str, float]], per_module: dict[str, dict[str, float]]) -> list[Flag]:
+    from attnkit.nbgrader_tree import higher_scores
+
+    return [Flag(NBGRADER_HIGHER, (student,), assignment,
+                 f"nbgrader {theirs:g}, isolated grade {ours:g}: nbgrader ran this notebook's test cells "
+                 f"in the student's own kernel, where a score can be forged; check the notebook "
+                 f"(the isolated grade counts)")
+            for student, assignment, theirs, ours in higher_scores(nbgrader, per_module)]
 
 
 # --------------------------------------------------------------------------- near-identical code
@@ -194,20 +199,26 @@ def submission_units(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def base_hashes() -> set[str]:
+def base_hashes() -> frozenset[str]:
     """What every student may share: the reference solution's code and the stubs' code."""
-    from attnkit.build import stub_source
     from attnkit.settings import solutions_dir
+
+    return _base_hashes(str(solutions_dir()))
+
+
+@cache
+def _base_hashes(solutions: str) -> frozenset[str]:
+    from attnkit.build import stub_source
 
     hashes = set()
     for module in MODULES:
-        path = Path(solutions_dir()) / f"{module}.py"
+        path = Path(solutions) / f"{module}.py"
         if not path.is_file():
             continue
         text = path.read_text()
         for source in (text, stub_source(module, text)):
             hashes |= {h for h, _ in units(source.encode(), module).values()}
-    return hashes
+    return frozenset(hashes)
 
 
 def common_limit(class_size: int) -> int:
@@ -233,15 +244,19 @@ def near_identical(submissions: dict[str, dict[str, bytes]], base: set[str]) -> 
                 for b in ordered[i + 1:]:
                     pairs.setdefault((a, b), []).append(h)
     flagged: dict[tuple[str, str], str] = {}
+    functions: dict[tuple[str, str], list[str]] = {}
     for (a, b), shared in pairs.items():
         names = sorted(n for n, u in own[a].items() if u[0] in shared)
         size = sum(own[a][n][1] for n in names)
         smaller = min(sum(u[1] for u in own[a].values()), sum(u[1] for u in own[b].values()))
         if len(names) >= MIN_SHARED and smaller and size >= MIN_FRACTION * smaller:
+            functions[(a, b)] = names
             flagged[(a, b)] = (f"{a} and {b}: {len(names)} functions the same but for names, comments and "
                                f"docstrings ({size} of {smaller} AST nodes of the smaller one's own code): "
                                f"{', '.join(names)}")
-    return [Flag(NEAR_IDENTICAL, group, "", " | ".join(flagged[p] for p in sorted(flagged) if p[0] in group))
+    return [Flag(NEAR_IDENTICAL, group,
+                 ", ".join(sorted({n for p in flagged if p[0] in group for n in functions[p]})),
+                 " | ".join(flagged[p] for p in sorted(flagged) if p[0] in group))
             for group in _groups(flagged)]
 
 
