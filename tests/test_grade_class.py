@@ -79,6 +79,13 @@ def test_progress_and_summary(graded):
     assert "4/4 students" in proc.stderr
 
 
+def test_an_honest_class_has_an_empty_integrity_report(graded):
+    _, out, proc = graded
+    assert (out / "integrity.csv").read_text() == "flag,students,item,evidence\n"
+    assert ("integrity (flags inform, they never change a grade): 0 hard-coded public output?, "
+            "0 nbgrader score above the isolated grade, 0 near-identical code") in proc.stdout
+
+
 def test_rerun_skips_unchanged_students_and_regrades_changed_ones(graded, tmp_path):
     klass, out, _ = graded
     before = (out / "grades.csv").read_text()

@@ -55,10 +55,24 @@ def test_bundle_grades_a_nested_submission_with_a_wrong_stage(tmp_path):
     assert mask["score"] == 0 and mask["status"] == "failed" and mask["output"]
 
 
-def test_bundle_names_missing_files(tmp_path):
-    root = unpack(tmp_path)
+def test_bundle_names_missing_files_and_never_follows_a_link(tmp_path):
+    root = unpack(tmp_path, secret="s3cret-of-the-course")
     (root / "submission").mkdir()
     (root / "submission" / "simplified_attention.py").write_text((SOLUTIONS / "simplified_attention.py").read_text())
+    # links to the bundled solutions and to the secret: refused, never read
+    (root / "submission" / "self_attention.py").symlink_to(root / "source" / "attnkit" / "solutions" / "self_attention.py")
+    (root / "submission" / "causal_attention.py").symlink_to(root / "source" / "attnkit_secret")
     data = run_autograder(root)
     assert data["score"] == 20
-    assert "missing file: expected self_attention.py (or self_attention.ipynb) in your submission" in data["output"]
+    assert "self_attention: nothing graded: self_attention.py is a symbolic link, not followed" in data["output"]
+    assert "missing file: expected multihead_attention.py (or multihead_attention.ipynb) in your submission" \
+        in data["output"]
+    assert "s3cret" not in json.dumps(data) and str(root) not in json.dumps(data)
+
+
+def test_bundle_with_nothing_to_grade_still_writes_results(tmp_path):
+    root = unpack(tmp_path)
+    (root / "submission" / "docs").mkdir(parents=True)
+    (root / "submission" / "docs" / "answers.txt").write_text("see attached")
+    data = run_autograder(root)
+    assert data["score"] == 0 and data["output"].startswith("nothing to grade: no simplified_attention.py")
