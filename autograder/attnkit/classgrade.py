@@ -284,7 +284,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
 def _class_flags(class_path: Path, found: Roster, outcomes: list[StudentOutcome]) -> list:
     graded = {o.student for o in outcomes if not o.error}
     flags = integrity.near_identical({s: sub.files for s, sub in found.submissions.items() if s in graded},
-                                     integrity.base_hashes())
+                                     integrity.base_hashes()) if len(graded) > 1 else []
     if found.kind == NBGRADER:
         # nbgrader scored these notebooks inside the students' own kernels, where any
         # score can be forged: list every assignment where it gave more than we do
