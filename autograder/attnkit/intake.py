@@ -271,7 +271,15 @@ class _Candidate:
         total = len(items_of(self.module))
         if p is None:
             return f"{self.entry.rel} (does not parse)"
-        return f"{self.entry.rel} ({'an untouched stub' if p == 0 else f'{p} of {total} items written'})"
+        if p == 0:
+            return f"{self.entry.rel} ({'an untouched stub' if self.defines_items() else 'defines none of its items'})"
+        return f"{self.entry.rel} ({p} of {total} items written)"
+
+    def defines_items(self) -> bool:
+        from attnkit.notebook_code import defined_names
+
+        names = defined_names((self.source or b"").decode("utf-8", "replace"))
+        return any(i.name in names for i in items_of(self.module))
 
 
 def _is_stub(func: ast.AST) -> bool:
@@ -400,7 +408,7 @@ def _collect(top: int, label: str, layout: str, prefer: str | None) -> Submissio
         files[f"{module}.py"] = best.source
         sources[f"{module}.py"] = best.entry.rel
         chosen_folders.append(best.entry.folder)
-        plain_place = best.entry.rel == f"{module}.py" or (layout == NBGRADER and not best.notebook)
+        plain_place = best.entry.rel == f"{module}.py" or layout == NBGRADER  # where it belongs: nothing to say
         if passed or not plain_place:
             what = best.entry.rel + (f" ({best.how})" if best.how else "")
             note = f"{module}: graded {what}"
