@@ -158,10 +158,14 @@ def stub(module: str) -> bytes:
     return (ASSIGNMENTS / f"{module}.py").read_bytes()
 
 
+def near_identical(klass: dict[str, dict[str, bytes]]):
+    return integrity.near_identical({s: integrity.own_units(f) for s, f in klass.items()})
+
+
 def test_near_identical_code_is_grouped_with_its_evidence():
     klass = {"ann": files(simplified_attention=ANN), "ben": files(simplified_attention=BEN),
              "cat": files(simplified_attention=CAT), "dan": files()}
-    flags = integrity.near_identical(klass, integrity.base_hashes())
+    flags = near_identical(klass)
     assert [(f.flag, f.students) for f in flags] == [(integrity.NEAR_IDENTICAL, ("ann", "ben"))]
     evidence = flags[0].evidence
     assert evidence.startswith("ann and ben: ")
@@ -179,16 +183,16 @@ def test_a_class_that_starts_from_the_same_stubs_is_not_flagged():
         "ann": dict(stubs, **{f"{S}.py": ANN.encode()}),  # stage 1 of her own, the rest untouched
         "cat": dict(stubs, **{f"{S}.py": CAT.encode()}),
     }
-    assert integrity.near_identical(klass, integrity.base_hashes()) == []
+    assert near_identical(klass) == []
 
 
 def test_code_many_students_share_is_common_not_copied():
     """Past the common limit, shared code is the class's common knowledge (a tutorial, a hint)."""
     klass = {f"s{i:02d}": files(simplified_attention=ANN) for i in range(integrity.common_limit(12) + 1)}
     klass.update({f"t{i:02d}": files() for i in range(12 - len(klass))})
-    assert integrity.near_identical(klass, integrity.base_hashes()) == []
+    assert near_identical(klass) == []
     few = dict(list(klass.items())[:2])  # the same code held by two students only
-    assert integrity.near_identical(few, integrity.base_hashes()) != []
+    assert near_identical(few) != []
 
 
 def test_normalisation_ignores_names_comments_docstrings_and_hints_but_not_the_code():

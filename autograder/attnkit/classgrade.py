@@ -53,6 +53,7 @@ class StudentOutcome:
     skipped: bool = False  # already graded by an earlier run with the same files and grader
     error: str = ""  # why the student could not be graded
     flags: list = field(default_factory=list)  # integrity.Flag of this student alone
+    units: dict = field(default_factory=dict)  # integrity.own_units: the student's code, normalised and hashed
 
 
 @dataclass
@@ -135,9 +136,10 @@ def previous(out_dir: Path, student: str, fingerprint: str) -> StudentOutcome | 
         extra = data["extra_data"]["attnkit"]
         if extra["fingerprint"] != fingerprint:
             return None
-        flags = [integrity.Flag.from_dict(f) for f in extra.get("integrity", [])]
+        flags = [integrity.Flag.from_dict(f) for f in extra["integrity"]]
+        units = {str(n): (str(h), int(size)) for n, (h, size) in extra["units"].items()}
         return StudentOutcome(student, data["score"], {t["name"]: t["score"] for t in data["tests"]}, True,
-                              flags=flags)
+                              flags=flags, units=units)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -170,15 +172,20 @@ def _grade_one(student: str, submission: Submission, out_dir: str, fingerprint: 
     except GraderError as exc:
         return StudentOutcome(student, 0, {}, error=f"grader error: {exc}")
     flags = integrity.hard_coded(student, report)
-    write_student(Path(out_dir) / student, student, report, fingerprint, version, flags)
-    return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results}, flags=flags)
+    units = integrity.own_units(submission.files)
+    write_student(Path(out_dir) / student, student, report, fingerprint, version, flags, units)
+    return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results}, flags=flags,
+                          units=units)
 
 
-def write_student(folder: Path, student: str, report, fingerprint: str, version: str, flags=()) -> None:
-    """results.json (Gradescope's shape, with our fingerprint) and feedback files, atomically."""
+def write_student(folder: Path, student: str, report, fingerprint: str, version: str, flags=(),
+                  units=None) -> None:
+    """results.json (Gradescope's shape, with our fingerprint and the student's integrity
+    facts, which a rerun reuses) and feedback files, atomically."""
     data = gradescope(report)
     data["extra_data"] = {"attnkit": {"student": student, "fingerprint": fingerprint, "grader_version": version,
-                                      "integrity": [f.as_dict() for f in flags]}}
+                                      "integrity": [f.as_dict() for f in flags],
+                                      "units": {n: list(u) for n, u in sorted((units or {}).items())}}}
     title = f"attnkit feedback for {one_line(student)}"
     feedback = [table(report, title), ""]
     for r in report.results:
@@ -282,9 +289,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
 
 
 def _class_flags(class_path: Path, found: Roster, outcomes: list[StudentOutcome]) -> list:
-    graded = {o.student for o in outcomes if not o.error}
-    flags = integrity.near_identical({s: sub.files for s, sub in found.submissions.items() if s in graded},
-                                     integrity.base_hashes()) if len(graded) > 1 else []
+    flags = integrity.near_identical({o.student: o.units for o in outcomes if not o.error})
     if found.kind == NBGRADER:
         # nbgrader scored these notebooks inside the students' own kernels, where any
         # score can be forged: list every assignment where it gave more than we do
@@ -342,6 +347,7 @@ def _warm_up() -> None:
     from attnkit.settings import solutions_dir
 
     heatmap_png(torch.zeros(2, 2), torch.ones(2, 2), "warm-up")
+    integrity.own_units({})  # the reference's hashes, once, before the fork
     if solutions_dir().is_dir():
         grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
 

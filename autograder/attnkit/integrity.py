@@ -191,34 +191,30 @@ def units(source: bytes, module: str) -> dict[str, tuple[str, int]]:
     return out
 
 
-def submission_units(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
+def own_units(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
+    """A submission's functions that can be evidence: ``MIN_NODES`` or more, and not
+    shared with the reference solution (a file identical to it is skipped unparsed).
+    Computed once per student, where it is graded, and kept in its results.json."""
+    from attnkit.settings import solutions_dir
+
+    solutions, base = _reference(str(solutions_dir()))
     out = {}
     for module in MODULES:
-        if f"{module}.py" in files:
-            out.update(units(files[f"{module}.py"], module))
+        data = files.get(f"{module}.py")
+        if data is None or data == solutions.get(module):
+            continue
+        out.update({n: u for n, u in units(data, module).items() if u[1] >= MIN_NODES and u[0] not in base})
     return out
 
 
-def base_hashes() -> frozenset[str]:
-    """What every student may share: the reference solution's code and the stubs' code."""
-    from attnkit.settings import solutions_dir
-
-    return _base_hashes(str(solutions_dir()))
-
-
 @cache
-def _base_hashes(solutions: str) -> frozenset[str]:
-    from attnkit.build import stub_source
-
-    hashes = set()
-    for module in MODULES:
-        path = Path(solutions) / f"{module}.py"
-        if not path.is_file():
-            continue
-        text = path.read_text()
-        for source in (text, stub_source(module, text)):
-            hashes |= {h for h, _ in units(source.encode(), module).values()}
-    return frozenset(hashes)
+def _reference(folder: str) -> tuple[dict[str, bytes], frozenset[str]]:
+    """The reference solution's files, and the hashes of its functions: what every
+    student may share. (The stubs add nothing: their given code is the solution's,
+    and their exercise bodies are stubs.)"""
+    paths = {m: Path(folder) / f"{m}.py" for m in MODULES}
+    solutions = {m: p.read_bytes() for m, p in paths.items() if p.is_file()}
+    return solutions, frozenset(h for m, text in solutions.items() for h, _ in units(text, m).values())
 
 
 def common_limit(class_size: int) -> int:
@@ -226,26 +222,25 @@ def common_limit(class_size: int) -> int:
     return max(3, class_size // 10)
 
 
-def near_identical(submissions: dict[str, dict[str, bytes]], base: set[str]) -> list[Flag]:
-    """Groups of students whose own code is the same but for names, comments and docstrings."""
-    per_student = {s: {n: u for n, u in submission_units(files).items() if u[1] >= MIN_NODES and u[0] not in base}
-                   for s, files in submissions.items()}
+def near_identical(per_student: dict[str, dict[str, tuple[str, int]]]) -> list[Flag]:
+    """Groups of students whose own code is the same but for names, comments and
+    docstrings. ``per_student``: each student's ``own_units``."""
     holders: dict[str, set[str]] = {}
     for student, found in per_student.items():
         for h, _ in found.values():
             holders.setdefault(h, set()).add(student)
-    limit = common_limit(len(submissions))
+    limit = common_limit(len(per_student))
     own = {s: {n: u for n, u in found.items() if len(holders[u[0]]) <= limit} for s, found in per_student.items()}
-    pairs: dict[tuple[str, str], list[str]] = {}
+    pairs: dict[tuple[str, str], set[str]] = {}
     for h, students in holders.items():
         if 2 <= len(students) <= limit:
             ordered = sorted(students)
             for i, a in enumerate(ordered):
                 for b in ordered[i + 1:]:
-                    pairs.setdefault((a, b), []).append(h)
+                    pairs.setdefault((a, b), set()).add(h)
     flagged: dict[tuple[str, str], str] = {}
     functions: dict[tuple[str, str], list[str]] = {}
-    for (a, b), shared in pairs.items():
+    for (a, b), shared in sorted(pairs.items()):
         names = sorted(n for n, u in own[a].items() if u[0] in shared)
         size = sum(own[a][n][1] for n in names)
         smaller = min(sum(u[1] for u in own[a].values()), sum(u[1] for u in own[b].values()))
