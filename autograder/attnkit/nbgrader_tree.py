@@ -1,13 +1,15 @@
-"""The fast path for an nbgrader class: ``submitted/`` to exercise folders, and
-the gradebook's scores to compare with.
+"""nbgrader's ``submitted/`` tree: how grade-class knows one, and the gradebook's
+scores to compare with.
 
 nbgrader runs its test cells in the student's kernel, where student code can
 redefine the grader, so its scores can be forged. The fast path never runs a
-notebook: it takes the graded solution cells by their nbgrader metadata (the
-same ``notebook_code.module_source`` the test cells use, so both grade the
-same code) into one folder per student laid out like ``assignments/``, for
-the isolated batch grader. Comparing with the gradebook then names every
-student whose nbgrader score is higher than the isolated grade.
+notebook: grade-class takes each student's ``<assignment>/<assignment>.ipynb``
+through the intake (``intake.collect(..., layout=NBGRADER)``), which extracts
+the graded solution cells by their nbgrader metadata (the same
+``notebook_code.module_source`` the test cells use, so both grade the same
+code), and grades them with the isolated batch grader. The integrity report
+then names every assignment whose nbgrader score is higher than the isolated
+grade. ``extract`` writes the same extraction to folders, for tools that want files.
 """
 
 from __future__ import annotations
