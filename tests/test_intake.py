@@ -17,7 +17,7 @@ from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, make_submission, 
 from hostile import MALFORMED, fifo, huge_notebook, sparse
 from notebook_samples import SOURCE, source_notebook
 
-from attnkit import notebooks
+from attnkit import intake, notebooks
 from attnkit.grading import grade
 from attnkit.intake import NBGRADER, NOTEBOOK_LIMIT, IntakeError, collect, find, from_folder
 from attnkit.items import MODULES
@@ -42,7 +42,7 @@ def released(module: str) -> dict:
 
 # --------------------------------------------------------------------------- finding the work
 
-def test_files_in_a_subfolder_are_found_and_said_once(tmp_path):
+def test_files_in_a_subfolder_are_found_and_said_once(tmp_path, walk):
     make_submission(tmp_path / "eve" / "hw3")
     sub = collect(str(tmp_path / "eve"), "eve")
     assert sub.files == {f"{m}.py": solution(m) for m in MODULES}
@@ -190,7 +190,16 @@ def test_what_is_no_exercise_is_a_one_line_error(tmp_path):
 
 # --------------------------------------------------------------------------- regular files only
 
-def test_links_and_special_files_are_refused_by_name(tmp_path):
+@pytest.fixture(params=["at", "portable"])
+def walk(request, monkeypatch):
+    """Both ways of walking a folder: relative to open folders (Linux, macOS) and the
+    portable one, lstat before every step (where the OS has no dir_fd, e.g. Windows)."""
+    if request.param == "portable":
+        monkeypatch.setattr(intake, "_AT", False)
+    return request.param
+
+
+def test_links_and_special_files_are_refused_by_name(tmp_path, walk):
     top = make_submission(tmp_path / "s", drop=(S, SA, CA))
     (top / f"{S}.py").symlink_to(SOLUTIONS / f"{S}.py")
     fifo(top / f"{SA}.py")
@@ -215,13 +224,13 @@ def test_links_and_special_files_are_refused_by_name(tmp_path):
     assert sub.missing_notes()[0] == f"{S}: nothing graded: {S}.py is a symbolic link, not followed; {S} scores 0"
 
 
-def test_a_student_folder_that_is_a_link_is_not_followed(tmp_path):
+def test_a_student_folder_that_is_a_link_is_not_followed(tmp_path, walk):
     (tmp_path / "mallory").symlink_to(SOLUTIONS, target_is_directory=True)
     with pytest.raises(IntakeError, match="a symbolic link, not a folder; not followed"):
         collect(str(tmp_path / "mallory"), "mallory", follow=False)
 
 
-def test_sizes_are_capped_before_reading(tmp_path):
+def test_sizes_are_capped_before_reading(tmp_path, walk):
     sparse(tmp_path / f"{S}.py")
     huge_notebook(tmp_path / f"{SA}.ipynb", NOTEBOOK_LIMIT + 1)
     sub = collect(str(tmp_path), "x")
