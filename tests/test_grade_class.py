@@ -51,7 +51,8 @@ def test_grades_csv_has_every_student_and_item(graded):
     _, out, _ = graded
     rows = read_csv(out / "grades.csv")
     assert [r["student"] for r in rows] == ["ada", "bob", "cyd", "dee"]
-    assert list(rows[0]) == ["student", "total", *items()]
+    assert list(rows[0]) == ["student", "total", "status", *items()]
+    assert {r["status"] for r in rows} == {"graded"}
     totals = {r["student"]: int(r["total"]) for r in rows}
     assert totals == {"ada": 100, "bob": 0, "cyd": 98, "dee": 97}
     dee = next(r for r in rows if r["student"] == "dee")
@@ -76,6 +77,13 @@ def test_progress_and_summary(graded):
     _, _, proc = graded
     assert "4 students: 4 graded, 0 unchanged" in proc.stdout
     assert "4/4 students" in proc.stderr
+
+
+def test_an_honest_class_has_an_empty_integrity_report(graded):
+    _, out, proc = graded
+    assert (out / "integrity.csv").read_text() == "flag,students,item,evidence\n"
+    assert ("integrity (flags inform, they never change a grade): 0 hard-coded public output?, "
+            "0 nbgrader score above the isolated grade, 0 near-identical code") in proc.stdout
 
 
 def test_rerun_skips_unchanged_students_and_regrades_changed_ones(graded, tmp_path):

@@ -55,10 +55,49 @@ def test_bundle_grades_a_nested_submission_with_a_wrong_stage(tmp_path):
     assert mask["score"] == 0 and mask["status"] == "failed" and mask["output"]
 
 
-def test_bundle_names_missing_files(tmp_path):
-    root = unpack(tmp_path)
+def test_bundle_names_missing_files_and_never_follows_a_link(tmp_path):
+    root = unpack(tmp_path, secret="s3cret-of-the-course")
     (root / "submission").mkdir()
     (root / "submission" / "simplified_attention.py").write_text((SOLUTIONS / "simplified_attention.py").read_text())
+    # links to the bundled solutions and to the secret: refused, never read
+    (root / "submission" / "self_attention.py").symlink_to(root / "source" / "attnkit" / "solutions" / "self_attention.py")
+    (root / "submission" / "causal_attention.py").symlink_to(root / "source" / "attnkit_secret")
     data = run_autograder(root)
     assert data["score"] == 20
-    assert "self_attention.py was not found in your submission" in data["output"]
+    assert "self_attention: nothing graded: self_attention.py is a symbolic link, not followed" in data["output"]
+    assert "missing file: expected multihead_attention.py (or multihead_attention.ipynb) in your submission" \
+        in data["output"]
+    assert "s3cret" not in json.dumps(data) and str(root) not in json.dumps(data)
+
+
+def test_bundle_with_nothing_to_grade_still_writes_results(tmp_path):
+    root = unpack(tmp_path)
+    (root / "submission" / "docs").mkdir(parents=True)
+    (root / "submission" / "docs" / "answers.txt").write_text("see attached")
+    data = run_autograder(root)
+    assert data["score"] == 0 and data["output"].startswith("nothing to grade: no simplified_attention.py")
+
+
+def test_bundle_refuses_to_grade_where_the_sandbox_cannot_confine_unless_built_unconfined(tmp_path):
+    """A container that denies namespaces (forced here with ATTNKIT_SANDBOX=none):
+    no results.json (Gradescope shows the instructor a failed autograder, not a
+    grade), and the reason; a bundle built --unconfined grades, and says so."""
+    for unconfined in (False, True):
+        bundle = tmp_path / f"autograder-{unconfined}.zip"
+        assert run_cli("gradescope-bundle", str(bundle), *(["--unconfined"] if unconfined else [])).returncode == 0
+        root = tmp_path / f"root-{unconfined}"
+        with zipfile.ZipFile(bundle) as z:
+            z.extractall(root / "source")
+        (root / "results").mkdir()
+        make_submission(root / "submission")
+        env = dict(os.environ, AUTOGRADER_ROOT=str(root), ATTNKIT_PYTHON=sys.executable, ATTNKIT_SANDBOX="none")
+        proc = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                              capture_output=True, text=True, timeout=300)
+        results = root / "results" / "results.json"
+        if unconfined:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            data = json.loads(results.read_text())
+            assert data["score"] == 100 and "isolation was reduced" in data["output"]
+        else:
+            assert proc.returncode == 1 and not results.exists()
+            assert "refusing to grade" in proc.stdout and "--unconfined" in proc.stdout

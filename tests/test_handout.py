@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,17 @@ def test_checker_grades_the_notebooks(handout, tmp_path):
         (tmp_path / f"{module}.ipynb").write_text((ROOT / "source" / module / f"{module}.ipynb").read_text())
     done = checker(handout, "check", str(tmp_path), "--notebooks")
     assert f"Total: {PUBLIC_TOTAL}/{PUBLIC_TOTAL}" in done.stdout, done.stdout + done.stderr
+    assert "attnkit-check-" not in done.stdout  # no temporary folder in its words
+
+
+def test_checker_grades_the_notebooks_when_the_py_files_are_untouched_stubs(handout, tmp_path):
+    for module in MODULES:  # a Classroom clone: the stubs as handed out, the work in the notebooks
+        shutil.copy(handout / f"{module}.py", tmp_path / f"{module}.py")
+        (tmp_path / f"{module}.ipynb").write_text((ROOT / "source" / module / f"{module}.ipynb").read_text())
+    done = checker(handout, "check", str(tmp_path))
+    assert f"Total: {PUBLIC_TOTAL}/{PUBLIC_TOTAL}" in done.stdout, done.stdout + done.stderr
+    assert ("note: simplified_attention: graded simplified_attention.ipynb (its solution cells); "
+            "passed over: simplified_attention.py (an untouched stub)") in done.stdout
 
 
 def test_classroom_workflow(handout):

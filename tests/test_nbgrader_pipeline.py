@@ -198,8 +198,11 @@ def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnk
                            "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 assignment(s) scored higher there than here" in proc.stdout
-    assert "forger simplified_attention: nbgrader 20" in proc.stdout
+    assert "1 nbgrader score above the isolated grade" in proc.stdout
+    assert "nbgrader score above the isolated grade: forger simplified_attention: nbgrader 20" in proc.stdout
+    with open(tmp_path / "out" / "integrity.csv") as f:
+        flagged = [(r["students"], r["item"]) for r in csv.DictReader(f) if r["flag"].startswith("nbgrader")]
+    assert flagged == [("forger", "simplified_attention")]
     with open(tmp_path / "out" / "grades.csv") as f:
         totals = {row["student"]: int(row["total"]) for row in csv.DictReader(f)}
     assert set(totals) == set(SUBMISSIONS)

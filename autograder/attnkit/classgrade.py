@@ -1,12 +1,20 @@
 """``attnkit grade-class``: a whole class in one run, safely and in parallel.
 
-Each folder of the class directory is one student, laid out like
-``assignments/``. Job processes (``--jobs``, default the CPU count) each hold
-one warm worker and grade students one after the other with the batch path.
-Every student's results are written atomically as soon as they are known,
-tagged with a fingerprint of the student's files and of the grader; a rerun
-skips every student whose fingerprint is unchanged, so a run killed at any
-point and started again loses nothing and ends with the same grades.csv.
+Each folder of the class directory is one student. What is graded in it is
+decided by the intake's one rule (``attnkit.intake.collect``), read once, here,
+before any worker starts: nested folders and notebooks are found, links and
+special files are refused, and a folder with nothing to grade is reported,
+not graded. The class's kind (plain folders, or nbgrader's ``submitted/``
+tree) is decided by its top level alone. Whatever one student's folder holds
+costs that student only: it is a note, a missing module, or "could not be
+graded: <reason>" in grades.csv.
+
+Job processes (``--jobs``, default the CPU count) share one warm worker and
+grade students one after the other with the batch path. Every student's
+results are written atomically as soon as they are known, tagged with a
+fingerprint of what intake read and of the grader; a rerun skips every
+student whose fingerprint is unchanged, so a run killed at any point and
+started again loses nothing and ends with the same grades.csv.
 """
 
 from __future__ import annotations
@@ -17,19 +25,24 @@ import io
 import json
 import multiprocessing
 import os
+import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnkit import feedback_html
-from attnkit.items import MODULES, items
+from attnkit import feedback_html, integrity
+from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
+from attnkit.items import MODULES, items, module_totals
 from attnkit.outcomes import GraderError
 from attnkit.report import gradescope, table, write_atomic
+from attnkit.safe_text import one_line, spreadsheet_cell
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+OUTPUT_FILES = ("grades.csv", "integrity.csv")  # the class's own files in OUT: no student folder may take their names
+NOT_GRADED = "could not be graded"
 
 
 @dataclass
@@ -38,7 +51,17 @@ class StudentOutcome:
     total: float
     scores: dict[str, float]
     skipped: bool = False  # already graded by an earlier run with the same files and grader
-    error: str = ""
+    error: str = ""  # why the student could not be graded
+    flags: list = field(default_factory=list)  # integrity.Flag of this student alone
+    units: dict = field(default_factory=dict)  # integrity.own_units: the student's code, normalised and hashed
+
+
+@dataclass
+class Roster:
+    kind: str  # intake.PLAIN or intake.NBGRADER
+    submissions: dict[str, Submission]  # student -> what intake found
+    errors: dict[str, str]  # student -> why nothing of theirs can be graded
+    ignored: list[str]  # entries of the class folder that are no student, one line each
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -58,18 +81,52 @@ def grader_version() -> str:
     return h.hexdigest()[:16]
 
 
-def submission_fingerprint(folder: Path, version: str) -> str:
-    h = hashlib.sha256(version.encode())
-    for path in sorted(folder.glob("*.py")):
-        if path.is_file():
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:24]
+def roster(class_dir: Path) -> Roster:
+    """Every student of the class and what intake found for each; nothing graded yet.
+    Raises IntakeError, in one line, when the class has nothing to grade at all."""
+    from attnkit.nbgrader_tree import is_submitted_tree
 
-
-def students_of(class_dir: Path) -> list[Path]:
     if not class_dir.is_dir():
-        raise GraderError(f"{class_dir}: not a folder of student folders")
-    return sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise IntakeError(f"{class_dir}: not a folder of student folders")
+    kind = NBGRADER if is_submitted_tree(class_dir) else PLAIN
+    submissions: dict[str, Submission] = {}
+    errors: dict[str, str] = {}
+    ignored: list[str] = []
+    exercise_files = []
+    with os.scandir(class_dir) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue  # .git, .DS_Store, editors' files
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError as exc:
+            errors[name] = f"cannot be looked at ({exc.strerror})"
+            continue
+        if stat.S_ISLNK(mode):
+            errors[name] = "a symbolic link, not a folder; not followed (copy the student's files in)"
+        elif not stat.S_ISDIR(mode):
+            ignored.append(one_line(f"{name}: not a folder, so no student; ignored"))
+            if name.endswith((".py", ".ipynb")):
+                exercise_files.append(name)
+        elif name.lower() in OUTPUT_FILES:
+            errors[name] = f"the folder name {name} is taken by the class's own output file; rename the folder"
+        else:
+            try:
+                sub = collect(entry.path, name, layout=kind, follow=False)
+            except IntakeError as exc:
+                errors[name] = str(exc)
+                continue
+            if sub.found_any():
+                submissions[name] = sub
+            else:
+                errors[name] = sub.nothing_message()
+    if not submissions and not errors:
+        hint = (" it holds exercise files itself: grade one submission with `attnkit grade`"
+                if exercise_files else " expected one folder per student")
+        raise IntakeError(f"{class_dir}: nothing to grade, no student folders;{hint}")
+    return Roster(kind, submissions, errors, ignored)
 
 
 def previous(out_dir: Path, student: str, fingerprint: str) -> StudentOutcome | None:
@@ -79,7 +136,10 @@ def previous(out_dir: Path, student: str, fingerprint: str) -> StudentOutcome | 
         extra = data["extra_data"]["attnkit"]
         if extra["fingerprint"] != fingerprint:
             return None
-        return StudentOutcome(student, data["score"], {t["name"]: t["score"] for t in data["tests"]}, True)
+        flags = [integrity.Flag.from_dict(f) for f in extra["integrity"]]
+        units = {str(n): (str(h), int(size)) for n, (h, size) in extra["units"].items()}
+        return StudentOutcome(student, data["score"], {t["name"]: t["score"] for t in data["tests"]}, True,
+                              flags=flags, units=units)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -101,34 +161,41 @@ def _init_job() -> None:
     _ZYGOTE.use_channel(index)
 
 
-def _grade_one(student: str, folder: str, out_dir: str, fingerprint: str, version: str,
+def _grade_one(student: str, submission: Submission, out_dir: str, fingerprint: str, version: str,
                limits_seconds: float) -> StudentOutcome:
     """Grade one student in a job process and write their files."""
     from attnkit.grading import grade
-    from attnkit.intake import from_folder
     from attnkit.sandbox import Limits
 
     try:
-        report = grade(_ZYGOTE, from_folder(folder, MODULES, student), Limits(seconds=limits_seconds))
+        report = grade(_ZYGOTE, submission, Limits(seconds=limits_seconds))
     except GraderError as exc:
-        return StudentOutcome(student, 0, {}, error=str(exc))
-    write_student(Path(out_dir) / student, student, report, fingerprint, version)
-    return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results})
+        return StudentOutcome(student, 0, {}, error=f"grader error: {exc}")
+    flags = integrity.hard_coded(student, report)
+    units = integrity.own_units(submission.files)
+    write_student(Path(out_dir) / student, student, report, fingerprint, version, flags, units)
+    return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results}, flags=flags,
+                          units=units)
 
 
-def write_student(folder: Path, student: str, report, fingerprint: str, version: str) -> None:
-    """results.json (Gradescope's shape, with our fingerprint) and feedback files, atomically."""
+def write_student(folder: Path, student: str, report, fingerprint: str, version: str, flags=(),
+                  units=None) -> None:
+    """results.json (Gradescope's shape, with our fingerprint and the student's integrity
+    facts, which a rerun reuses) and feedback files, atomically."""
     data = gradescope(report)
-    data["extra_data"] = {"attnkit": {"student": student, "fingerprint": fingerprint, "grader_version": version}}
-    feedback = [table(report, f"attnkit feedback for {student}"), ""]
+    data["extra_data"] = {"attnkit": {"student": student, "fingerprint": fingerprint, "grader_version": version,
+                                      "integrity": [f.as_dict() for f in flags],
+                                      "units": {n: list(u) for n, u in sorted((units or {}).items())}}}
+    title = f"attnkit feedback for {one_line(student)}"
+    feedback = [table(report, title), ""]
     for r in report.results:
         for c in r.checks:
             if not c.passed:
-                feedback.append(f"{r.item.key} [{c.kind}]: {c.reason}")
+                feedback.append(f"{r.item.key} [{c.kind}]: {c.reason}")  # made safe by scoring.outcome
                 if c.details:
                     feedback.append("    " + c.details.replace("\n", "\n    "))
     write_atomic(str(folder / "feedback.txt"), "\n".join(feedback) + "\n")
-    feedback_html.write(report, str(folder), f"attnkit feedback for {student}")
+    feedback_html.write(report, str(folder), title)
     # results.json last: its fingerprint marks the student as done
     write_atomic(str(folder / "results.json"), json.dumps(data, indent=2) + "\n")
 
@@ -136,12 +203,19 @@ def write_student(folder: Path, student: str, report, fingerprint: str, version:
 # --------------------------------------------------------------------------- the run
 
 def write_csv(out_dir: Path, outcomes: list[StudentOutcome]) -> Path:
+    """grades.csv: student, total, status, then one column per item. A student who
+    could not be graded has empty total and item cells (never a 0 that looks earned;
+    a spreadsheet's SUM, AVERAGE and COUNT skip them) and the reason in status."""
     keys = list(items())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["student", "total", *keys])
+    writer.writerow(["student", "total", "status", *keys])
     for o in sorted(outcomes, key=lambda o: o.student):
-        writer.writerow([o.student, _num(o.total), *[_num(o.scores.get(k, 0)) for k in keys]])
+        name = spreadsheet_cell(o.student)
+        if o.error:
+            writer.writerow([name, "", spreadsheet_cell(f"{NOT_GRADED}: {o.error}"), *[""] * len(keys)])
+        else:
+            writer.writerow([name, _num(o.total), "graded", *[_num(o.scores.get(k, 0)) for k in keys]])
     path = out_dir / "grades.csv"
     write_atomic(str(path), buf.getvalue())
     return path
@@ -162,7 +236,7 @@ class Progress:
         width = 30
         filled = int(width * self.done / max(self.total, 1))
         line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"students, {time.monotonic() - self.start:.1f} s ({label})")
+                f"students, {time.monotonic() - self.start:.1f} s ({one_line(label)[:60]})")
         if self.tty:
             self.stream.write("\r" + line.ljust(100)[:100])
             if self.done == self.total:
@@ -172,35 +246,92 @@ class Progress:
         self.stream.flush()
 
 
+@dataclass
+class ClassRun:
+    outcomes: list[StudentOutcome]
+    roster: Roster
+    flags: list  # integrity.Flag
+
+
 def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: float = 10.0,
-                progress: bool = True, hide: list[str] = (), unconfined: bool = False) -> list[StudentOutcome]:
+                progress: bool = True, hide: list[str] = (), zygote=None, unconfined: bool = False) -> ClassRun:
+    """Grade every student of ``class_dir`` into ``out_dir``. ``zygote``: a warm
+    worker to share (with a channel per job), else one is started for the run.
+    Without every guarantee of the sandbox, only with ``unconfined``."""
     class_path, out_path = Path(class_dir).resolve(), Path(out_dir).resolve()
     if out_path == class_path or class_path in out_path.parents:
         raise GraderError(f"--out {out_dir} must not be inside the class folder {class_dir}")
-    students = students_of(class_path)
+    found = roster(class_path)
     out_path.mkdir(parents=True, exist_ok=True)
     version = grader_version()
-    outcomes: list[StudentOutcome] = []
+    outcomes = [StudentOutcome(name, 0, {}, error=error) for name, error in found.errors.items()]
     todo = []
-    for folder in students:
-        fp = submission_fingerprint(folder, version)
-        done = previous(out_path, folder.name, fp)
+    unchanged = []
+    for name, submission in found.submissions.items():
+        fp = submission.fingerprint(version)
+        done = previous(out_path, name, fp)
         if done is not None:
-            outcomes.append(done)
+            unchanged.append(done)
         else:
-            todo.append((folder.name, str(folder), fp))
-    bar = Progress(len(students)) if progress else None
+            todo.append((name, submission, fp))
+    outcomes += unchanged
+    bar = Progress(len(found.submissions) + len(found.errors)) if progress else None
     for o in outcomes:
         if bar:
-            bar.step(f"{o.student}: unchanged")
+            bar.step(f"{o.student}: {'unchanged' if o.skipped else NOT_GRADED}")
     if todo:
         outcomes += _run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
-                              [str(class_path), str(out_path), *map(str, hide)], bar, unconfined)
+                              [str(class_path), str(out_path), *map(str, hide)], bar, zygote, unconfined)
+    outcomes.sort(key=lambda o: o.student)
     write_csv(out_path, outcomes)
-    return sorted(outcomes, key=lambda o: o.student)
+    flags = [f for o in outcomes for f in o.flags] + _class_flags(class_path, found, outcomes)
+    integrity.write(out_path, flags)
+    return ClassRun(outcomes, found, flags)
 
 
-def refuse_unconfined(zygote, unconfined: bool) -> None:
+def _class_flags(class_path: Path, found: Roster, outcomes: list[StudentOutcome]) -> list:
+    flags = integrity.near_identical({o.student: o.units for o in outcomes if not o.error})
+    if found.kind == NBGRADER:
+        # nbgrader scored these notebooks inside the students' own kernels, where any
+        # score can be forged: list every assignment where it gave more than we do
+        flags += integrity.nbgrader_higher(class_path, {o.student: module_totals(o.scores) for o in outcomes
+                                                        if not o.error})
+    return flags
+
+
+def main(class_dir: str, out_dir: str, jobs: int | None, seconds: float, quiet: bool,
+         unconfined: bool = False) -> int:
+    """``attnkit grade-class``: 0 when every student was graded, 1 when some could not be,
+    2 (raised as IntakeError/GraderError) when there is nothing to grade or the
+    sandbox cannot confine student code (and ``unconfined`` was not given)."""
+    run = grade_class(class_dir, out_dir, jobs=jobs, seconds=seconds, progress=not quiet, hide=[class_dir],
+                      unconfined=unconfined)
+    for line in summary(run, out_dir):
+        print(line)
+    return 1 if any(o.error for o in run.outcomes) else 0
+
+
+def summary(run: ClassRun, out_dir: str) -> list[str]:
+    """What grade-class prints when it is done; every name and reason on one printable line."""
+    outcomes = run.outcomes
+    graded = [o for o in outcomes if not o.skipped and not o.error]
+    skipped = [o for o in outcomes if o.skipped]
+    errors = [o for o in outcomes if o.error]
+    kind = "nbgrader's submitted/ tree" if run.roster.kind == NBGRADER else "one folder per student"
+    lines = [f"attnkit grade-class ({kind}): {len(outcomes)} students: {len(graded)} graded, {len(skipped)} "
+             f"unchanged since the last run, {len(errors)} {NOT_GRADED}"]
+    lines += [one_line(f"  {o.student}: {NOT_GRADED}: {o.error}") for o in errors]
+    lines += [f"  {line}" for line in run.roster.ignored]
+    lines.append(f"grades: {os.path.join(out_dir, 'grades.csv')}")
+    lines += integrity.summary(run.flags)
+    lines.append(f"integrity report: {os.path.join(out_dir, 'integrity.csv')}")
+    return lines
+
+
+_WARM: set = set()  # the workers this process has warmed up with
+
+
+def refuse_unconfined(zygote, unconfined: bool, close: bool = True) -> None:
     """Grades for credit need every guarantee of the sandbox; without them, only
     on the instructor's explicit word (``--unconfined``), and said each run."""
     from attnkit.sandbox import confine
@@ -209,7 +340,8 @@ def refuse_unconfined(zygote, unconfined: bool) -> None:
     if not gaps:
         return
     if not unconfined:
-        zygote.close()
+        if close:
+            zygote.close()
         raise GraderError("this machine cannot confine student code: the grader cannot " + "; ".join(gaps) +
                           ". Grade as root or where unprivileged user namespaces are enabled; or pass "
                           "--unconfined to grade anyway (the grades then cannot count)")
@@ -220,6 +352,9 @@ def _warm_up() -> None:
     """Pay once, here, what every job would pay again after the fork: the torch
     and matplotlib imports, torch's first operations, and the reference results
     that every student's checks share (grading the solutions fills the memo)."""
+    if id(_ZYGOTE) in _WARM:
+        return
+    _WARM.add(id(_ZYGOTE))
     import torch
 
     from attnkit.grading import grade
@@ -228,12 +363,13 @@ def _warm_up() -> None:
     from attnkit.settings import solutions_dir
 
     heatmap_png(torch.zeros(2, 2), torch.ones(2, 2), "warm-up")
+    integrity.own_units({})  # the reference's hashes, once, before the fork
     if solutions_dir().is_dir():
         grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
 
 
-def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar,
-              unconfined: bool = False) -> list[StudentOutcome]:
+def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar, zygote=None,
+              unconfined: bool = False):
     global _ZYGOTE, _NEXT_CHANNEL
     from attnkit.sandbox import Zygote
     from attnkit.settings import secret_paths
@@ -241,9 +377,17 @@ def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hid
     jobs = max(1, min(jobs, len(todo)))
     # One warm worker serves every job, each on its own channel: torch is
     # imported once for the workers, and once here, in parallel.
-    _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4)  # spare channels for replacement jobs
-    refuse_unconfined(_ZYGOTE, unconfined)
+    own = zygote is None
+    _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4) if own else zygote  # spare channels too
+    refuse_unconfined(_ZYGOTE, unconfined, close=own)
     _warm_up()
+    if not own:
+        # A shared worker outlives this run's job processes: read each channel's
+        # greeting here, once, so that no later job waits for one already read.
+        for index in range(jobs * 4):
+            _ZYGOTE.use_channel(index)
+            _ZYGOTE.ready()
+        _ZYGOTE.use_channel(0)
 
     context = multiprocessing.get_context("fork")
     _NEXT_CHANNEL = context.Value("i", 0)
@@ -259,15 +403,16 @@ def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hid
                 break
             pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar)
     finally:
-        _ZYGOTE.close()
+        if own:
+            _ZYGOTE.close()
     return results
 
 
 def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar):
     """Grade ``pending``; returns what is left if a job process died."""
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_job) as pool:
-        futures = {pool.submit(_grade_one, name, folder, str(out_path), fp, version, seconds): (name, folder, fp)
-                   for name, folder, fp in pending}
+        futures = {pool.submit(_grade_one, name, sub, str(out_path), fp, version, seconds): (name, sub, fp)
+                   for name, sub, fp in pending}
         waiting = set(futures)
         try:
             while waiting:
@@ -282,7 +427,7 @@ def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar
                         outcome = StudentOutcome(name, 0, {}, error=f"grader error: {exc}")
                     results.append(outcome)
                     if bar:
-                        bar.step(f"{name}: {_num(outcome.total)}")
+                        bar.step(f"{name}: {NOT_GRADED if outcome.error else _num(outcome.total)}")
         except BrokenProcessPool:
             # A job process died (never student code: that runs further down).
             done = {r.student for r in results}

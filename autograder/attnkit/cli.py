@@ -33,6 +33,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_grade(args) -> int:
+    from attnkit.intake import find
+
+    # What to grade, before any worker starts: nothing to grade is one line and exit 2, at once.
+    target = find(args.path)
     from attnkit.sandbox import Limits, Zygote
     from attnkit.settings import secret_paths
 
@@ -41,14 +45,8 @@ def cmd_grade(args) -> int:
     import pytest
 
     from attnkit import report as render
-    from attnkit.grading import find
     from attnkit.pytest_plugin import GradingPlugin
 
-    try:
-        target = find(args.path)
-    except GraderError:
-        zygote.close()
-        raise
     limits = Limits(seconds=args.timeout)
     plugin = GradingPlugin(target, limits, args.json, zygote=zygote)
     for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
@@ -71,7 +69,7 @@ def cmd_grade(args) -> int:
     if args.report:
         from attnkit import feedback_html
 
-        path = feedback_html.write(plugin.report, args.report, f"attnkit feedback: {args.path}")
+        path = feedback_html.write(plugin.report, args.report, f"attnkit feedback: {target.label}")
         print(f"feedback written to {path}")
     if args.fail_under is not None and plugin.report.score < args.fail_under:
         return 1
@@ -106,45 +104,17 @@ def cmd_check(args) -> int:
 
 
 def cmd_grade_class(args) -> int:
-    import tempfile
+    from attnkit.classgrade import main
 
-    from attnkit import nbgrader_tree
-    from attnkit.classgrade import grade_class
-    from attnkit.items import module_totals
-
-    source, submitted = args.dir, nbgrader_tree.is_submitted_tree(args.dir)
-    if submitted:  # nbgrader's submitted/ tree: grade the solution cells of each notebook
-        source = tempfile.mkdtemp(prefix="attnkit-submitted-")
-        extraction = nbgrader_tree.extract(args.dir, source)
-        for student, notes in extraction.notes.items():
-            for note in notes:
-                print(f"  {student}: {note}", file=sys.stderr)
-    outcomes = grade_class(source, args.out, jobs=args.jobs, seconds=args.timeout, progress=not args.quiet,
-                           hide=[args.dir], unconfined=args.unconfined)
-    graded = [o for o in outcomes if not o.skipped and not o.error]
-    skipped = [o for o in outcomes if o.skipped]
-    errors = [o for o in outcomes if o.error]
-    print(f"attnkit grade-class: {len(outcomes)} students: {len(graded)} graded, {len(skipped)} unchanged "
-          f"since the last run, {len(errors)} could not be graded")
-    for o in errors:
-        print(f"  {o.student}: {o.error}", file=sys.stderr)
-    print(f"grades: {os.path.join(args.out, 'grades.csv')}")
-    gradebook = nbgrader_tree.gradebook_path(args.dir) if submitted else None
-    if gradebook is not None:
-        # nbgrader scored these notebooks inside the students' own kernels, where any
-        # score can be forged: list every assignment where it gave more than we do
-        per_module = {o.student: module_totals(o.scores) for o in outcomes}
-        higher = nbgrader_tree.higher_in_nbgrader(nbgrader_tree.gradebook_scores(gradebook), per_module)
-        print(f"nbgrader's gradebook ({gradebook}): {len(higher)} assignment(s) scored higher there than here")
-        for line in higher:
-            print(f"  {line}")
-    return 1 if errors else 0
+    # 0: every student graded; 1: some could not be (grades.csv says why); 2: nothing to grade
+    return main(args.dir, args.out, jobs=args.jobs, seconds=args.timeout, quiet=args.quiet,
+                unconfined=args.unconfined)
 
 
 def cmd_gradescope_bundle(args) -> int:
     from attnkit.gradescope import build_bundle
 
-    path = build_bundle(args.out, args.secret_file)
+    path = build_bundle(args.out, args.secret_file, unconfined=args.unconfined)
     print(f"wrote {path}: upload it as the autograder of a Gradescope programming assignment")
     if not args.secret_file:
         print("note: no --secret-file given, so the hidden cases use the kit's public default secret",
@@ -209,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("gradescope-bundle", help="build a Gradescope autograder zip")
     p.add_argument("out", help="the zip to write, e.g. autograder.zip")
     p.add_argument("--secret-file", help="a file holding your secret for the hidden cases")
+    p.add_argument("--unconfined", action="store_true",
+                   help="grade even where the container denies the sandbox its namespaces (student code then "
+                        "runs as its own user under the limits; see the README)")
     p.set_defaults(func=cmd_gradescope_bundle)
 
     args = parser.parse_args(argv)

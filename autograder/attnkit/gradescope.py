@@ -18,7 +18,6 @@ import time
 import zipfile
 from pathlib import Path
 
-from attnkit.items import MODULES
 from attnkit.settings import KIT_ROOT
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -43,6 +42,9 @@ if [ -f "$SOURCE/attnkit_secret" ]; then
   ATTNKIT_SECRET="$(cat "$SOURCE/attnkit_secret")"
   export ATTNKIT_SECRET
 fi
+# Student code runs as a user of its own: where the container forbids namespaces,
+# these permissions are what keeps the kit, the secret and the results from it.
+chmod -R go-rwx "$SOURCE" "$ROOT/submission" "$ROOT/results" 2>/dev/null || true
 cd "$SOURCE"
 PYTHONPATH="$SOURCE/attnkit/autograder" ATTNKIT_SOLUTIONS="$SOURCE/attnkit/solutions" \\
   exec "$PYTHON" -m attnkit.gradescope "$ROOT"
@@ -51,8 +53,12 @@ PYTHONPATH="$SOURCE/attnkit/autograder" ATTNKIT_SOLUTIONS="$SOURCE/attnkit/solut
 REQUIREMENTS = "numpy>=1.24\npytest>=8\nmatplotlib>=3.7\n"
 
 
-def build_bundle(out: str, secret_file: str | None = None) -> Path:
-    """Write the autograder zip; returns its path."""
+UNCONFINED_MARK = "attnkit_unconfined"  # in the bundle: grade even without every guarantee of the sandbox
+
+
+def build_bundle(out: str, secret_file: str | None = None, unconfined: bool = False) -> Path:
+    """Write the autograder zip; returns its path. ``unconfined``: grade even
+    where the container denies the sandbox its namespaces (said in every result)."""
     out_path = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
@@ -65,6 +71,8 @@ def build_bundle(out: str, secret_file: str | None = None) -> Path:
         (stage / "requirements.txt").write_text(REQUIREMENTS)
         if secret_file:
             (stage / "attnkit_secret").write_text(Path(secret_file).read_text().strip())
+        if unconfined:
+            (stage / UNCONFINED_MARK).write_text("grade even without every guarantee of the sandbox\n")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(out_path, "w", zipfile.ZIP_DEFLATED) as z:
             for path in sorted(stage.rglob("*")):
@@ -77,38 +85,45 @@ def build_bundle(out: str, secret_file: str | None = None) -> Path:
     return out_path
 
 
-def find_exercises(submission: Path, stage: Path) -> list[str]:
-    """Copy the exercise files into ``stage``, wherever the student put them
-    (Gradescope keeps uploaded folders). Returns notes on what was missing."""
-    stage.mkdir(parents=True, exist_ok=True)
-    notes = []
-    for module in MODULES:
-        found = sorted(submission.rglob(f"{module}.py"), key=lambda p: (len(p.parts), str(p)))
-        if found:
-            shutil.copyfile(found[0], stage / f"{module}.py")
-        else:
-            notes.append(f"{module}.py was not found in your submission")
-    return notes
+def intake(root: Path):
+    """What the student submitted, by the intake's one rule (nested folders, notebooks,
+    regular files only); messages say "your submission", never the grader's paths."""
+    from attnkit.intake import IntakeError, Submission, collect
+    from attnkit.items import MODULES
+
+    try:
+        submission = collect(str(root / "submission"), "your submission")
+    except IntakeError as exc:
+        return Submission("your submission", MODULES, notes=(f"nothing to grade: {exc}",))
+    if not submission.found_any():
+        return Submission("your submission", MODULES, notes=(submission.nothing_message(),), absent=submission.absent)
+    return submission
 
 
 def main(root: str = "/autograder") -> int:
     from attnkit.grading import grade
-    from attnkit.intake import from_folder
     from attnkit.report import write_json
-    from attnkit.sandbox import Zygote
+    from attnkit.sandbox import Zygote, confine
     from attnkit.settings import secret_paths
 
     root_path = Path(root)
     results = root_path / "results" / "results.json"
     start = time.monotonic()
-    zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"), str(root_path / "submission")])
+    submission = intake(root_path)
+    zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"),
+                          str(root_path / "submission")])
     try:
-        with tempfile.TemporaryDirectory(prefix="attnkit-submission-") as tmp:
-            stage = Path(tmp) / "submission"
-            notes = find_exercises(root_path / "submission", stage)
-            report = grade(zygote, from_folder(str(stage), MODULES, "your submission"))
-            report.notes[:] = notes + [n for n in report.notes if "missing file" not in n]
-            notice = zygote.notice()
+        gaps = confine.missing(zygote.ready())
+        if gaps and not (root_path / "source" / UNCONFINED_MARK).exists():
+            # No results.json: Gradescope shows the instructor a failed autograder, never a grade.
+            print("attnkit: refusing to grade: this container does not let the grader " + "; ".join(gaps) +
+                  ". Rebuild the bundle with `attnkit gradescope-bundle --unconfined` to grade anyway "
+                  "(see the README on what student code can then see).")
+            return 1
+        report = grade(zygote, submission)
+        notice = zygote.notice()
+        if notice:
+            report.notes.append("isolation was reduced while grading this submission")
     finally:
         zygote.close()
     write_json(report, str(results))

@@ -1,13 +1,15 @@
-"""The fast path for an nbgrader class: ``submitted/`` to exercise folders, and
-the gradebook's scores to compare with.
+"""nbgrader's ``submitted/`` tree: how grade-class knows one, and the gradebook's
+scores to compare with.
 
 nbgrader runs its test cells in the student's kernel, where student code can
 redefine the grader, so its scores can be forged. The fast path never runs a
-notebook: it takes the graded solution cells by their nbgrader metadata (the
-same ``notebook_code.module_source`` the test cells use, so both grade the
-same code) into one folder per student laid out like ``assignments/``, for
-the isolated batch grader. Comparing with the gradebook then names every
-student whose nbgrader score is higher than the isolated grade.
+notebook: grade-class takes each student's ``<assignment>/<assignment>.ipynb``
+through the intake (``intake.collect(..., layout=NBGRADER)``), which extracts
+the graded solution cells by their nbgrader metadata (the same
+``notebook_code.module_source`` the test cells use, so both grade the same
+code), and grades them with the isolated batch grader. The integrity report
+then names every assignment whose nbgrader score is higher than the isolated
+grade. ``extract`` writes the same extraction to folders, for tools that want files.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from attnkit.intake import NBGRADER, IntakeError, collect
 from attnkit.items import MODULES, module_totals
-from attnkit.notebook_code import NotebookError, module_source, read_notebook
+from attnkit.notebook_code import NotebookError
 
-NOTEBOOK_LIMIT = 16 << 20  # a notebook larger than this is not a submission of these exercises
+TREE_NAMES = ("submitted", "autograded")  # nbgrader's own names for the trees of student notebooks
 
 
 @dataclass
@@ -29,43 +32,37 @@ class Extraction:
 
 
 def is_submitted_tree(path) -> bool:
-    """True for an nbgrader ``submitted/`` tree: ``<student>/<assignment>/<assignment>.ipynb``."""
+    """True for nbgrader's ``submitted/`` (or ``autograded/``) tree. Decided by the
+    top level alone, by nbgrader's fixed folder name, never by what one student's
+    folder holds: a student cannot turn a plain class into a tree, or back."""
     root = Path(path)
-    if not root.is_dir():
-        return False
-    for student in root.iterdir():
-        if student.is_dir() and any((student / m / f"{m}.ipynb").is_file() for m in MODULES):
-            return True
-    return False
+    return root.is_dir() and root.resolve().name in TREE_NAMES
 
 
 def extract(submitted_dir, dest) -> Extraction:
-    """Write ``dest/<student>/<module>.py`` from every submitted notebook."""
+    """Write ``dest/<student>/<module>.py`` from every submitted notebook, by the
+    intake's nbgrader rule (``<student>/<assignment>/<assignment>.ipynb``, regular
+    files only, malformed notebooks noted)."""
     root, dest = Path(submitted_dir), Path(dest)
     if not root.is_dir():
         raise NotebookError(f"{submitted_dir}: no such folder (expected nbgrader's submitted/ tree, "
                             f"<student>/<assignment>/<assignment>.ipynb)")
     folders: dict[str, Path] = {}
     notes: dict[str, list[str]] = {}
-    for student_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for student_dir in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
         student = student_dir.name
+        problems = notes.setdefault(student, [])
+        try:
+            sub = collect(str(student_dir), student, layout=NBGRADER, follow=False)
+        except IntakeError as exc:
+            problems.append(str(exc))
+            continue
         folder = dest / student
         folder.mkdir(parents=True, exist_ok=True)
         folders[student] = folder
-        problems = notes.setdefault(student, [])
-        for module in MODULES:
-            path = student_dir / module / f"{module}.ipynb"
-            if not path.is_file() or path.is_symlink():
-                continue  # not submitted: the grader reports the missing file
-            if path.stat().st_size > NOTEBOOK_LIMIT:
-                problems.append(f"{path}: larger than {NOTEBOOK_LIMIT >> 20} MiB; not graded")
-                continue
-            try:
-                source = module_source(read_notebook(path), module)
-            except NotebookError as exc:
-                problems.append(str(exc))
-                continue
-            (folder / f"{module}.py").write_text(source)
+        for name, data in sub.files.items():
+            (folder / name).write_bytes(data)
+        problems += [f"{m}: {why}" for m, why in sub.absent.items()]
     return Extraction(folders, notes)
 
 
@@ -99,16 +96,23 @@ def module_scores(report) -> dict[str, int]:
     return module_totals({r.item.key: r.score for r in report.results})
 
 
-def higher_in_nbgrader(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, int]],
-                       tolerance: float = 1e-6) -> list[str]:
-    """One line per student and assignment where nbgrader gave more than the isolated grade."""
-    lines = []
+def higher_scores(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, float]],
+                  tolerance: float = 1e-6) -> list[tuple[str, str, float, float]]:
+    """(student, assignment, nbgrader's score, isolated grade) wherever nbgrader gave more."""
+    found = []
     for student in sorted(nbgrader):
         for assignment, nb_score in sorted(nbgrader[student].items()):
             if assignment not in MODULES:
                 continue
             ours = isolated.get(student, {}).get(assignment, 0)
             if nb_score > ours + tolerance:
-                lines.append(f"{student} {assignment}: nbgrader {nb_score:g}, isolated grade {ours}: "
-                             f"the nbgrader score is higher; check this notebook (the isolated grade counts)")
-    return lines
+                found.append((student, assignment, nb_score, ours))
+    return found
+
+
+def higher_in_nbgrader(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, int]],
+                       tolerance: float = 1e-6) -> list[str]:
+    """One line per student and assignment where nbgrader gave more than the isolated grade."""
+    return [f"{student} {assignment}: nbgrader {theirs:g}, isolated grade {ours:g}: "
+            f"the nbgrader score is higher; check this notebook (the isolated grade counts)"
+            for student, assignment, theirs, ours in higher_scores(nbgrader, isolated, tolerance)]

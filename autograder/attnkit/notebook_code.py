@@ -45,31 +45,70 @@ def preambles() -> dict[str, str]:
         return json.load(f)["preambles"]
 
 
-def read_notebook(path) -> dict:
+def parse_notebook(data: bytes, name: str) -> dict:
+    """The notebook in ``data``; any malformed content is a NotebookError naming ``name``.
+
+    A submission controls every byte: invalid UTF-8, JSON nested deeper than
+    the parser's recursion limit, or a top level that is not a notebook all
+    end here, as one line that says what to do."""
+    fix = "re-download it or restore it from a checkpoint (File > Revert Notebook to Checkpoint)"
     try:
-        with open(path, encoding="utf-8") as f:
-            nb = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NotebookError(f"{path}: not a readable notebook ({exc}); re-download it or restore it "
-                            f"from a checkpoint (File > Revert Notebook to Checkpoint)") from None
+        nb = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise NotebookError(f"{name}: not a readable notebook (not UTF-8 text); {fix}") from None
+    except RecursionError:
+        raise NotebookError(f"{name}: not a readable notebook (nested too deeply); {fix}") from None
+    except (ValueError, MemoryError) as exc:
+        raise NotebookError(f"{name}: not a readable notebook ({str(exc)[:120]}); {fix}") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookError(f"{path}: not a Jupyter notebook (no list of cells)")
+        raise NotebookError(f"{name}: not a Jupyter notebook (no list of cells); {fix}")
     return nb
+
+
+def read_notebook(path) -> dict:
+    """The notebook at ``path``, read as a regular file of bounded size (never through a link)."""
+    from attnkit.intake import NOTEBOOK_LIMIT, IntakeError, read_regular
+
+    try:
+        data = read_regular(str(path), NOTEBOOK_LIMIT)
+    except IntakeError as exc:
+        raise NotebookError(str(exc)) from None
+    return parse_notebook(data, str(path))
+
+
+def cells(nb: dict) -> list[dict]:
+    """The notebook's cells that are objects (a cell that is a string or a number is no cell)."""
+    found = nb.get("cells") if isinstance(nb, dict) else None
+    return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+
+
+def nbgrader_meta(cell: dict) -> dict:
+    meta = cell.get("metadata")
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def cell_text(cell: dict) -> str:
     source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
 
 
 def solution_cells(nb: dict) -> dict[str, str]:
     """grade_id -> source of every nbgrader solution cell (the last one wins)."""
-    cells = {}
-    for cell in nb.get("cells", []):
-        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
-        if cell.get("cell_type") == "code" and meta.get("solution") and meta.get("grade_id"):
-            cells[str(meta["grade_id"])] = cell_text(cell)
-    return cells
+    found = {}
+    for cell in cells(nb):
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if cell.get("cell_type") == "code" and meta.get("solution") and isinstance(grade_id, str):
+            found[grade_id] = cell_text(cell)
+    return found
+
+
+def code_cells(nb: dict) -> list[str]:
+    """The source of every code cell, in order."""
+    return [cell_text(c) for c in cells(nb) if c.get("cell_type") == "code"]
 
 
 def definitions(source: str) -> tuple[str, str | None]:
@@ -81,6 +120,8 @@ def definitions(source: str) -> tuple[str, str | None]:
         tree = ast.parse(text)
     except SyntaxError as exc:
         return "", f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; nesting too deep to parse
+        return "", f"it cannot be parsed ({type(exc).__name__})"
     keep = [False] * len(lines)
     for node in tree.body:
         if isinstance(node, KEPT):
@@ -109,3 +150,59 @@ def module_source(nb: dict, module: str) -> str:
             continue
         parts.append(code)
     return "".join(parts)
+
+
+def any_cells_source(nb: dict, module: str) -> str:
+    """The exercise module ``module`` from a notebook without nbgrader metadata
+    (a student's own, or one that lost it): the definitions of every code cell, in order."""
+    parts = [f"# {module}.py, extracted from the code cells of a notebook by attnkit\n", preambles()[module]]
+    for n, source in enumerate(code_cells(nb), 1):
+        parts.append(f"\n\n# ---- code cell {n}\n")
+        if _uses_the_kit(source):  # a test or picture cell of the kit's notebook: never the student's code
+            parts.append(f"# (cell {n} was left out: it imports attnkit)\n")
+            continue
+        code, problem = definitions(source)
+        parts.append(f"# (cell {n} was left out: {problem})\n" if problem else code)
+    return "".join(parts)
+
+
+def _uses_the_kit(source: str) -> bool:
+    try:
+        tree = ast.parse("\n".join(MAGIC.sub(r"\1pass  # ", line) for line in source.splitlines()))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n == "attnkit" or n.startswith("attnkit.") for n in names):
+            return True
+    return False
+
+
+def defined_names(source: str) -> set[str]:
+    """Names a piece of code defines at its top level (functions and classes); empty if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def which_module(nb: dict) -> tuple[str | None, str]:
+    """The exercise module a notebook holds, whatever its file name, and the evidence:
+    its nbgrader solution cells' ids, or else the names its code cells define.
+    None when no module fits better than every other."""
+    ids = set(solution_cells(nb))
+    if ids:
+        return _best(ids), "its nbgrader solution cells"
+    names: set[str] = set()
+    for source in code_cells(nb):
+        names |= defined_names(source)
+    return _best(names), "the functions and classes it defines"
+
+
+def _best(names: set[str]) -> str | None:
+    counts = {m: sum(i.name in names for i in items_of(m)) for m in MODULES}
+    top = max(counts.values())
+    winners = [m for m, c in counts.items() if c == top]
+    return winners[0] if top > 0 and len(winners) == 1 else None

@@ -6,12 +6,13 @@ import json
 import os
 import tempfile
 
+from attnkit.safe_text import one_line
 from attnkit.scoring import Report
 
 
 def table(report: Report, title: str = "") -> str:
     width = max([len(r.item.key) for r in report.results] + [20])
-    lines = [title] if title else []
+    lines = [one_line(title)] if title else []  # a title may carry a student's folder name
     lines += [f"  {'item'.ljust(width)}  points   reason", f"  {'-' * width}  ------   ------"]
     for r in report.results:
         mark = "ok " if r.score == r.max_score else "   "

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from attnkit.items import PUBLIC_KINDS, Check, Item, items
 from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
+from attnkit.safe_text import one_line, printable
 
 
 @dataclass
@@ -20,23 +21,34 @@ class CheckResult:
     not_implemented: bool = False
     diagnosis: str = ""  # id of the catalogued misconception named in the reason
     pictures: list = field(default_factory=list)  # diagnosis.pictures.Picture, for the feedback file
+    error: str = ""  # why it failed other than by a wrong answer: "limit", "grader", or the StudentError kind
+
+    @property
+    def wrong_answer(self) -> bool:
+        """Failed by returning a wrong value (not by raising, a limit or the grader failing)."""
+        return not self.passed and not self.error
 
 
 def outcome(check: Check, exc: BaseException | None) -> CheckResult:
     """Classify how a check ended. Only CheckFailure and its kinds blame the
-    student; anything else is reported as the grader failing to check."""
+    student; anything else is reported as the grader failing to check.
+
+    This is where text a submission controls (its exception messages, its
+    traceback) enters a report, so it is made safe here, once, for every
+    report: the reason is one printable line, the details printable lines."""
     base = dict(item=check.item, kind=check.kind, points=check.points)
     if exc is None:
         return CheckResult(passed=True, **base)
     if isinstance(exc, LimitExceeded):
-        return CheckResult(passed=False, reason=exc.reason, limit=True, **base)
+        return CheckResult(passed=False, reason=one_line(exc.reason), limit=True, error="limit", **base)
     if isinstance(exc, CheckFailure):
-        return CheckResult(passed=False, reason=exc.reason, details=exc.details,
-                           not_implemented=isinstance(exc, StudentError) and exc.kind == "not_implemented",
+        kind = (exc.kind or "raised") if isinstance(exc, StudentError) else ""
+        return CheckResult(passed=False, reason=one_line(exc.reason), details=printable(exc.details),
+                           not_implemented=kind == "not_implemented", error=kind,
                            diagnosis=getattr(exc, "diagnosis", ""), pictures=list(getattr(exc, "pictures", [])),
                            **base)
-    return CheckResult(passed=False, reason=f"the grader could not check this ({type(exc).__name__}: {exc})",
-                       **base)
+    return CheckResult(passed=False, reason=one_line(f"the grader could not check this ({type(exc).__name__}: {exc})"),
+                       error="grader", **base)
 
 
 @dataclass

@@ -1,0 +1,48 @@
+"""Text that came from a submission, made safe for where it is shown.
+
+A submission controls its exception messages, its file and folder names and
+what it prints. Shown raw, an ANSI escape recolours or erases the terminal,
+a carriage return overwrites a line, a newline forges a whole line (``ok
+simplified_attention.softmax 5/5``, ``Total: 100/100``), a cell starting with
+``=`` becomes a spreadsheet formula, and a name that is not valid UTF-8
+cannot even be written to a UTF-8 file. Every such text goes through one of
+the three functions here before it enters a report: ``printable`` (lines
+kept), ``one_line`` (reasons, notes, names) or ``spreadsheet_cell`` (CSV).
+"""
+
+from __future__ import annotations
+
+import re
+
+# CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \), and two-byte ESC sequences.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional
+# overrides that make a terminal show text in another order than it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _valid(text) -> str:
+    """A str that encodes as UTF-8: undecodable bytes (surrogate escapes) become U+FFFD."""
+    text = str(text)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def printable(text) -> str:
+    """``text`` without escape sequences and control characters; newlines and tabs kept."""
+    text = _valid(text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def one_line(text) -> str:
+    """``text`` as one printable line: a newline shows as ``\\n``, so it can never start a line of its own."""
+    return printable(text).replace("\n", "\\n").replace("\t", " ")
+
+
+def spreadsheet_cell(text) -> str:
+    """A CSV cell that a spreadsheet shows as text: one printable line, and a
+    leading ``'`` where the first character would start a formula."""
+    cell = one_line(text)
+    if _valid(text).startswith(FORMULA_LEADS) or cell.lstrip().startswith(FORMULA_LEADS):
+        return "'" + cell
+    return cell

@@ -1,0 +1,329 @@
+"""The intake's one rule: what is graded in what a path holds, read from regular
+files only, with one way of saying what was found, ambiguous or missing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, make_submission, scores
+from hostile import MALFORMED, fifo, huge_notebook, sparse
+from notebook_samples import SOURCE, source_notebook
+
+from attnkit import intake, notebooks
+from attnkit.grading import grade
+from attnkit.intake import NBGRADER, NOTEBOOK_LIMIT, IntakeError, collect, find, from_folder
+from attnkit.items import MODULES
+from attnkit.notebook_code import module_source
+
+S, SA, CA, MH = MODULES
+
+
+def solution(module: str) -> bytes:
+    return (SOLUTIONS / f"{module}.py").read_bytes()
+
+
+def put_notebook(path: Path, nb: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def released(module: str) -> dict:
+    return notebooks.release(module, source_notebook(module))
+
+
+# --------------------------------------------------------------------------- finding the work
+
+def test_files_in_a_subfolder_are_found_and_said_once(tmp_path, walk):
+    make_submission(tmp_path / "eve" / "hw3")
+    sub = collect(str(tmp_path / "eve"), "eve")
+    assert sub.files == {f"{m}.py": solution(m) for m in MODULES}
+    assert sub.sources == {f"{m}.py": f"hw3/{m}.py" for m in MODULES}
+    assert sub.notes == (f"found in hw3/: {', '.join(m + '.py' for m in MODULES)}",)
+    assert sub.missing() == []
+
+
+def test_a_folder_of_notebooks_is_graded_by_their_solution_cells(tmp_path):
+    for m in MODULES:
+        shutil.copy(SOURCE / m / f"{m}.ipynb", tmp_path / f"{m}.ipynb")
+    sub = collect(str(tmp_path), "nb")
+    assert sub.files == {f"{m}.py": module_source(source_notebook(m), m).encode() for m in MODULES}
+    assert sub.notes == tuple(f"{m}: graded {m}.ipynb (its solution cells)" for m in MODULES)
+
+
+def test_classroom_clone_grades_the_notebooks_with_work_over_the_untouched_stubs(tmp_path):
+    repo = tmp_path / "repo"
+    make_submission(repo, base=ASSIGNMENTS)  # the stubs, untouched
+    for m in MODULES:
+        shutil.copy(SOURCE / m / f"{m}.ipynb", repo / f"{m}.ipynb")  # solved in the notebooks
+    (repo / ".github" / "workflows").mkdir(parents=True)
+    (repo / ".github" / "workflows" / "classroom.yml").write_text("on: push\n")
+    make_submission(repo / "checker" / "attnkit")  # the handout's copy of the kit is never the answer
+    (repo / "README.md").write_text("# exercises\n")
+    sub = collect(str(repo), "repo")
+    assert sub.sources == {f"{m}.py": f"{m}.ipynb" for m in MODULES}
+    note = next(n for n in sub.notes if n.startswith(f"{S}:"))
+    assert note == f"{S}: graded {S}.ipynb (its solution cells); passed over: {S}.py (an untouched stub)"
+
+
+def test_the_py_with_work_beats_the_released_notebook(tmp_path):
+    make_submission(tmp_path)
+    put_notebook(tmp_path / f"{S}.ipynb", released(S))
+    sub = collect(str(tmp_path), "x")
+    assert sub.files[f"{S}.py"] == solution(S)
+    assert f"{S}: graded {S}.py; passed over: {S}.ipynb (an untouched stub)" in sub.notes
+    (tmp_path / f"{S}.py").write_text("import torch\n")  # an emptied file is no work either
+    put_notebook(tmp_path / f"{S}.ipynb", source_notebook(S))
+    sub = collect(str(tmp_path), "x")
+    assert f"{S}: graded {S}.ipynb (its solution cells); passed over: {S}.py (defines none of its items)" in sub.notes
+
+
+def test_with_work_in_both_the_more_complete_wins_then_the_py(tmp_path):
+    make_submission(tmp_path)
+    nb = released(S)  # the notebook has only softmax written
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "softmax":
+            cell["source"] = "def softmax(scores, dim=-1):\n    return scores.softmax(dim)\n"
+    put_notebook(tmp_path / f"{S}.ipynb", nb)
+    sub = collect(str(tmp_path), "x")
+    assert sub.files[f"{S}.py"] == solution(S)
+    assert f"passed over: {S}.ipynb (1 of 6 items written)" in " ".join(sub.notes)
+    # equally complete: the .py, and the note names the notebook passed over
+    put_notebook(tmp_path / f"{S}.ipynb", source_notebook(S))
+    sub = collect(str(tmp_path), "x")
+    assert sub.sources[f"{S}.py"] == f"{S}.py"
+    assert f"passed over: {S}.ipynb (6 of 6 items written)" in " ".join(sub.notes)
+    # unless the notebook is asked for (attnkit check --notebooks)
+    assert collect(str(tmp_path), "x", prefer=".ipynb").sources[f"{S}.py"] == f"{S}.ipynb"
+
+
+def test_shallowest_then_the_folder_with_most_exercise_files(tmp_path):
+    make_submission(tmp_path / "final")
+    make_submission(tmp_path / "old", drop=(SA, CA, MH))
+    sub = collect(str(tmp_path), "x")
+    assert sub.sources[f"{S}.py"] == f"final/{S}.py"
+    assert f"{S}: graded final/{S}.py; passed over: old/{S}.py (6 of 6 items written)" in sub.notes
+    make_submission(tmp_path, drop=(SA, CA, MH), base=ASSIGNMENTS)  # an untouched stub at the top
+    assert collect(str(tmp_path), "x").sources[f"{S}.py"] == f"final/{S}.py"
+
+
+def test_a_file_in_another_assignments_folder_is_that_assignments_support_copy(tmp_path):
+    """nbgrader's multihead_attention assignment ships the kit's causal_attention.py: never the student's answer."""
+    put_notebook(tmp_path / MH / f"{MH}.ipynb", source_notebook(MH))
+    shutil.copy(SOLUTIONS / f"{CA}.py", tmp_path / MH / f"{CA}.py")
+    for layout in ("plain", NBGRADER):
+        sub = collect(str(tmp_path), "x", layout=layout)
+        assert sorted(m for m in MODULES if f"{m}.py" in sub.files) == [MH]
+        assert f"{CA}.py" not in sub.files
+
+
+def test_hidden_folders_caches_and_depth_are_not_searched(tmp_path):
+    put_notebook(tmp_path / ".ipynb_checkpoints" / f"{S}.ipynb", source_notebook(S))
+    make_submission(tmp_path / ".git", drop=(S,))
+    make_submission(tmp_path / "__pycache__", drop=(S, SA))
+    make_submission(tmp_path / "a" / "b" / "c" / "d" / "e" / "f" / "g", drop=(S, SA, CA))  # 7 folders deep
+    sub = collect(str(tmp_path), "x")
+    assert not sub.found_any()
+    assert sub.nothing_message().startswith("nothing to grade: no simplified_attention.py")
+
+
+def test_nbgrader_layout_takes_only_assignment_notebooks(tmp_path):
+    make_submission(tmp_path)  # .py files are not part of an nbgrader submission
+    put_notebook(tmp_path / S / f"{S}.ipynb", source_notebook(S))
+    sub = collect(str(tmp_path), "x", layout=NBGRADER)
+    assert list(sub.files) == [f"{S}.py"] and sub.sources == {f"{S}.py": f"{S}/{S}.ipynb"}
+    assert sub.notes == ()  # where nbgrader puts it: nothing to say
+
+
+# --------------------------------------------------------------------------- one file, named
+
+def test_a_renamed_notebook_is_recognised_by_its_nbgrader_cells(tmp_path):
+    path = put_notebook(tmp_path / "my work (1).ipynb", source_notebook(CA))
+    sub = find(str(path))
+    assert sub.modules == (CA,) and sub.files == {f"{CA}.py": module_source(source_notebook(CA), CA).encode()}
+    assert sub.notes == (f"my work (1).ipynb holds {CA} (by its nbgrader solution cells); graded as {CA}, "
+                         f"from its solution cells",)
+
+
+def test_a_notebook_without_nbgrader_metadata_is_recognised_and_graded_by_its_code(tmp_path, zygote):
+    nb = copy.deepcopy(source_notebook(S))
+    for cell in nb["cells"]:
+        cell["metadata"] = {}
+    sub = find(str(put_notebook(tmp_path / "colab.ipynb", nb)))
+    assert sub.modules == (S,)
+    assert "by the functions and classes it defines" in sub.notes[0]
+    assert scores(grade(zygote, sub)) == full_marks((S,))
+
+
+def test_a_renamed_py_is_recognised_by_what_it_defines(tmp_path):
+    path = tmp_path / "attention_stage3.py"
+    path.write_bytes(solution(CA))
+    assert find(str(path)).modules == (CA,)
+
+
+def test_what_is_no_exercise_is_a_one_line_error(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "x = 1\n"}]}
+    cases = {
+        "other.ipynb": (json.dumps(nb), "not one of the four exercise notebooks"),
+        "notes.txt": ("hello", "not an exercise file"),
+        "my_softmax.py": ("x = 1\n", "not one of the four exercise files"),
+    }
+    for name, (text, words) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(IntakeError, match=words) as info:
+            find(str(tmp_path / name))
+        assert "\n" not in str(info.value)
+    with pytest.raises(IntakeError, match="no such file or folder"):
+        find(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IntakeError, match="nothing to grade"):
+        find(str(tmp_path / "empty"))
+
+
+# --------------------------------------------------------------------------- regular files only
+
+@pytest.fixture(params=["at", "portable"])
+def walk(request, monkeypatch):
+    """Both ways of walking a folder: relative to open folders (Linux, macOS) and the
+    portable one, lstat before every step (where the OS has no dir_fd, e.g. Windows)."""
+    if request.param == "portable":
+        monkeypatch.setattr(intake, "_AT", False)
+    return request.param
+
+
+def test_links_and_special_files_are_refused_by_name(tmp_path, walk):
+    top = make_submission(tmp_path / "s", drop=(S, SA, CA))
+    (top / f"{S}.py").symlink_to(SOLUTIONS / f"{S}.py")
+    fifo(top / f"{SA}.py")
+    (top / f"{CA}.py").symlink_to("/proc/self/mem")
+    (top / "hw").symlink_to(SOLUTIONS, target_is_directory=True)
+    (top / "zero.py").symlink_to("/dev/zero")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(top / "helper.py"))
+    sparse(top / "notes.py")
+    try:
+        sub = collect(str(top), "s")
+    finally:
+        server.close()
+    assert list(sub.files) == [f"{MH}.py"]  # the one regular exercise file
+    assert sub.absent == {S: f"{S}.py is a symbolic link, not followed",
+                          SA: f"{SA}.py is a FIFO, not a regular file; not read",
+                          CA: f"{CA}.py is a symbolic link, not followed"}
+    notes = "\n".join(sub.notes)
+    for words in ("hw: a symbolic link; not followed", "zero.py: a symbolic link; not followed",
+                  "helper.py: a socket; not read", "notes.py: 64.0 GiB, over the 512 KiB limit"):
+        assert words in notes
+    assert sub.missing_notes()[0] == f"{S}: nothing graded: {S}.py is a symbolic link, not followed; {S} scores 0"
+
+
+def test_a_student_folder_that_is_a_link_is_not_followed(tmp_path, walk):
+    (tmp_path / "mallory").symlink_to(SOLUTIONS, target_is_directory=True)
+    with pytest.raises(IntakeError, match="a symbolic link, not a folder; not followed"):
+        collect(str(tmp_path / "mallory"), "mallory", follow=False)
+
+
+def test_sizes_are_capped_before_reading(tmp_path, walk):
+    sparse(tmp_path / f"{S}.py")
+    huge_notebook(tmp_path / f"{SA}.ipynb", NOTEBOOK_LIMIT + 1)
+    sub = collect(str(tmp_path), "x")
+    assert not sub.found_any()
+    assert "64.0 GiB, over the 512 KiB limit" in sub.absent[S]
+    assert "over the 8.0 MiB limit for a notebook" in sub.absent[SA]
+    with pytest.raises(IntakeError, match="over the 512 KiB limit"):
+        find(str(tmp_path / f"{S}.py"))
+
+
+def test_an_unreadable_file_is_a_note_not_a_crash(tmp_path):
+    make_submission(tmp_path)
+    (tmp_path / f"{S}.py").chmod(0)
+    sub = collect(str(tmp_path), "x")
+    if os.geteuid() == 0:  # root reads it anyway
+        assert sub.files[f"{S}.py"] == solution(S)
+    else:
+        assert "Permission denied" in sub.absent[S]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_notebook_never_raises_out_of_intake(tmp_path, case):
+    data, in_part = MALFORMED[case]
+    (tmp_path / f"{S}.ipynb").write_bytes(data)
+    make_submission(tmp_path, drop=(S,))
+    sub = collect(str(tmp_path), "x")  # never raises
+    assert all(f"{m}.py" in sub.files for m in (SA, CA, MH))
+    if in_part:
+        assert f"{S}.py" in sub.files  # one cell lost, the others graded
+        assert b"def simplified_self_attention(" in sub.files[f"{S}.py"]
+        assert b"def softmax(" not in sub.files[f"{S}.py"]
+    else:
+        assert S in sub.absent and sub.absent[S].startswith(f"{S}.ipynb: not a")
+        assert "\n" not in sub.absent[S]
+        with pytest.raises(IntakeError):  # named on the command line: one line, exit 2
+            find(str(tmp_path / f"{S}.ipynb"))
+
+
+# --------------------------------------------------------------------------- fingerprints and labels
+
+def test_fingerprint_follows_what_was_read(tmp_path):
+    make_submission(tmp_path)
+    first = collect(str(tmp_path), "x").fingerprint("v1")
+    assert collect(str(tmp_path), "y").fingerprint("v1") == first
+    assert collect(str(tmp_path), "x").fingerprint("v2") != first
+    with open(tmp_path / f"{S}.py", "a") as f:
+        f.write("\n# changed\n")
+    assert collect(str(tmp_path), "x").fingerprint("v1") != first
+
+
+def test_messages_never_name_the_graders_paths(tmp_path):
+    student = make_submission(tmp_path / "CLASS" / "eve" / "hw3", drop=(SA,))
+    (student / f"{CA}.py").unlink()
+    (student / f"{CA}.py").symlink_to(SOLUTIONS / f"{CA}.py")
+    for sub in (collect(str(tmp_path / "CLASS" / "eve"), "eve"), find(str(tmp_path / "CLASS" / "eve"))):
+        text = "\n".join(sub.notes + tuple(sub.missing_notes()))
+        assert str(tmp_path) not in text and "hw3/causal_attention.py" in text
+    flat = from_folder(str(student), MODULES, "eve")
+    assert str(tmp_path) not in "\n".join(flat.notes + tuple(flat.missing_notes()))
+
+
+# --------------------------------------------------------------------------- the command line
+
+NO_WORKER = """
+import sys
+from attnkit.cli import main
+code = main(sys.argv[1:])
+started = [m for m in ("torch", "attnkit.sandbox", "attnkit.grading") if m in sys.modules]
+print(code, started)
+"""
+
+
+@pytest.mark.parametrize("command", ["grade", "check"])
+def test_nothing_to_grade_is_one_line_and_exit_2_before_any_worker(tmp_path, command):
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "nowhere"):
+        proc = subprocess.run([sys.executable, "-c", NO_WORKER, command, str(target)], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        assert proc.stdout.strip() == "2 []", proc.stdout + proc.stderr  # no worker, not even torch imported
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"attnkit {command}: ")
+
+
+def test_grade_takes_a_nested_folder_and_reports_without_the_graders_paths(tmp_path):
+    eve = tmp_path / "CLASS" / "eve"
+    make_submission(eve / "hw3", drop=(SA,))
+    put_notebook(eve / "hw3" / f"{SA}.ipynb", source_notebook(SA))
+    (eve / "hw3" / f"{CA}.py").unlink()
+    (eve / "hw3" / f"{CA}.py").symlink_to(SOLUTIONS / f"{CA}.py")
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(eve), "--report", str(tmp_path / "fb")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "Total: 75/100" in proc.stdout  # causal_attention refused: its 25 points
+    assert f"note: {SA}: graded hw3/{SA}.ipynb (its solution cells)" in proc.stdout
+    assert f"{CA}: nothing graded: hw3/{CA}.py is a symbolic link, not followed" in proc.stdout
+    page = (tmp_path / "fb" / "feedback.html").read_text()
+    assert str(tmp_path) not in page and "hw3/causal_attention.py is a symbolic link" in page

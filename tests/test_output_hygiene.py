@@ -1,0 +1,78 @@
+"""Output hygiene: what a submission controls can neither forge a line of the
+terminal report, nor become a spreadsheet formula, nor become markup."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_submission
+
+from attnkit import classgrade, feedback_html
+from attnkit.grading import grade
+from attnkit.intake import from_folder
+from attnkit.items import Check
+from attnkit.outcomes import CheckFailure, StudentError
+from attnkit.report import gradescope, table
+from attnkit.safe_text import one_line, printable, spreadsheet_cell
+from attnkit.scoring import build_report, outcome
+
+S = "simplified_attention"
+FORGED = "boom\n\x1b[32mok simplified_attention.softmax      5/5\x1b[0m\r\nTotal: 100/100\r\x1b[2K\x9b31m\u202eevil"
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_formula_leading_cells_are_text(lead):
+    cell = spreadsheet_cell(f"{lead}HYPERLINK(\"http://evil.example\",\"click\")")
+    assert cell.startswith("'") and "\n" not in cell and "\r" not in cell and "\t" not in cell
+
+
+def test_ordinary_cells_are_kept_and_every_cell_is_one_line():
+    assert spreadsheet_cell("ada") == "ada"
+    assert spreadsheet_cell("could not be graded: x") == "could not be graded: x"
+    assert spreadsheet_cell(" =1+1").startswith("'")
+    assert spreadsheet_cell("eve\n=1+1") == "eve\\n=1+1"
+    assert spreadsheet_cell("bad\udcffname") == "bad\ufffdname"  # a folder name that is not UTF-8
+
+
+def test_control_characters_are_stripped_and_lines_kept_only_where_asked():
+    assert printable("a\x1b[31mb\x1b]0;title\x07c\x00d\x7fe\x85f\u202eg") == "abcdefg"
+    assert printable("one\r\ntwo\rthree") == "one\ntwo\nthree"
+    assert one_line("one\ntwo\r\nthree\tfour") == "one\\ntwo\\nthree four"
+
+
+def test_a_forged_exception_message_prints_no_line_of_its_own(zygote, tmp_path):
+    folder = make_submission(tmp_path / "s", {S: [(
+        "shifted = scores - scores.amax(dim=dim, keepdim=True)  # largest exponent is now 0",
+        f"raise ValueError({FORGED!r})")]})
+    report = grade(zygote, from_folder(str(folder), (S,), "s"))
+    text = table(report, "attnkit grade s")
+    lines = text.splitlines()
+    assert [line for line in lines if line.startswith("Total")] == [f"Total: {report.score}/20"]
+    assert report.score < 20 and not any(line.startswith("ok simplified_attention.softmax") for line in lines)
+    assert not any(c in text for c in "\x1b\r\x9b\u202e")
+    softmax = report.by_item()[f"{S}.softmax"]
+    assert "boom\\nok simplified_attention.softmax" in softmax.summary  # shown, as one line
+    output = next(t["output"] for t in gradescope(report)["tests"] if t["name"] == f"{S}.softmax")
+    assert "\x1b" not in output and "\r" not in output
+    classgrade.write_student(tmp_path / "out", "s", report, "fp", "v")
+    feedback = (tmp_path / "out" / "feedback.txt").read_text()
+    assert not any(c in feedback for c in "\x1b\r") and "\nTotal: 100/100" not in feedback
+    assert "\x1b" not in (tmp_path / "out" / "results.json").read_text().encode().decode("unicode_escape")
+
+
+def _hostile_report():
+    check = Check(f"{S}.softmax", "example", None)
+    results = [
+        outcome(check, CheckFailure('<script>alert("reason")</script>', '</pre><img src=x onerror=alert(1)>')),
+        outcome(Check(f"{S}.softmax", "hidden", None),
+                StudentError("raised", "ValueError: <b onmouseover=alert(2)>x</b>",
+                             'File "simplified_attention.py", line 1\n</details><script>alert(3)</script>')),
+    ]
+    return build_report(results, (S,), ["note <iframe src=//evil>"])
+
+
+def test_feedback_html_escapes_what_a_submission_wrote():
+    page = feedback_html.render(_hostile_report(), 'attnkit feedback for <img src=x onerror="alert(4)">')
+    for raw in ("<script>", "<img src=x", "<b onmouseover", "<iframe", "</details><script>"):
+        assert raw not in page
+    assert "&lt;script&gt;alert(&quot;reason&quot;)&lt;/script&gt;" in page
+    assert "&lt;iframe src=//evil&gt;" in page and "&lt;img src=x onerror=&quot;alert(4)&quot;&gt;" in page
