@@ -84,21 +84,15 @@ class Grade:
 # --------------------------------------------------------------------------- grading a saved notebook
 
 # Stage 4 imports stage 3. With the reference at hand the grader stands it in
-# for every stage-3 name, whatever file the student has; the names only have to exist.
-PLACEHOLDER = {"causal_attention": (
-    "# Placeholder written by attnkit.notebook: the grader stands its reference in for these names.\n"
-    "def causal_mask(*args, **kwargs):\n    raise NotImplementedError\n\n\n"
-    "def mask_scores(*args, **kwargs):\n    raise NotImplementedError\n\n\n"
-    "def renormalize_masked(*args, **kwargs):\n    raise NotImplementedError\n\n\n"
-    "class CausalAttention:\n    pass\n")}
+# for every stage-3 name, file or no file; without it, the stage-3 file next to
+# the notebook serves (the course releases the kit's own with stage 4).
 DEPENDS = {"multihead_attention": ("causal_attention",)}
 
 
 def notebook_submission(path: Path, module: str, public: bool):
-    """The ``intake.Submission`` of a saved notebook: ``<module>.py`` from its solution cells,
-    and what stage 4 imports (the placeholder, or without the reference the files next to it)."""
+    """The ``intake.Submission`` of a saved notebook: ``<module>.py`` from its solution
+    cells (as the fast path grades it) and, without the reference, the stage it imports."""
     from attnkit.intake import Submission, read_regular
-    from attnkit.items import MODULES
     from attnkit.notebook_code import NotebookError, module_source
 
     data = read_regular(str(path), NOTEBOOK_LIMIT)
@@ -110,12 +104,9 @@ def notebook_submission(path: Path, module: str, public: bool):
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{path.name}: not a Jupyter notebook (no list of cells)")
     files = {f"{module}.py": module_source(nb, module).encode()}
-    for dep in DEPENDS.get(module, ()):
+    for dep in DEPENDS.get(module, ()) if public else ():
         neighbour = path.parent / f"{dep}.py"
-        if not public:
-            files[f"{dep}.py"] = PLACEHOLDER[dep].encode()
-        elif dep in MODULES and neighbour.is_file():
-            # Without the reference nothing stands in for stage 3: the student's file serves.
+        if neighbour.is_file():
             files[f"{dep}.py"] = read_regular(str(neighbour))
     return Submission(path.name, (module,), files)
 
