@@ -1,20 +1,24 @@
 """The real nbgrader pipeline on a small sample class, from `attnkit course` on.
 
-One course, one run of each nbgrader command per assignment, shared by the
-tests below (the module fixture). Students (see notebook_samples.py):
+One course, one run of each nbgrader command for all assignments at once,
+shared by the tests below (the module fixture). The instructor exports a
+secret and points ATTNKIT_SOLUTIONS at a private copy of the solutions.
+Students (see notebook_samples.py):
 
 - full: the source notebooks' code, all four assignments -> full marks;
-- released: the released notebooks unchanged, all four -> 0;
+- released: the released notebooks unchanged, stages 1 and 4 -> 0;
 - wrong: one wrong stage (softmax) -> partial credit, only that item lost;
 - stderr: prints to stderr and warns, at the top of a cell and inside the
   graded function -> keeps its marks;
 - loop: an infinite loop inside renormalize_masked -> completes, only that item 0;
-- forger: a wrong softmax, and a solution cell that replaces the grader in the
-  kernel -> nbgrader gives full marks, the isolated grade does not, and the
-  fast path names the student.
+- forger: a wrong softmax; a solution cell that prints what the kernel can
+  learn of the grader's secret and solutions, and one that replaces the grader
+  in the kernel -> the feedback holds neither secret nor path; nbgrader gives
+  full marks, the isolated grade does not, and the fast path names the student.
 
 Every nbgrader score is compared with `attnkit grade`'s batch path on the same
 code written as .py files, and with the fast path on the submitted/ tree.
+`nbgrader validate` runs on a student's copy of stage 1, right and wrong.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,27 +39,43 @@ from attnkit.intake import from_folder
 from attnkit.items import MODULES, items_of, module_points
 from attnkit.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
 from attnkit.sandbox import Limits, Zygote
-from notebook_samples import EDITS, student_notebook, submit, write_modules
+from notebook_samples import EDITS, SOLUTIONS, student_notebook, submit, write_modules
 
 pytestmark = pytest.mark.slow
 
+# Run in the kernel only: a top-level `try` is not a definition, so the grader leaves it out.
+ATTACK = """try:  # what can this kernel learn of the grader's secret and solutions?
+    import json as _json
+    import os as _os
+    from attnkit import reference as _reference
+    print("environment:", _json.dumps(dict(_os.environ)))
+    print("secret:", _reference.secret(), "solutions:", _reference.solutions_dir())
+    print("reference softmax:", _reference.solution("simplified_attention.softmax")(torch.tensor([1.0, 2.0])))
+except Exception as _exc:
+    print("attack failed:", type(_exc).__name__, _exc)
+
+
+"""
 FORGERY = ("import attnkit.notebook\n"
            "attnkit.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
 # In the first solution cell, so that every test cell after it is forged. The
 # module rebuilt from these cells imports attnkit, which the sandbox does not
 # offer: graded where it counts, it does not even import.
 EDITS["forger"] = {"simplified_attention": EDITS["wrong"]["simplified_attention"] + [
-    ("query_scores", "def query_scores(", FORGERY + "def query_scores(")]}
+    ("query_scores", "def query_scores(", ATTACK + FORGERY + "def query_scores(")]}
 
 SUBMISSIONS = {  # student -> assignments submitted
-    "full": MODULES, "released": MODULES, "wrong": ("simplified_attention",),
-    "stderr": ("self_attention",), "loop": ("causal_attention",), "forger": ("simplified_attention",),
+    "full": MODULES, "released": ("simplified_attention", "multihead_attention"),
+    "wrong": ("simplified_attention",), "stderr": ("self_attention",), "loop": ("causal_attention",),
+    "forger": ("simplified_attention",),
 }
 CELL_TIMEOUT, ITEM_SECONDS = 20, 4
+SECRET = "instructor-secret-4c1d"  # what the instructor exports; no kernel may see it
+PRIVATE = "private-solutions-9e2f"  # the name of the folder of the solutions nbgrader grades with
 
 
-def run(args, cwd):
-    env = dict(os.environ)
+def run(args, cwd, env=None):
+    env = dict(env or os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # nbgrader runs alembic
     done = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=900)
@@ -64,24 +85,27 @@ def run(args, cwd):
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nbgrader") / "course"
+    base = tmp_path_factory.mktemp("nbgrader")
+    root = base / "course"
+    solutions = shutil.copytree(SOLUTIONS, base / PRIVATE)
+    instructor = dict(os.environ, ATTNKIT_SECRET=SECRET, ATTNKIT_SOLUTIONS=str(solutions))
     run(["attnkit.cli", "course", str(root), "--cell-timeout", str(CELL_TIMEOUT),
-         "--item-timeout", str(ITEM_SECONDS)], cwd=root.parent)
+         "--item-timeout", str(ITEM_SECONDS)], cwd=base, env=instructor)
     timings = {}
+    start = time.monotonic()
+    run(["nbgrader", "generate_assignment", "*"], cwd=root, env=instructor)
+    timings["generate_assignment"] = time.monotonic() - start
     for module in MODULES:
-        run(["nbgrader", "generate_assignment", module], cwd=root)
         released = json.loads((root / "release" / module / f"{module}.ipynb").read_text())
         for student, modules in SUBMISSIONS.items():
             if module in modules:
                 nb = released if student == "released" else student_notebook(released, module, student)
                 submit(root, student, module, nb)
-    for module in MODULES:
+    for step in (["autograde", "*"], ["generate_feedback", "*"], ["export"]):
         start = time.monotonic()
-        run(["nbgrader", "autograde", module], cwd=root)
-        timings[module] = time.monotonic() - start
-        run(["nbgrader", "generate_feedback", module], cwd=root)
-    run(["nbgrader", "export"], cwd=root)
-    print(f"nbgrader autograde seconds per assignment: {timings}")
+        run(["nbgrader", *step], cwd=root, env=instructor)
+        timings[step[0]] = time.monotonic() - start
+    print(f"nbgrader seconds: {timings}")
     return root
 
 
@@ -141,6 +165,7 @@ def test_export_and_feedback_for_every_assignment(course):
             assert (student, module) in got
     for module in MODULES:
         assert got[("full", module)] == module_points(module)
+    for module in SUBMISSIONS["released"]:
         assert got[("released", module)] == 0
 
 
@@ -208,3 +233,38 @@ def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnk
     assert set(totals) == set(SUBMISSIONS)
     for student in SUBMISSIONS:
         assert totals[student] == sum(per_assignment(attnkit_items[student]).values()), student
+
+
+def test_no_kernel_sees_the_secret_or_the_solutions_path(course):
+    """The forger's kernel printed its environment and what attnkit.reference
+    tells it; the test cells were graded by the helper, outside the kernels."""
+    forger = (course / "feedback" / "forger" / "simplified_attention" / "simplified_attention.html").read_text()
+    assert "environment:" in forger and "ATTNKIT_GRADER" in forger, "the attack did not run under the helper"
+    assert "reference softmax:" in forger or "attack failed:" in forger
+    for student, modules in SUBMISSIONS.items():
+        for module in modules:
+            for path in (course / "feedback" / student / module / f"{module}.html",
+                         course / "autograded" / student / module / f"{module}.ipynb"):
+                text = path.read_text()
+                assert SECRET not in text, f"{path} shows the secret"
+                assert PRIVATE not in text, f"{path} shows the solutions' path"
+
+
+def test_validate_passes_a_right_copy_and_fails_a_wrong_one_with_the_reason(course, tmp_path):
+    """`nbgrader validate` on a student's machine (no course config, no hidden tests)."""
+    module = "simplified_attention"
+    released = json.loads((course / "release" / module / f"{module}.ipynb").read_text())
+    paths = []
+    for student in ("full", "wrong"):
+        (tmp_path / student).mkdir()
+        paths.append(tmp_path / student / f"{module}.ipynb")
+        paths[-1].write_text(json.dumps(student_notebook(released, module, student)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTNKIT_")}
+    out = run(["nbgrader", "validate", *map(str, paths)], cwd=tmp_path, env=env).stdout
+    right, wrong = out.split("VALIDATION FAILED", 1)
+    assert right.strip() == "Success! Your notebook passes all the tests."
+    assert "The following cell failed" in wrong and 'score("simplified_attention.softmax", hidden=hidden)' in wrong
+    # the reasons, as the grader wrote them
+    assert "simplified_attention.softmax: 0 of 5 points: 0/3 on the public checks" in wrong
+    assert "stability: softmax of scores of +-1000" in wrong
+    assert 'score("simplified_attention.query_scores"' not in wrong, "a right item fails validation"

@@ -58,9 +58,16 @@ def test_one_locked_test_cell_per_item_worth_its_points(module):
         meta = nbgrader_meta(cell)
         assert meta["locked"] and meta["points"] == item.points
         source = "".join(cell["source"])
-        assert "### BEGIN HIDDEN TESTS" in source and "### END HIDDEN TESTS" in source
-        assert source.rstrip().splitlines()[-1] == "points", "the cell must end in its score"
-        assert f'score("{item.key}")' in source and f'score("{item.key}", public=True)' in source
+        assert source.rstrip().splitlines()[-1] == f'score("{item.key}", hidden=hidden)', \
+            "the cell must end in its score"
+        hidden = source[source.index("### BEGIN HIDDEN TESTS"):source.index("### END HIDDEN TESTS")]
+        assert "hidden = False" in source.split("### BEGIN")[0] and "\nhidden = True" in hidden
+        # the comment says what is graded where, in lines nbgrader validate shows uncut
+        comment = " ".join(line[2:] for line in source.splitlines() if line.startswith("# "))
+        assert comment.startswith(f"{item.points} points. Here, in your copy: the public checks (")
+        for kind, points in item.checks.items():
+            assert f"{kind} {points}" in comment
+        assert all(len(line) <= 83 for line in source.split("### BEGIN")[0].splitlines())
     ids = [c["id"] for c in nb["cells"]]
     assert len(ids) == len(set(ids))
 
@@ -125,9 +132,19 @@ def test_release_has_stub_bodies_and_no_hidden_tests(module, zygote, tmp_path):
     assert report.score == 0
 
 
+def run_cells(folder: Path, calls: str, env: dict | None = None) -> list:
+    """Test-cell calls in a fresh process in ``folder`` (a kernel without nbgrader); their values."""
+    script = f"import json\nfrom attnkit.notebook import score\nprint(json.dumps({calls}))"
+    run = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert run.stderr == "", "score() must keep stderr clean, or nbgrader gives the cell 0"
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_notebook_scores_equal_attnkit_grade_on_the_same_code(zygote, tmp_path):
     """score() in a kernel's folder against `attnkit grade` of the edited .py files:
-    one wrong stage, stderr and warnings in student code."""
+    one wrong stage, stderr and warnings in student code. Without the hidden
+    block (hidden=False) a cell scales its public checks to its points."""
     from notebook_samples import student_notebook
 
     for student, module in (("wrong", "simplified_attention"), ("stderr", "self_attention")):
@@ -136,18 +153,34 @@ def test_notebook_scores_equal_attnkit_grade_on_the_same_code(zygote, tmp_path):
         nb = student_notebook(notebooks.release(module, source_notebook(module)), module, student)
         (folder / f"{module}.ipynb").write_text(json.dumps(nb))
         keys = [i.key for i in items_of(module)]
-        script = ("import json, sys\nfrom attnkit.notebook import score\n"
-                  f"print(json.dumps([score(k) for k in {keys!r}]))")
         env = dict(os.environ, ATTNKIT_ITEM_SECONDS="10")
-        run = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env, capture_output=True,
-                             text=True, timeout=300)
-        assert run.stderr == "", "score() must keep stderr clean, or nbgrader gives the cell 0"
-        from_notebook = dict(zip(keys, json.loads(run.stdout.strip().splitlines()[-1])))
+        values = run_cells(folder, f"[[score(k, hidden=True), score(k)] for k in {keys!r}]", env)
+        every = {k: v[0] for k, v in zip(keys, values)}
+        public = {k: v[1] for k, v in zip(keys, values)}
         py = write_modules(tmp_path / f"{student}-py", student, (module,))
         expected = module_scores(grade(zygote, from_folder(str(py), (module,), "py"), Limits(seconds=10)))
-        assert from_notebook == {k: float(v) for k, v in expected.items()}
-        assert all(isinstance(v, float) for v in from_notebook.values())
-    assert from_notebook == {i.key: float(i.points) for i in items_of("self_attention")}
+        assert every == {k: float(v) for k, v in expected.items()}
+        shown = grade(zygote, from_folder(str(py), (module,), "py"), Limits(seconds=10), public=True)
+        assert public == {r.item.key: round(r.item.points * r.score / r.max_score, 2) for r in shown.results}
+        assert all(isinstance(v, float) for v in [*every.values(), *public.values()])
+    full = {i.key: float(i.points) for i in items_of("self_attention")}
+    assert every == full and public == full, "a right notebook has full marks in both modes"
+    # the wrong softmax: its public checks (example 1, stability 2 of 5 points) all fail
+    assert run_cells(tmp_path / "wrong", '[score("simplified_attention.softmax")]') == [0.0]
+
+
+def test_a_public_score_is_scaled_to_the_cell_and_says_so():
+    from attnkit.notebook import Grade, describe, points_of
+
+    key = "simplified_attention.softmax"  # 5 points: example 1, hidden 2, stability 2
+    partial = Grade(key, 2, 3, public=True, reasons=("example: off",))
+    assert points_of(partial) == 3.33
+    head, where, reasons = describe(partial)
+    assert head.startswith(f"{key}: 3.33 of 5 points: 2/3 on the public checks (example, stability)")
+    assert "hidden 2" in where and reasons == ["  example: off"]
+    assert points_of(Grade(key, 3, 3, public=True)) == 5.0
+    assert points_of(Grade(key, 4, 5, public=False)) == 4.0
+    assert points_of(Grade(key, 9, 5, public=False)) == 5.0, "above its points fails a whole nbgrader notebook"
 
 
 def test_stage_four_never_pays_for_stage_three(tmp_path):
@@ -157,24 +190,22 @@ def test_stage_four_never_pays_for_stage_three(tmp_path):
     (tmp_path / f"{module}.ipynb").write_text(json.dumps(source_notebook(module)))
     (tmp_path / "causal_attention.py").write_text((ROOT / "assignments" / "causal_attention.py").read_text())
     key = "multihead_attention.MultiHeadAttentionWrapper"
-    script = ("import json\nfrom attnkit.notebook import score\n"
-              f"print(json.dumps([score({key!r}), score({key!r}, public=True)]))")
-    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300)
-    assert run.stderr == ""
-    full, public = json.loads(run.stdout.strip().splitlines()[-1])
+    full, public = run_cells(tmp_path, f"[score({key!r}, hidden=True), score({key!r})]")
     assert full == items()[key].points
     # the public checker has no reference: it runs the stage-3 file it finds, here a stub
     assert public == 0.0
 
 
-def test_course_folder_and_its_refusals(tmp_path):
+def test_course_folder_and_its_refusals(tmp_path, monkeypatch):
     from attnkit.course import create
     from attnkit.outcomes import GraderError
 
+    monkeypatch.delenv("ATTNKIT_SOLUTIONS", raising=False)
     written = create(str(tmp_path / "course"), cell_timeout=30, item_seconds=5)
     config = (tmp_path / "course" / "nbgrader_config.py").read_text()
-    assert "c.Execute.timeout = 30" in config and '"ATTNKIT_ITEM_SECONDS", "5"' in config
+    assert "c.Execute.timeout = 30" in config
+    assert "attnkit.nbgrader_helper.start(solutions=None, item_seconds=5.0)" in config
+    assert "ATTNKIT_SECRET" not in config.replace("export ATTNKIT_SECRET", "")
     assert sorted(Path(p).relative_to(tmp_path / "course").as_posix() for p in written) == sorted(
         [f"source/{m}/{m}.ipynb" for m in MODULES] + ["source/multihead_attention/causal_attention.py",
                                                        "nbgrader_config.py"])
@@ -182,3 +213,8 @@ def test_course_folder_and_its_refusals(tmp_path):
         create(str(tmp_path / "course"))
     with pytest.raises(GraderError, match="too short"):
         create(str(tmp_path / "other"), cell_timeout=15, item_seconds=10)
+    # solutions chosen with ATTNKIT_SOLUTIONS are named in the config, for the helper alone
+    monkeypatch.setenv("ATTNKIT_SOLUTIONS", str(ROOT / "solutions"))
+    create(str(tmp_path / "chosen"))
+    assert f"start(solutions={str((ROOT / 'solutions').resolve())!r}, item_seconds=10.0)" in (
+        tmp_path / "chosen" / "nbgrader_config.py").read_text()

@@ -1,10 +1,10 @@
 """``attnkit course DIR``: a ready nbgrader course (``nbgrader_config.py`` and ``source/``).
 
 nbgrader reads its configuration only from ``./nbgrader_config.py``, so every
-nbgrader command is run from DIR. The notebooks' test cells grade in the
-kernel's process tree, which nbgrader starts with its own environment: the
-config therefore points ``ATTNKIT_SOLUTIONS`` at the kit's reference solutions
-(needed for the hidden cases) and sets the per-item time limit.
+nbgrader command is run from DIR. The config starts the course's grading
+helper (``attnkit.nbgrader_helper``) in the nbgrader process, before any
+kernel: the helper grades the test cells with the reference solutions and the
+hidden-case secret, which the students' kernels never get.
 """
 
 from __future__ import annotations
@@ -18,22 +18,23 @@ from attnkit.outcomes import GraderError
 CONFIG = '''\
 # nbgrader configuration of the attention course, written by `attnkit course`.
 # Run every nbgrader command from this folder: nbgrader reads ./nbgrader_config.py only.
-import os
+import attnkit.nbgrader_helper
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 c.CourseDirectory.course_id = "attnkit"
 
 # A cell that runs longer than this is interrupted and the notebook goes on.
-# A student's infinite loop costs one "try it" cell this long; the test cell of
-# a looping item stops after ATTNKIT_ITEM_SECONDS, twice (public + hidden run).
+# A student's infinite loop costs one "try it" cell this long. The first test
+# cell of a notebook grades all its items, each stopped after {item_seconds:g} s.
 c.Execute.timeout = {cell_timeout}
 
-# The test cells grade with the kit's reference solutions (hidden cases). The
-# kernels nbgrader starts inherit this environment. Set ATTNKIT_SECRET in your
-# shell, not here, if this folder is shared: it seeds the hidden cases.
-os.environ.setdefault("ATTNKIT_SOLUTIONS", {solutions!r})
-os.environ.setdefault("ATTNKIT_ITEM_SECONDS", "{item_seconds:g}")
+# The test cells are graded by a helper process outside the students' kernels.
+# It holds the hidden-case secret (export ATTNKIT_SECRET in the shell that runs
+# nbgrader; never write it here: a kernel can read this file) and the reference
+# solutions; the kernels get neither, only the helper's socket.
+attnkit.nbgrader_helper.start(solutions={solutions!r}, item_seconds={item_seconds!r})
 '''
+HELPER_SECONDS = 15  # the helper's first start of its worker (torch) and of the reference
 
 
 def create(directory: str, cell_timeout: int = 60, item_seconds: float = 10.0) -> list[str]:
@@ -41,9 +42,10 @@ def create(directory: str, cell_timeout: int = 60, item_seconds: float = 10.0) -
     from attnkit import build
     from attnkit.reference import KIT_ROOT, solutions_dir
 
-    if item_seconds * 2 + 10 > cell_timeout:
+    if item_seconds + HELPER_SECONDS > cell_timeout:
         raise GraderError(f"--cell-timeout {cell_timeout} is too short for --item-timeout {item_seconds:g}: "
-                          f"a test cell grades twice; use at least {int(item_seconds * 2 + 10)}")
+                          f"a test cell waits for its item's grading, the first one also for the grader's "
+                          f"start; use at least {int(item_seconds + HELPER_SECONDS)}")
     solutions = solutions_dir().resolve()
     missing = [m for m in MODULES if not (solutions / f"{m}.py").exists()
                or not (KIT_ROOT / "solutions" / f"{m}.py").exists()]
@@ -65,7 +67,10 @@ def create(directory: str, cell_timeout: int = 60, item_seconds: float = 10.0) -
         target.write_text(content)
         written.append(str(target))
     root.mkdir(parents=True, exist_ok=True)
-    config.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=item_seconds,
-                                    solutions=os.fspath(solutions)))
+    # The kit's own solutions are found through the installed kit; only a folder
+    # chosen with ATTNKIT_SOLUTIONS is named in the config.
+    chosen = os.fspath(solutions) if os.environ.get("ATTNKIT_SOLUTIONS") else None
+    config.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=float(item_seconds),
+                                    solutions=chosen))
     written.append(str(config))
     return written

@@ -13,13 +13,22 @@ that runs your code on the example sentence, and a locked *test cell* that grade
 it. A test cell does not trust this notebook's memory: it reads the **saved**
 notebook file, builds `{module}.py` from your solution cells, and runs the checks
 in a separate process. So **save (Ctrl-S) before you run a test cell**. In your
-copy the test cell runs the public checks (the document's numbers and the
-stage's properties); the instructor's grading adds hidden randomized cases.
+copy a test cell runs the public checks (the document's numbers and the stage's
+properties) and scales them to the cell's points, so a correct notebook shows
+full marks here and passes nbgrader's *Validate*; the instructor's grading runs
+every check, hidden randomized cases included, each with its own points. The
+first comment of a test cell says which checks are graded where.
 
 Only definitions in a solution cell count (`import`, `def`, `class`,
 assignments): a trial call left at the top of a cell is ignored by the grader.
 Printing is fine anywhere. An item that runs for more than a few seconds (an
 infinite loop?) scores 0, and only that item does."""
+
+# The first comment of every test cell: what is graded where.
+TEST_COMMENT = (
+    "{points} points. Here, in your copy: the public checks ({public}), scaled to {points} points. "
+    "At grading: every check with its own points, {rest} included ({need} the instructor's reference). "
+    "Graded in a separate process, on your saved notebook: save it (Ctrl-S) first.")
 
 INTRO = {
     "simplified_attention": """\

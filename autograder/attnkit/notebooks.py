@@ -15,10 +15,11 @@ from __future__ import annotations
 import ast
 import json
 import re
+import textwrap
 from pathlib import Path
 
 from attnkit import notebook_text as text
-from attnkit.items import MODULES, items_of
+from attnkit.items import MODULES, PUBLIC_KINDS, items_of
 
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 TITLES = {m: text.INTRO[m].splitlines()[0].lstrip("# ") for m in MODULES}
@@ -80,17 +81,24 @@ def code(cell_id: str, source: str, metadata: dict | None = None) -> dict:
 
 
 def test_source(item) -> str:
-    checks = ", ".join(f"{kind} {p}" for kind, p in item.checks.items())
+    """A test cell: where each check is graded, and one call that ends the cell in its points."""
+    def listed(kinds):  # "hidden 2" is never split over two lines
+        return " and ".join(", ".join(f"{kind}\u00a0{item.checks[kind]}" for kind in kinds).rsplit(", ", 1))
+
+    public = [kind for kind in item.checks if kind in PUBLIC_KINDS]
+    rest = [kind for kind in item.checks if kind not in PUBLIC_KINDS]
+    where = text.TEST_COMMENT.format(points=item.points, public=listed(public), rest=listed(rest),
+                                     need="it needs" if len(rest) == 1 else "they need")
+    # nbgrader validate shows a failed cell's lines cut at 86 characters.
+    comment = textwrap.fill(where, 80, initial_indent="# ", subsequent_indent="# ").replace("\u00a0", " ")
     return f'''\
-# {item.points} points: {checks}.
-# The checks run in a separate process on the code of your saved notebook;
-# this kernel only gets the score back.
+{comment}
 from attnkit.notebook import score
-points = score("{item.key}", public=True)  # the document's numbers and the properties
+hidden = False
 {HIDDEN_BEGIN}
-points = score("{item.key}")  # every check, hidden randomized cases included
+hidden = True  # the instructor's grading: every check, hidden randomized cases included
 {HIDDEN_END}
-points'''
+score("{item.key}", hidden=hidden)'''
 
 
 def notebook(module: str, solution_source: str) -> dict:
