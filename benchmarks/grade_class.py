@@ -1,18 +1,30 @@
-"""Benchmark: grading a class, as a ratio to one torch import in the same run.
+"""Benchmark: grading a class, as ratios to baselines measured in the same run.
 
-    python benchmarks/grade_class.py [--students 100] [--jobs 2]
+    python benchmarks/grade_class.py [--students 100] [--jobs 2] [--round-trips 218]
 
-Builds a class of full submissions (a mix of correct, stubbed and wrong ones,
-made from solutions/ and assignments/), then times, each in a fresh process:
-`python -c "import torch"` (the baseline, median of three), `attnkit grade` of
-one submission, and `attnkit grade-class` of the whole class. Machines here are
-noisy, so the targets are ratios to the baseline measured in the same
-invocation: a class of 100 within 10x one torch import, one submission within 2x.
+Builds a class that looks like a real one: correct submissions, untouched
+stubs, and wrong ones whose mistakes are all different (a numeric twist per
+student, so that no two wrong answers, and no two feedback pictures, are
+alike). Then times, each in a fresh process:
+
+- `python -c "import torch"`: the baseline, median of three;
+- the floor of grading one submission: in a warm process that has imported
+  torch, fork, import the four solution modules in the child and make
+  `--round-trips` small round trips with it (218: what a correct submission
+  needed when the floor was defined), per submission;
+- `attnkit grade solutions` (one submission, median of three);
+- `attnkit grade-class` of the whole class (feedback pictures included), and
+  again with nothing changed.
+
+Machines here are noisy, so the targets are ratios within one run: one
+submission at most 2x a torch import; a class of 100 at most 5x a torch
+import (issue 11; 10x before), and at most 3x the floor per submission.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -24,28 +36,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
 
-# Wrong submissions: one edit of the reference solution each.
+# Wrong submissions: one edit of the reference solution each, with a number that
+# differs from student to student ({k} = 1, 2, ...), so every wrong answer is unique.
 MISTAKES = [
-    ("simplified_attention", "shifted = scores - scores.amax(dim=dim, keepdim=True)", "shifted = scores"),
-    ("self_attention", "return torch.softmax(scores / d_k ** 0.5, dim=-1)", "return torch.softmax(scores / d_k, dim=-1)"),
-    ("causal_attention", 'return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)"),
-    ("causal_attention", "mask_scores(scores, self.mask[:num_tokens, :num_tokens])", "mask_scores(scores, self.mask)"),
-    ("multihead_attention", "x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)", "x = x.contiguous()"),
+    ("simplified_attention", "return torch.exp(shifted) / torch.exp(shifted).sum(dim=dim, keepdim=True)",
+     "return torch.exp(shifted * (1 + {k} / 997)) / torch.exp(shifted * (1 + {k} / 997)).sum(dim=dim, keepdim=True)"),
+    ("self_attention", "return torch.softmax(scores / d_k ** 0.5, dim=-1)",
+     "return torch.softmax(scores / d_k ** (0.5 + {k} / 991), dim=-1)"),
+    ("causal_attention", 'return scores.masked_fill(mask, float("-inf"))',
+     "return scores.masked_fill(mask, -1.0 - {k} / 7)"),
+    ("causal_attention", "mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+     "mask_scores(scores * (1 + {k} / 983), self.mask[:num_tokens, :num_tokens])"),
+    ("multihead_attention", "return self.out_proj(context)", "return self.out_proj(context) * (1 + {k} / 977)"),
 ]
 
 
-def build_class(folder: Path, n: int) -> None:
+def build_class(folder: Path, n: int) -> int:
+    """n students: 2 in 5 correct, 1 in 5 stubs, 2 in 5 wrong; returns the number of wrong ones."""
+    wrong = 0
     for i in range(n):
         student = folder / f"student{i:03d}"
         kind = i % 5
         base = ROOT / ("assignments" if kind == 4 else "solutions")
         shutil.copytree(base, student, ignore=shutil.ignore_patterns("__pycache__"))
-        if kind in (1, 2, 3):  # wrong: one mistake, a different one across students
-            module, old, new = MISTAKES[i % len(MISTAKES)]
+        if kind in (1, 3):
+            wrong += 1
+            module, old, new = MISTAKES[wrong % len(MISTAKES)]
             path = student / f"{module}.py"
             text = path.read_text()
-            assert old in text, old
-            path.write_text(text.replace(old, new, 1))
+            assert text.count(old) == 1, old
+            path.write_text(text.replace(old, new.format(k=wrong)))
+    return wrong
 
 
 def timed(cmd: list[str]) -> float:
@@ -54,27 +75,83 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+FLOOR = r'''
+import json, os, socket, sys, time
+import torch
+torch.set_num_threads(1)
+folder, n, trips = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path.insert(0, folder)
+start = time.perf_counter()
+for _ in range(n):
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        for m in ("simplified_attention", "self_attention", "causal_attention", "multihead_attention"):
+            __import__(m)
+        for _ in range(trips):
+            theirs.recv(256)
+            theirs.sendall(json.dumps({"kind": "result", "value": 1}).encode())
+        os._exit(0)
+    theirs.close()
+    for _ in range(trips):
+        ours.sendall(json.dumps({"op": "call", "item": "x"}).encode())
+        ours.recv(256)
+    os.waitpid(pid, 0)
+    ours.close()
+print((time.perf_counter() - start) / n)
+'''
+
+
+def floor(trips: int, n: int = 40) -> float:
+    """Seconds per submission of fork + four imports + ``trips`` round trips, in a warm process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in MODULES:
+            shutil.copyfile(ROOT / "solutions" / f"{m}.py", Path(tmp) / f"{m}.py")
+        out = subprocess.run([sys.executable, "-c", FLOOR, tmp, str(n), str(trips)], check=True,
+                             capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return float(out.stdout.strip())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--round-trips", type=int, default=218)
     args = parser.parse_args()
     attnkit = [sys.executable, "-m", "attnkit.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         klass, out = Path(tmp) / "class", Path(tmp) / "out"
-        build_class(klass, args.students)
+        wrong = build_class(klass, args.students)
         torch_import = statistics.median(timed([sys.executable, "-c", "import torch"]) for _ in range(3))
+        per_floor = statistics.median(floor(args.round_trips) for _ in range(3))
         one = statistics.median(timed(attnkit + ["grade", "solutions"]) for _ in range(3))
         whole = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rerun = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rows = (out / "grades.csv").read_text().splitlines()
-    print(f"python -c 'import torch' (median of 3):        {torch_import:6.2f} s  (baseline)")
-    print(f"attnkit grade solutions (median of 3):          {one:6.2f} s  = {one / torch_import:4.1f}x  (target <= 2x)")
-    print(f"attnkit grade-class, {args.students} students, --jobs {args.jobs}: {whole:6.2f} s  "
-          f"= {whole / torch_import:4.1f}x  (target <= 10x)")
-    print(f"  per submission:                              {whole / args.students * 1000:6.0f} ms")
-    print(f"  rerun, nothing changed:                      {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
-    print(f"  grades.csv rows: {len(rows) - 1}")
+        pictures = sum((p / "feedback.html").read_text().count("<img") for p in out.iterdir() if p.is_dir())
+        # the marginal cost of one more student, one job: the difference of two class sizes
+        sizes = {}
+        for n in (10, 40):
+            part = Path(tmp) / f"class{n}"
+            part.mkdir()
+            for student in sorted(klass.iterdir())[:n]:
+                shutil.copytree(student, part / student.name)
+            sizes[n] = timed(attnkit + ["grade-class", str(part), "--out", str(Path(tmp) / f"out{n}"),
+                                        "--jobs", "1", "--quiet"])
+        per_student = (sizes[40] - sizes[10]) / 30
+    who = "root" if os.geteuid() == 0 else "an ordinary user"
+    print(f"as {who}; {args.students} students ({wrong} wrong, each mistake different), --jobs {args.jobs}")
+    print(f"python -c 'import torch' (median of 3):     {torch_import:6.2f} s  (baseline)")
+    print(f"floor per submission (fork, 4 imports, {args.round_trips} round trips): {per_floor * 1000:6.1f} ms")
+    print(f"attnkit grade solutions (median of 3):       {one:6.2f} s  = {one / torch_import:4.1f}x  (target <= 2x)")
+    print(f"attnkit grade-class:                         {whole:6.2f} s  = {whole / torch_import:4.1f}x  "
+          f"(targets: <= 10x, issue 11: <= 5x)")
+    print(f"  per submission, {args.jobs} jobs:                  {whole / args.students * 1000:6.0f} ms")
+    print(f"  one more submission, one job (40 - 10 students): {per_student * 1000:6.0f} ms  = "
+          f"{per_student / per_floor:4.1f}x the floor  (target <= 3x)")
+    print(f"  rerun, nothing changed:                    {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
+    print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}")
     return 0
 
 

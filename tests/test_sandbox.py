@@ -247,6 +247,7 @@ for name in ("attnkit.reference", "attnkit.diagnosis.variants", "attnkit.diagnos
 def test_the_child_sees_the_python_installation_its_files_and_nothing_else(zygote, tmp_path):
     marker = Path("/tmp") / f"attnkit-host-marker-{os.getpid()}"
     marker.write_text("host")
+    left = Path("/tmp") / f"attnkit-left-behind-{os.getpid()}"
     try:
         found = probe(zygote, tmp_path, f'''
 def readable(path):
@@ -276,11 +277,13 @@ try:
     found["wrote"] = os.path.getsize("/tmp/big")
 except OSError as exc:
     found["wrote"] = str(exc)
-with open("/tmp/left-behind", "w") as f:
+with open({str(left)!r}, "w") as f:
     f.write("x")
 ''')
     finally:
         marker.unlink()
+        written = left.exists()
+        left.unlink(missing_ok=True)
     assert found["readable"] == []
     assert found["here"] == [f"{S}.py"] and found["cwd"] == "/submission"
     # empty, but for the Python installation where it lives under /tmp (a CI virtual environment, say)
@@ -289,7 +292,7 @@ with open("/tmp/left-behind", "w") as f:
     assert found["pid"] == 1 and found["processes"] in ([], ["1"])  # a PID namespace of its own
     assert found["uid"] != os.getuid() or os.getuid() != 0
     assert isinstance(found["wrote"], str)  # writes are bounded
-    assert not Path("/tmp/left-behind").exists()  # and they vanish with the child
+    assert not written  # and they vanish with the child
 
 
 def test_paths_to_hide_inside_the_python_installation_are_covered(tmp_path):
