@@ -57,7 +57,7 @@ With Python {python} or newer, in this folder:
     pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
     pip install ./checker jupyterlab
 
-The second line installs the CPU build of torch (about 700 MB; pip's default
+The second line installs the CPU build of torch (about 750 MB; pip's default
 torch on Linux is the CUDA build, several GB). On macOS and Windows the
 default build is the CPU one: `pip install torch==2.13.0` there. The third
 installs the checker (`attnkit`, with numpy, pytest and matplotlib; the torch
