@@ -11,6 +11,7 @@ from attnkit.grading import grade
 from attnkit.intake import from_folder
 from attnkit.items import MODULES
 from attnkit.sandbox import Limits, Zygote
+from attnkit.settings import secret_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -20,7 +21,7 @@ SHARED = ROOT.parent / "shared" / "reference"
 
 @pytest.fixture(scope="session")
 def zygote():
-    z = Zygote()
+    z = Zygote(hide=secret_paths())
     yield z
     z.close()
 

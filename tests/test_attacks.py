@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SOLUTIONS, grade_folder, make_submission
 
-from attnkit.sandbox import Limits, processes_of
+from attnkit.sandbox import Limits
 
 ATTACKS = Path(__file__).parent / "attacks"
 S = "simplified_attention"
@@ -193,14 +193,6 @@ def test_exit_at_import_costs_only_that_file(zygote, tmp_path):
     report = grade_folder(zygote, folder, (S, "self_attention"), LIMITS)
     for key, r in report.by_item().items():
         assert r.score == (r.max_score if key.startswith("self_attention.") else 0), (key, r.reasons)
-
-
-def test_student_processes_run_as_their_own_user(zygote, tmp_path):
-    if not zygote.ready().get("user"):
-        pytest.skip("this machine lets the grader use no user of its own")
-    uid = zygote.new_uid()
-    assert uid is not None and uid != os.getuid()
-    assert processes_of(uid) == []
 
 
 def test_a_hang_at_import_costs_only_that_file_not_the_files_importing_it(zygote, tmp_path):

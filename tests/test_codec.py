@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnkit import codec
+from attnkit.sandbox import protocol as codec
 
 
 def roundtrip(value):

@@ -2,24 +2,40 @@
 
 import os
 
-from attnkit import confine
+from attnkit.sandbox import confine
+
+EVERYTHING = {k: True for k in confine.GUARANTEES}
 
 
-def test_notice_names_each_missing_protection_once():
-    assert confine.missing({"user": True, "network": True, "hidden": True}) == ""
-    text = confine.missing({"user": False, "network": True, "hidden": False})
+def test_notice_names_each_missing_guarantee_once():
+    assert confine.notice(EVERYTHING) == ""
+    text = confine.notice(dict(EVERYTHING, filesystem=False, user=False))
     assert text.count("attnkit: note:") == 1
-    assert "unprivileged user" in text and "hide the kit's solutions" in text and "network" not in text
+    assert "the kit's solutions" in text and "privilege" in text and "network" not in text
     assert "Time, memory and output limits still apply" in text
 
 
-def test_probe_reports_the_three_protections():
-    result = confine.probe_here()
-    assert set(result) == {"user", "network", "hidden"}
-    if os.geteuid() == 0:  # CI and these machines run as root: everything applies
-        assert result == {"user": True, "network": True, "hidden": True}
+def test_the_worker_applies_every_guarantee_here(zygote):
+    """CI and these machines run as root or with user namespaces: everything applies."""
+    isolation = zygote.ready()
+    assert {k: isolation.get(k) for k in confine.GUARANTEES} == EVERYTHING, isolation
+    assert isolation["mode"] == ("root" if os.geteuid() == 0 else "userns")
 
 
-def test_python_paths_cover_the_standard_library():
-    paths = confine.python_paths()
+def test_python_paths_cover_the_standard_library_and_not_the_kit_checkout():
+    kit = os.path.dirname(os.path.dirname(os.path.dirname(confine.__file__)))  # .../autograder
+    paths = confine.python_paths(exclude=[kit])
     assert any(os.path.dirname(os.__file__).startswith(p) for p in paths)
+    assert kit not in paths
+
+
+def test_close_fds_keeps_what_it_is_told_to():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        confine.close_fds([0, 1, 2, w])
+        os.write(w, b"alive")
+        os._exit(0 if not os.path.exists(f"/proc/self/fd/{r}") else 1)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(r, 10) == b"alive" and os.waitstatus_to_exitcode(status) == 0

@@ -40,8 +40,11 @@ pytestmark = pytest.mark.slow
 
 FORGERY = ("import attnkit.notebook\n"
            "attnkit.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
+# In the first solution cell, so that every test cell after it is forged. The
+# module rebuilt from these cells imports attnkit, which the sandbox does not
+# offer: graded where it counts, it does not even import.
 EDITS["forger"] = {"simplified_attention": EDITS["wrong"]["simplified_attention"] + [
-    ("softmax", "def softmax(", FORGERY + "def softmax(")]}
+    ("query_scores", "def query_scores(", FORGERY + "def query_scores(")]}
 
 SUBMISSIONS = {  # student -> assignments submitted
     "full": MODULES, "released": MODULES, "wrong": ("simplified_attention",),

@@ -2,7 +2,8 @@
 the points of the stage it breaks, and nothing elsewhere.
 
 Each submission is the reference solution with one edit. The expected scores
-are written out here by hand from the points table, not taken from the grader.
+are written out here by hand from the points table, not taken from the grader,
+and so is the misconception the broken item must be named with.
 """
 
 import pytest
@@ -13,85 +14,88 @@ S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "m
 CASES = {
     "softmax_without_max_subtraction": (
         {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)", "shifted = scores")]},
-        {f"{S}.softmax": 3}),  # loses stability (2)
+        {f"{S}.softmax": 3}, "softmax_no_max_subtraction"),  # loses stability (2)
     "softmax_ignores_dim": (
         {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
               "shifted = scores - scores.amax(dim=-1, keepdim=True)"),
              ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum(dim=-1, keepdim=True)")]},
-        {f"{S}.softmax": 3}),  # loses hidden (2): the document's cases use the last dim
+        {f"{S}.softmax": 3}, "normalized_over_wrong_axis"),  # loses hidden (2): the document's cases use the last dim
     "softmax_modifies_its_input": (
         {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
               "scores -= scores.amax(dim=dim, keepdim=True)\n    shifted = scores")]},
-        {f"{S}.softmax": 0}),
+        {f"{S}.softmax": 0}, "modifies_input_in_place"),
     "context_vectors_returns_numpy": (
         {S: [("return weights @ values  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)",
               "return (weights @ values).numpy()")]},
-        {f"{S}.context_vectors": 0}),
+        {f"{S}.context_vectors": 0}, "returns_numpy"),
     "query_scores_changes_dtype": (
         {S: [("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
               "return (inputs * query.unsqueeze(-2)).sum(dim=-1).float()")]},
-        {f"{S}.query_scores": 1}),  # the float32 example passes, float64 hidden cases fail
+        {f"{S}.query_scores": 1}, "dtype_changed"),  # the float32 example passes, float64 hidden cases fail
     "scaling_by_d_k": (
         {SA: [("return torch.softmax(scores / d_k ** 0.5, dim=-1)", "return torch.softmax(scores / d_k, dim=-1)")]},
-        {f"{SA}.attention_weights": 0}),
+        {f"{SA}.attention_weights": 0}, "scaled_by_d_k"),
     "no_scaling": (
         {SA: [("return torch.softmax(scores / d_k ** 0.5, dim=-1)", "return torch.softmax(scores, dim=-1)")]},
-        {f"{SA}.attention_weights": 0}),
+        {f"{SA}.attention_weights": 0}, "not_scaled"),
     "mask_includes_the_diagonal": (
         {CA: [("dtype=torch.bool), diagonal=1)", "dtype=torch.bool), diagonal=0)")]},
-        {f"{CA}.causal_mask": 0}),
+        {f"{CA}.causal_mask": 0}, "mask_hides_diagonal"),
     "masking_with_zero": (
         {CA: [('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")]},
-        {f"{CA}.mask_scores": 0}),
+        {f"{CA}.mask_scores": 0}, "masked_with_zero"),
     "renormalize_forgets_to_renormalize": (
         {CA: [("return kept / kept.sum(dim=-1, keepdim=True)", "return kept")]},
-        {f"{CA}.renormalize_masked": 0}),
+        {f"{CA}.renormalize_masked": 0}, "mask_after_softmax_not_renormalized"),
     "dropout_on_the_scores": (
         {CA: [("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
                "        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
                "        scores = self.dropout(scores)\n"
                "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
                "        return weights @ values  # (b, T, d_out)")]},
-        {f"{CA}.CausalAttention": 10}),  # loses dropout (3)
+        {f"{CA}.CausalAttention": 10}, "dropout_on_scores"),  # loses dropout (3)
     "dropout_active_in_eval_mode": (
         {CA: [("        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
                "        weights = torch.nn.functional.dropout(weights, self.dropout.p, training=True)\n"
                "        return weights @ values  # (b, T, d_out)")]},
-        {f"{CA}.CausalAttention": 7}),  # loses hidden (3, run with dropout 0.3) and dropout (3)
+        {f"{CA}.CausalAttention": 7}, "dropout_in_eval_mode"),  # loses hidden (3, run with dropout 0.3) and dropout (3)
     "mask_not_sliced": (
         {CA: [("mask_scores(scores, self.mask[:num_tokens, :num_tokens])", "mask_scores(scores, self.mask)")]},
-        {f"{CA}.CausalAttention": 11}),  # loses short_sequence (2)
+        {f"{CA}.CausalAttention": 11}, "mask_not_sliced"),  # loses short_sequence (2)
     "split_heads_without_transpose": (
         {MH: [("    x = x.view(b, num_tokens, num_heads, d_out // num_heads)  # (b, T, h, head_dim)\n"
                "    return x.transpose(1, 2)  # (b, h, T, head_dim)",
                "    return x.view(b, num_heads, num_tokens, d_out // num_heads)")]},
-        {f"{MH}.split_heads": 0}),
+        {f"{MH}.split_heads": 0}, "split_without_transpose"),
     "merge_heads_without_transpose": (
         {MH: [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)", "x = x.contiguous()")]},
-        {f"{MH}.merge_heads": 0}),
+        {f"{MH}.merge_heads": 0}, "merge_without_transpose"),
     "missing_out_proj": (
         {MH: [("        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found\n", ""),
               ("        return self.out_proj(context)", "        return context")]},
-        {f"{MH}.MultiHeadAttention": 0}),
+        {f"{MH}.MultiHeadAttention": 0}, "out_proj_missing"),
     "multihead_dropout_on_the_scores": (
         {MH: [("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n"
                "        weights = self.dropout(weights)\n",
                "        scores = self.dropout(scores)\n"
                "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n")]},
-        {f"{MH}.MultiHeadAttention": 14}),  # loses dropout (1)
+        {f"{MH}.MultiHeadAttention": 14}, "dropout_on_scores"),  # loses dropout (1)
     "head_dim_from_d_in": (
         {MH: [("self.head_dim = d_out // num_heads", "self.head_dim = d_in // num_heads")]},
-        {f"{MH}.MultiHeadAttention": 13}),  # loses structure (2)
+        {f"{MH}.MultiHeadAttention": 13}, "head_dim_from_d_in"),  # loses structure (2)
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_wrong_submission_loses_exactly_its_stage(zygote, tmp_path, name):
-    edits, changed = CASES[name]
+    edits, changed, named = CASES[name]
     modules = tuple(edits)
     folder = make_submission(tmp_path / name, edits)
     expected = dict(full_marks(modules), **changed)
-    assert scores(grade_folder(zygote, folder, modules)) == expected
+    report = grade_folder(zygote, folder, modules)
+    assert scores(report) == expected
+    (item,) = changed
+    assert {c.diagnosis for c in report.by_item()[item].checks if not c.passed} - {""} == {named}
 
 
 def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):

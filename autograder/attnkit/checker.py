@@ -68,6 +68,7 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
     from attnkit.grading import find, grade
     from attnkit.intake import from_folder
     from attnkit.sandbox import Limits, Zygote
+    from attnkit.settings import secret_paths
 
     folder = Path(path)
     notes: list[str] = []
@@ -81,7 +82,7 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
             target = from_folder(str(tmp), MODULES, f"{path} (notebooks)")
         else:
             target = find(path)
-        zygote = Zygote()
+        zygote = Zygote(hide=secret_paths())
         try:
             report = grade(zygote, target, Limits(seconds=timeout), public=True)
         finally:

@@ -92,7 +92,7 @@ _NEXT_CHANNEL = None
 
 def _init_job() -> None:
     """In each job process: take a channel of its own to the shared worker."""
-    from attnkit import confine
+    from attnkit.sandbox import confine
 
     confine.die_with_parent()  # a killed run leaves no job grading on
     with _NEXT_CHANNEL.get_lock():
@@ -173,7 +173,7 @@ class Progress:
 
 
 def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: float = 10.0,
-                progress: bool = True, hide: list[str] = ()) -> list[StudentOutcome]:
+                progress: bool = True, hide: list[str] = (), unconfined: bool = False) -> list[StudentOutcome]:
     class_path, out_path = Path(class_dir).resolve(), Path(out_dir).resolve()
     if out_path == class_path or class_path in out_path.parents:
         raise GraderError(f"--out {out_dir} must not be inside the class folder {class_dir}")
@@ -195,9 +195,25 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
             bar.step(f"{o.student}: unchanged")
     if todo:
         outcomes += _run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
-                              [str(class_path), str(out_path), *map(str, hide)], bar)
+                              [str(class_path), str(out_path), *map(str, hide)], bar, unconfined)
     write_csv(out_path, outcomes)
     return sorted(outcomes, key=lambda o: o.student)
+
+
+def refuse_unconfined(zygote, unconfined: bool) -> None:
+    """Grades for credit need every guarantee of the sandbox; without them, only
+    on the instructor's explicit word (``--unconfined``), and said each run."""
+    from attnkit.sandbox import confine
+
+    gaps = confine.missing(zygote.ready())
+    if not gaps:
+        return
+    if not unconfined:
+        zygote.close()
+        raise GraderError("this machine cannot confine student code: the grader cannot " + "; ".join(gaps) +
+                          ". Grade as root or where unprivileged user namespaces are enabled; or pass "
+                          "--unconfined to grade anyway (the grades then cannot count)")
+    print(zygote.notice(), file=sys.stderr)
 
 
 def _warm_up() -> None:
@@ -216,14 +232,17 @@ def _warm_up() -> None:
         grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
 
 
-def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar) -> list[StudentOutcome]:
+def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar,
+              unconfined: bool = False) -> list[StudentOutcome]:
     global _ZYGOTE, _NEXT_CHANNEL
     from attnkit.sandbox import Zygote
+    from attnkit.settings import secret_paths
 
     jobs = max(1, min(jobs, len(todo)))
     # One warm worker serves every job, each on its own channel: torch is
     # imported once for the workers, and once here, in parallel.
-    _ZYGOTE = Zygote(hide=hide, channels=jobs * 4)  # spare channels for replacement jobs
+    _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4)  # spare channels for replacement jobs
+    refuse_unconfined(_ZYGOTE, unconfined)
     _warm_up()
 
     context = multiprocessing.get_context("fork")

@@ -48,9 +48,10 @@ def cmd_build(args) -> int:
 
 def cmd_grade(args) -> int:
     from attnkit.sandbox import Limits, Zygote
+    from attnkit.settings import secret_paths
 
     # The worker imports torch while this process does the same: start it first.
-    zygote = Zygote()
+    zygote = Zygote(hide=secret_paths())
     import pytest
 
     from attnkit import report as render
@@ -123,13 +124,10 @@ def cmd_check(args) -> int:
 def cmd_grade_class(args) -> int:
     import tempfile
 
-    from attnkit import confine, nbgrader_tree
+    from attnkit import nbgrader_tree
     from attnkit.classgrade import grade_class
     from attnkit.items import module_totals
 
-    notice = confine.missing(confine.probe_here())
-    if notice:
-        print(notice, file=sys.stderr)
     source, submitted = args.dir, nbgrader_tree.is_submitted_tree(args.dir)
     if submitted:  # nbgrader's submitted/ tree: grade the solution cells of each notebook
         source = tempfile.mkdtemp(prefix="attnkit-submitted-")
@@ -138,7 +136,7 @@ def cmd_grade_class(args) -> int:
             for note in notes:
                 print(f"  {student}: {note}", file=sys.stderr)
     outcomes = grade_class(source, args.out, jobs=args.jobs, seconds=args.timeout, progress=not args.quiet,
-                           hide=[args.dir])
+                           hide=[args.dir], unconfined=args.unconfined)
     graded = [o for o in outcomes if not o.skipped and not o.error]
     skipped = [o for o in outcomes if o.skipped]
     errors = [o for o in outcomes if o.error]
@@ -278,6 +276,10 @@ def args_grade_class(p):
     p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: the CPU count)")
     add_timeout(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--unconfined", action="store_true",
+                   help="grade even where this machine cannot confine student code (neither root nor "
+                        "unprivileged user namespaces): a student could then read the solutions and "
+                        "other students' work, so the grades cannot count")
 
 
 def args_gradescope_bundle(p):

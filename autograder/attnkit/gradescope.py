@@ -107,11 +107,12 @@ def main(root: str = "/autograder") -> int:
     from attnkit.intake import from_folder
     from attnkit.report import write_json
     from attnkit.sandbox import Zygote
+    from attnkit.settings import secret_paths
 
     root_path = Path(root)
     results = root_path / "results" / "results.json"
     start = time.monotonic()
-    zygote = Zygote(hide=[str(root_path / "source"), str(root_path / "results"), str(root_path / "submission")])
+    zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"), str(root_path / "submission")])
     try:
         with tempfile.TemporaryDirectory(prefix="attnkit-submission-") as tmp:
             stage = Path(tmp) / "submission"

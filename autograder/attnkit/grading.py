@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from attnkit import reference
+from attnkit import diagnosis, reference
 from attnkit.intake import Submission, find  # noqa: F401 - find is the entry points' intake
-from attnkit.items import Check, items, registry
+from attnkit.items import MODULES, Check, allowed_calls, items, registry, stand_ins
 from attnkit.outcomes import GraderError
 from attnkit.sandbox import Limits, Session, Zygote
 from attnkit.scoring import CheckResult, Report, build_report, outcome
 from attnkit.student import Student
-
-
-def item_kinds() -> dict[str, str]:
-    return {key: item.kind for key, item in items().items()}
 
 
 def solutions_available() -> bool:
@@ -38,7 +34,10 @@ def open_session(zygote: Zygote, submission: Submission, limits: Limits | None =
     # The grader's tensors are tiny: a second intra-op thread only fights the
     # student process for the CPU (measured: 6x slower per submission).
     torch.set_num_threads(1)
-    return Session(zygote, submission.files, item_kinds(), None if public else reference.upcall, limits)
+    if not public:
+        reference.warm_up()
+    return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
+                   None if public else reference.upcall, limits)
 
 
 def selected_checks(submission: Submission, public: bool = False) -> list[Check]:
@@ -49,28 +48,47 @@ def selected_checks(submission: Submission, public: bool = False) -> list[Check]
 
 class Run:
     """Checks of one submission, in order; a limit hit by one check skips the
-    rest of that item (it scores 0 whatever they would say)."""
+    rest of that item (it scores 0 whatever they would say).
+
+    The comparisons each check makes are kept per item (``collecting``), so
+    that ``results`` names a misconception only when it fits all of an
+    item's checks (``attnkit.diagnosis.conclude``)."""
 
     def __init__(self, session: Session):
         self.session = session
-        self.results: list[CheckResult] = []
+        self.outcomes: list[tuple[Check, BaseException | None]] = []
+        self.cases: dict[str, list] = {}
         self.limited: set[str] = set()
+        self._results: list[CheckResult] | None = None
 
     def student(self, check: Check) -> Student:
         return Student(self.session, items()[check.item])
+
+    def collecting(self, check: Check):
+        """While ``check`` runs, keep the comparisons it makes."""
+        return diagnosis.collecting(self.cases.setdefault(check.item, []), check.kind)
 
     def record(self, check: Check, exc: BaseException | None) -> CheckResult:
         result = outcome(check, exc)
         if result.limit:
             self.limited.add(check.item)
-        self.results.append(result)
+        self.outcomes.append((check, exc))
+        self._results = None
         return result
+
+    @property
+    def results(self) -> list[CheckResult]:
+        """Every check's result, with each item's reasons settled on all its checks."""
+        if self._results is None:
+            self._results = [outcome(c, e) for c, e in diagnosis.conclude(self.outcomes, self.cases)]
+        return self._results
 
     def run(self, check: Check) -> CheckResult | None:
         if check.item in self.limited:
             return None
         try:
-            check.func(self.student(check))
+            with self.collecting(check):
+                check.func(self.student(check))
         except Exception as exc:  # noqa: BLE001 - classified by outcome()
             return self.record(check, exc)
         return self.record(check, None)

@@ -37,6 +37,8 @@ PUBLIC_KINDS = frozenset({"example", "stability", "masking", "dropout", "structu
 class Item:
     key: str  # "module.name"
     checks: dict  # check kind -> points, in table order
+    calls: tuple[str, ...] = ()  # the other stages it may call (stood in while it is graded)
+    stand_in: dict | None = None  # how a class stands in for itself where others may call it
 
     @property
     def module(self) -> str:
@@ -60,7 +62,28 @@ def items() -> dict[str, Item]:
     """Every graded item, in teaching order."""
     with open(POINTS_FILE, "rb") as f:
         table = tomllib.load(f)
-    return {key: Item(key, dict(checks)) for key, checks in table.items()}
+    out = {}
+    for key, entry in table.items():
+        checks = {k: v for k, v in entry.items() if isinstance(v, int) and not isinstance(v, bool)}
+        out[key] = Item(key, checks, tuple(entry.get("calls", ())), entry.get("stand_in"))
+    return out
+
+
+def stand_ins() -> dict[str, dict]:
+    """What can stand in for each stage, as the sandbox takes it: every function,
+    and each class that declares a ``stand_in``."""
+    out: dict[str, dict] = {}
+    for key, item in items().items():
+        if item.kind == "function":
+            out[key] = {"kind": "function"}
+        elif item.stand_in:
+            out[key] = {"kind": "module", **item.stand_in}
+    return out
+
+
+def allowed_calls() -> dict[str, list[str]]:
+    """item -> the stages the grader answers stand-in requests for while it is graded."""
+    return {key: list(item.calls) for key, item in items().items() if item.calls}
 
 
 def items_of(module: str) -> list[Item]:

@@ -54,6 +54,7 @@ def _quiet():
 def _worker():
     global _zygote
     from attnkit.sandbox import Zygote
+    from attnkit.settings import secret_paths
 
     if _zygote is None or _zygote.proc.poll() is not None:
         # The worker inherits fds 1 and 2; fd 2 is /dev/null inside _quiet, and
@@ -61,7 +62,7 @@ def _worker():
         saved = os.dup(1)
         os.dup2(2, 1)
         try:
-            _zygote = Zygote()
+            _zygote = Zygote(hide=secret_paths())
         finally:
             os.dup2(saved, 1)
             os.close(saved)

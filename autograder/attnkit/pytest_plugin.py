@@ -18,6 +18,7 @@ from attnkit.grading import Run, Submission, find, open_session
 from attnkit.items import registry
 from attnkit.outcomes import GraderError
 from attnkit.sandbox import Limits, Zygote
+from attnkit.settings import secret_paths
 from attnkit.scoring import Report, build_report
 
 PLUGIN_NAME = "attnkit-grading"
@@ -73,7 +74,7 @@ class GradingPlugin:
         self.limits = limits
         self.json_path = json_path
         self.echo = echo
-        self.zygote = zygote or Zygote()  # starts importing torch now, while pytest collects
+        self.zygote = zygote or Zygote(hide=secret_paths())  # starts importing torch now, while pytest collects
         self._run: Run | None = None
         self.report: Report | None = None
         self.isolation_notice = ""
@@ -104,6 +105,15 @@ class GradingPlugin:
         check = _check_of(item)
         if check and check.item in self.run.limited:
             pytest.skip(f"{check.item} already scored 0: it hit a limit")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item):
+        check = _check_of(item)
+        if check is None:
+            yield
+            return
+        with self.run.collecting(check):  # the comparisons the diagnosis weighs once the item is done
+            yield
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

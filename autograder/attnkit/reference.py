@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import sys
+from collections import OrderedDict
 from functools import cache
 
 import torch
@@ -22,7 +23,7 @@ from attnkit.outcomes import GraderError
 from attnkit.settings import KIT_ROOT, PACKAGE_DIR, secret, solutions_dir  # noqa: F401 - re-exported
 DATA = PACKAGE_DIR / "data" / "reference_tensors.json"
 PUBLIC = PACKAGE_DIR / "data" / "public_examples.json"
-MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")
+from attnkit.items import MODULES  # noqa: E402
 
 @cache
 def solutions() -> dict[str, object]:
@@ -159,9 +160,12 @@ def rand(gen: torch.Generator, *shape: int, low: float = 0.0, high: float = 1.0)
 # Every student of a class gets the same hidden inputs, and correct code asks
 # the stand-ins the same questions: reference results are computed once per
 # grading process. Keys hash the tensors' bytes, so equal inputs hit, any
-# difference misses; nothing random is memoised (train-mode dropout).
-_MEMO: dict = {}
-_MEMO_LIMIT = 20_000
+# difference misses; nothing random is memoised (train-mode dropout). The memo
+# is bounded in bytes, least recently used first out, so no sequence of
+# requests grows the grader without bound.
+MEMO_BYTES = 256 << 20
+_MEMO: OrderedDict = OrderedDict()  # key -> (value, bytes)
+_memo_bytes = 0
 
 
 def _key(obj):
@@ -175,42 +179,109 @@ def _key(obj):
     return (type(obj).__name__, repr(obj))
 
 
+def nbytes(obj) -> int:
+    """The bytes of every tensor in a (nested) value."""
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(x) for x in obj)
+    if isinstance(obj, dict):
+        return sum(nbytes(x) for x in obj.values())
+    return 0
+
+
 def memo(tag: str, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, computed once per distinct tag and arguments.
     Callers must not modify what it returns."""
+    global _memo_bytes
     key = (tag, _key(args), _key(kwargs))
-    if key not in _MEMO:
-        if len(_MEMO) >= _MEMO_LIMIT:
-            _MEMO.clear()
-        _MEMO[key] = fn(*args, **kwargs)
-    return _MEMO[key]
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key][0]
+    value = fn(*args, **kwargs)
+    size = nbytes(value) + 256
+    if size <= MEMO_BYTES // 4:
+        _MEMO[key] = (value, size)
+        _memo_bytes += size
+        while _memo_bytes > MEMO_BYTES:
+            _, (_, dropped) = _MEMO.popitem(last=False)
+            _memo_bytes -= dropped
+    return value
 
 
 # --------------------------------------------------------------------------- stand-in service
 
-def upcall(spec, tensors, grads):
+def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     """Answer a stand-in in the student process: the reference result of one
-    stage (``mode`` "forward") or its vector-Jacobian product ("vjp")."""
+    stage (``mode`` "forward") or its vector-Jacobian product ("vjp"). The
+    sandbox has already checked that the item under grading may call this
+    stage; here the request is checked for form and for size: a result (or a
+    module's parameters) over ``max_bytes`` is refused before anything is
+    computed, by running the reference on shapes alone (torch's meta device)."""
     if not isinstance(spec, dict) or not isinstance(tensors, list):
         raise ValueError("malformed stand-in request")
+    target = spec.get("target")
+    if target not in stand_in_targets():
+        raise ValueError(f"no stand-in for {target!r}")
+    tensors = [t if isinstance(t, torch.Tensor) else None for t in tensors]
+    if any(t is None for t in tensors):
+        raise ValueError("stand-in arguments must be tensors")
+    if spec.get("mode") not in ("forward", "vjp"):
+        raise ValueError("malformed stand-in request")
+    need = _bound_bytes(spec, tensors)
+    if need > max_bytes:  # too big to be sure: measure exactly, on shapes alone
+        need = memo("size", _meta_bytes, spec, [(tuple(t.shape), t.dtype) for t in tensors])
+    if need > max_bytes:
+        raise ValueError(f"the reference result would take {need >> 20} MiB, over the {max_bytes >> 20} MiB bound")
     if spec.get("training"):
         return _upcall(spec, tensors, grads)  # dropout draws: never memoised
     return memo("upcall", _upcall, spec, tensors, grads)
 
 
+def _numbers(value) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [abs(float(value))]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    return []
+
+
+def _bound_bytes(spec, tensors) -> float:
+    """An upper bound of what any stage's reference allocates for these arguments,
+    from sizes alone: no stage builds more than (elements in) x (largest size) of
+    its inputs (scores are T x T of a T x d input), or the square or product of
+    its integer arguments (a causal mask, a module's weights)."""
+    total = sum(t.numel() for t in tensors)
+    largest = max([1] + [max(t.shape, default=1) for t in tensors])
+    ints = sorted(_numbers([spec.get("args"), spec.get("kwargs"), spec.get("init")]), reverse=True) + [1.0, 1.0]
+    return 8.0 * 4 * (total * largest + ints[0] * ints[0] + 4 * ints[0] * ints[1] + total)
+
+
+def _meta_bytes(spec, shapes) -> int:
+    """What the stand-in call would allocate (its result, and a module's
+    parameters and buffers), computed on the meta device: no memory spent."""
+    metas = [torch.empty(shape, dtype=dtype, device="meta") for shape, dtype in shapes]
+    try:
+        with torch.device("meta"), torch.no_grad():
+            out = _STAND_INS_BY_KIND[stand_in_targets()[spec["target"]]](dict(spec, training=False), metas,
+                                                                        sizes=True)
+    except Exception as exc:  # noqa: BLE001 - the reference cannot run on these arguments
+        raise ValueError(f"the reference cannot run on these arguments ({type(exc).__name__})") from None
+    return nbytes(out)
+
+
 def _upcall(spec, tensors, grads):
-    target = spec.get("target")
-    if target not in _STAND_INS:
-        raise ValueError(f"no stand-in for {target!r}")
-    tensors = [t if isinstance(t, torch.Tensor) else None for t in tensors]
-    if any(t is None for t in tensors):
-        raise ValueError("stand-in arguments must be tensors")
+    run = _STAND_INS_BY_KIND[stand_in_targets()[spec["target"]]]
     if spec.get("mode") == "vjp":
         if not isinstance(grads, list):
             raise ValueError("malformed gradient request")
         leaves = [t.detach().requires_grad_(t.is_floating_point()) for t in tensors]
         with torch.enable_grad():
-            out = _STAND_INS[target](spec, leaves)
+            out = run(spec, leaves)
         outs = out if isinstance(out, tuple) else (out,)
         pairs = [(o, g if isinstance(g, torch.Tensor) else torch.zeros_like(o))
                  for o, g in zip(outs, grads) if o.requires_grad]
@@ -220,41 +291,66 @@ def _upcall(spec, tensors, grads):
         it = iter(got)
         return [(next(it) if t.requires_grad else None) for t in leaves]
     with torch.no_grad():
-        return _STAND_INS[target](spec, tensors)
+        return run(spec, tensors)
 
 
 def _fill(template, tensors):
     if isinstance(template, dict) and set(template) == {"$slot"}:
-        return tensors[template["$slot"]]
+        slot = template["$slot"]
+        if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot < len(tensors):
+            raise ValueError("malformed stand-in request")
+        return tensors[slot]
     if isinstance(template, list):
         return [_fill(t, tensors) for t in template]
-    return template
+    if template is None or isinstance(template, (bool, int, float, str)):
+        return template
+    raise ValueError("malformed stand-in request")
 
 
-def _call_function(spec, tensors):
+def _call_function(spec, tensors, sizes: bool = False):
     fn = solution(spec["target"])
-    args = _fill(spec.get("args", []), tensors)
-    kwargs = {k: _fill(v, tensors) for k, v in dict(spec.get("kwargs", {})).items()}
+    args = _fill(list(spec.get("args", [])), tensors)
+    kwargs = {str(k): _fill(v, tensors) for k, v in dict(spec.get("kwargs", {})).items()}
     return fn(*args, **kwargs)
 
 
-def _call_causal_attention(spec, tensors):
-    init, names = list(spec["init"]), list(spec["state"])
+def _call_module(spec, tensors, sizes: bool = False):
+    init, names = list(spec.get("init", [])), list(spec.get("state", []))
+    if not all(isinstance(v, (bool, int, float)) for v in init) or not tensors:
+        raise ValueError("malformed stand-in request")
     x, params = tensors[0], tensors[1:]
-    module = solution("causal_attention.CausalAttention")(*init).to(x.dtype)
+    module = solution(spec["target"])(*init).to(x.dtype)
     module.train(bool(spec.get("training")))
     current = dict(module.named_parameters())
     if sorted(names) != sorted(current) or len(params) != len(names):
         raise ValueError("stand-in parameters do not match")
     # functional_call keeps the gradient path from the student's parameters.
-    return torch.func.functional_call(module, dict(zip(names, params)), (x,))
+    out = torch.func.functional_call(module, dict(zip(names, params)), (x,))
+    if sizes:  # what building the module allocates counts too (a huge mask, say)
+        return [out, *module.parameters(), *module.buffers()]
+    return out
 
 
-_STAND_INS = {f"{m}.{n}": _call_function for m, names in {
-    "simplified_attention": ("query_scores", "attention_scores", "normalize_by_sum", "softmax",
-                             "context_vectors", "simplified_self_attention"),
-    "self_attention": ("project_qkv", "attention_scores", "attention_weights", "context_vectors"),
-    "causal_attention": ("causal_mask", "mask_scores", "renormalize_masked"),
-    "multihead_attention": ("split_heads", "merge_heads"),
-}.items() for n in names}
-_STAND_INS["causal_attention.CausalAttention"] = _call_causal_attention
+_STAND_INS_BY_KIND = {"function": _call_function, "module": _call_module}
+
+
+@cache
+def stand_in_targets() -> dict[str, str]:
+    """Each stage that can stand in, and its kind; from the exercise table."""
+    from attnkit.items import stand_ins
+
+    return {key: decl["kind"] for key, decl in stand_ins().items()}
+
+
+@cache
+def warm_up() -> None:
+    """Pay once, before any item's clock runs, what the first stand-in answer of
+    each kind would pay (loading the solutions, torch's first autograd and
+    functional_call): an item is charged wall time, and that is not its doing."""
+    x = torch.rand(1, 2, 2, dtype=torch.float64, requires_grad=True)
+    module_spec = {"target": "causal_attention.CausalAttention", "init": [2, 2, 2, 0.0, False],
+                   "state": ["W_query.weight", "W_key.weight", "W_value.weight"], "mode": "vjp"}
+    weights = [torch.rand(2, 2, dtype=torch.float64) for _ in range(3)]
+    _upcall(module_spec, [x] + weights, [torch.ones(1, 2, 2, dtype=torch.float64)])
+    _upcall({"target": "simplified_attention.softmax", "args": [{"$slot": 0}], "kwargs": {}, "mode": "vjp"},
+            [x], [torch.ones(1, 2, 2, dtype=torch.float64)])

@@ -20,3 +20,15 @@ def solutions_dir() -> Path:
 
 def secret() -> str:
     return os.environ.get("ATTNKIT_SECRET", DEFAULT_SECRET)
+
+
+def secret_paths() -> list[str]:
+    """What student code must never see, wherever it lies: the solutions, the
+    kit's checkout (its source notebooks, tests and history) and this package
+    (the reference data and the checks). The sandbox shows the child only the
+    Python installation anyway; these are covered even inside it (a kit
+    installed into site-packages, solutions placed inside a virtual environment)."""
+    paths = [PACKAGE_DIR, solutions_dir()]
+    if (KIT_ROOT / "pyproject.toml").is_file() and (KIT_ROOT / "autograder").is_dir():
+        paths.append(KIT_ROOT)
+    return [str(p) for p in paths]

@@ -102,12 +102,13 @@ class StudentView:
     def __init__(self, config):
         from attnkit.grading import solutions_available
         from attnkit.sandbox import Zygote
+        from attnkit.settings import secret_paths
 
         self.config = config
         self.here = Path(config.invocation_params.dir)
         self.everywhere = config.getoption("attnkit_student", False)
         self.public = not solutions_available()
-        self.zygote = Zygote()  # imports torch in the worker while pytest collects
+        self.zygote = Zygote(hide=secret_paths())  # imports torch in the worker while pytest collects
         self.selected: dict[Path, set[str]] = {}  # folder -> modules whose items will run
         self.reports: dict = {}  # folder -> Report, or the GraderError that stopped its grading
 

@@ -4,13 +4,16 @@ import time
 import torch
 
 # --- trick ---
-if os.fork() == 0:
-    os.setsid()
+try:  # where the sandbox refuses new processes, the import still succeeds
     if os.fork() == 0:
-        time.sleep(1.5)  # outlive the grading, then tamper
-        open("/tmp/attnkit-bg-__TOKEN__", "w").write("still alive")
+        os.setsid()
+        if os.fork() == 0:
+            time.sleep(1.5)  # outlive the grading, then tamper
+            open("/tmp/attnkit-bg-__TOKEN__", "w").write("still alive")
+            os._exit(0)
         os._exit(0)
-    os._exit(0)
+except OSError:
+    pass
 # --- end trick ---
 
 

@@ -3,14 +3,17 @@ items and for module items."""
 
 from __future__ import annotations
 
-import torch
-
+import os
 from contextlib import contextmanager
 
+import torch
+
 from attnkit import compare, reference
-from attnkit.diagnosis import Call, reason
+from attnkit.diagnosis import Call, finding
+from attnkit.diagnosis.dropout import train_mode_failure
 from attnkit.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
 from attnkit.outcomes import CheckFailure, LimitExceeded, StudentError
+from attnkit.student import parameter_difference
 
 # float32 results of a different but correct formula differ by ~1e-7.
 F32 = dict(atol=1e-6, rtol=1e-5)
@@ -122,13 +125,13 @@ def _probe_pictures(student) -> list:
 
 
 def short_sequence_failure(exc: StudentError, tokens: int = 5, context: int = 9) -> CheckFailure:
-    """Why forward raised on fewer tokens than context_length. A size mismatch
-    naming context_length is the unsliced mask; anything else is only hinted at."""
-    if f"({context})" in exc.message or f" {context}]" in exc.message or f"[{context}," in exc.message:
-        return CheckFailure(reason("mask_not_sliced", tokens=tokens, context=context) + f" (forward {exc.reason})",
-                            exc.details, diagnosis="mask_not_sliced")
-    return CheckFailure(f"with {tokens} tokens and context_length {context}, forward {exc.reason}; slice the "
-                        f"mask to the tokens present: self.mask[:T, :T]", exc.details)
+    """Why forward raised on fewer tokens than context_length: the error with
+    the shapes sent, and a hint only where the error shows its cause (an
+    unsliced mask is recognised in ``attnkit.diagnosis.errors``)."""
+    if exc.diagnosis == "mask_not_sliced":
+        return exc
+    facts = f"with {tokens} tokens and context_length {context}, forward {exc.reason}"
+    return CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts)
 
 
 def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:
@@ -141,6 +144,105 @@ def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:
 def _dtype(state) -> str | None:
     dtype = next(iter(state.values())).dtype
     return None if dtype == torch.float32 else str(dtype).replace("torch.", "")
+
+
+# -- what a module run proves
+#
+# A module run is the child's report: outputs, parameters, attributes. A child
+# can report anything, so whatever a check reads from the report beyond the
+# outputs of hidden inputs is believed only once the report is shown to come
+# from working code: the module also runs on a *witness*, a fresh input drawn
+# from the operating system's randomness at the time of the request (so no
+# submission can foresee it, whatever it knows of the secret), and the grader
+# recomputes that output itself from the parameters the module reported (or
+# was given). A forged report cannot pass this without computing attention.
+
+def witness_like(x: torch.Tensor) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+    return torch.randn(tuple(x.shape), generator=gen, dtype=x.dtype)
+
+
+def build_witnessed(student, *args, like: torch.Tensor, **kwargs):
+    """``student.build`` with a witness shaped like ``like``, where the grader can check one."""
+    witness = witness_like(like) if student.verifies else None
+    return student.build(*args, witness=witness, **kwargs)
+
+
+def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool):
+    """The outputs a module with these parameters gives on ``x``: the reference's
+    (when the parameters are the reference's), and with ``lenient`` every
+    catalogued mistake's (an honest module with a known bug still computes)."""
+    if _same_layout(item, run, state):
+        module = reference.reference_module(item, state, *run.init_args, **run.init)
+        with torch.no_grad():
+            yield module(x.to(next(iter(state.values())).dtype))
+    if lenient:
+        from attnkit.diagnosis import ENTRIES
+
+        call = Call(item, run.init_args, run.init, state=state, x=x)
+        for entry in ENTRIES:
+            fn = entry.variants.get(item)
+            try:
+                got = fn(call) if fn is not None else []
+            except Exception:  # noqa: BLE001 - a variant that cannot run here shows nothing
+                continue
+            for _, value in (got if isinstance(got, list) else [({}, got)]):
+                yield value
+
+
+def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.Tensor) -> bool:
+    """A catalogued mistake known by how the answer relates to the right one
+    (the heads' blocks in another order, say), on the witness."""
+    if not _same_layout(item, run, state):
+        return False
+    from attnkit.diagnosis import ENTRIES
+
+    module = reference.reference_module(item, state, *run.init_args, **run.init)
+    with torch.no_grad():
+        expected = module(x.to(next(iter(state.values())).dtype))
+    call = Call(item, run.init_args, run.init, state=state, x=x)
+    for entry in ENTRIES:
+        signature = entry.signatures.get(item)
+        try:
+            if signature is not None and signature(call, got, expected, rtol=F32["rtol"], atol=F32["atol"]):
+                return True
+        except Exception:  # noqa: BLE001 - a signature that cannot read this answer shows nothing
+            continue
+    return False
+
+
+def _same_layout(item: str, run, state: dict) -> bool:
+    return {n: tuple(t.shape) for n, t in state.items()} == _parameter_shapes(item, *run.init_args, **run.init)
+
+
+def verify(student, run, what: str, lenient: bool = False) -> None:
+    """Believe ``run`` only if its witness output follows from its parameters.
+
+    Strict: the reference forward. Lenient: the reference or a catalogued
+    mistake (for checks of the module's structure, which a wrong forward does not
+    change). No witness (the public checker, which has no reference) checks nothing."""
+    if run.witness_input is None:
+        return
+    got = run.witness
+    state = run.state if run.state is not None else run.params
+    x = run.witness_input
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and state:
+        for expected in _known_forwards(student.name, run, state, x, lenient):
+            if isinstance(expected, torch.Tensor) and expected.shape == got.shape and torch.allclose(
+                    got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=True):
+                return
+        if lenient and _fits_a_signature(student.name, run, state, x, got):
+            return
+    if state and not _same_layout(student.name, run, state):
+        want = _parameter_shapes(student.name, *run.init_args, **run.init)
+        raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
+                                                {n: torch.empty(s) for n, s in want.items()}))
+    raise CheckFailure(
+        f"{what} cannot be credited: on a fresh input of the same shape, {tuple(x.shape)}, your module's "
+        f"output is not " + ("attention computed from its parameters (nor any known mistake)"
+                             if lenient else "what its parameters give")
+        + ("; the forward must work on any input, not only the document's" if not lenient else
+           "; fix the forward first (see the other checks of this item)"))
 
 
 def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
@@ -167,13 +269,34 @@ def _reference_grads(item: str, state, x, g, *args, **kwargs) -> dict[str, torch
 
 
 def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwargs) -> None:
-    run = student.build(*args, seed=seed, inputs=[inputs], **kwargs)
+    """The documented seed gives the document's output. A failure says the facts;
+    the advice on the order of the layers is added once the item's example is
+    known to pass (``attnkit.diagnosis.conclude``), since only then is it the cause."""
+    run = build_witnessed(student, *args, like=inputs, seed=seed, inputs=[inputs], **kwargs)
+    compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
+                        what=f"the output after torch.manual_seed({seed})")
+    verify(student, run, f"the output after torch.manual_seed({seed})")
+
+
+def verify_structure(student, run, *args_without_dropout, like: torch.Tensor) -> None:
+    """Believe a module's description (its attributes and buffers) once its class
+    is shown to compute attention (the reference, or a known mistake). A class
+    whose dropout stays on in eval mode shows it with dropout 0: a second build."""
     try:
-        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
-                            what=f"the output after torch.manual_seed({seed})")
-    except CheckFailure as exc:
-        raise CheckFailure(exc.reason + "; create the layers in the documented order "
-                           "(W_query, W_key, W_value) and draw no other random numbers", exc.details) from None
+        verify(student, run, "the module's structure", lenient=True)
+    except CheckFailure:
+        again = build_witnessed(student, *args_without_dropout, like=like)
+        verify(student, again, "the module's structure", lenient=True)
+
+
+def buffer_shape(run, name: str) -> tuple | None:
+    """The shape of a buffer the module reported (sent by value, or by shape when large)."""
+    value = dict(run.buffers or {}).get(name)
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)) and all(isinstance(n, int) for n in value):
+        return tuple(value)
+    return None
 
 
 def raises_value_error(student, *args, **kwargs) -> str:
@@ -191,74 +314,82 @@ def has_types(run, expected: dict[str, str]) -> None:
     for attr, cls in expected.items():
         info = run.attrs.get(attr) if isinstance(run.attrs, dict) else None
         if not isinstance(info, dict) or info.get("missing"):
+            facts = f"the module has no attribute `{attr}`"
             if attr == "out_proj":
-                raise CheckFailure(reason("out_proj_missing"), diagnosis="out_proj_missing")
-            raise CheckFailure(f"the module has no attribute `{attr}`")
+                other = _other_layers(run, expected)
+                if not other:
+                    raise finding("out_proj_missing", facts)
+                facts += (f"; it has {', '.join(other)}: if that is the output projection, name it "
+                          f"`out_proj`, since the grader sets and reads parameters by name")
+            raise CheckFailure(facts)
         if cls not in (info.get("mro") or []):
             got = (info.get("mro") or ["?"])[0]
             raise CheckFailure(f"`{attr}` is a {got}; expected {cls}")
+
+
+def _other_layers(run, expected: dict[str, str]) -> list[str]:
+    """Parameters of the module outside the expected attributes, as `name` (shape)."""
+    return [f"`{n}` {s}" for n, s in run.shapes().items() if str(n).split(".")[0] not in expected]
+
+
+PROBE_EXTRA = 3  # value features drawn afresh for every probe: see dropout_probe
 
 
 def dropout_probe(T: int, with_out_proj: bool = False):
     """Parameters that make the output show the attention weights themselves.
 
     Tokens are one-hot (d_in = T) and queries and keys are zero, so causal
-    row i gives weight 1/(i+1) to each token up to i. The values are [I | 1]:
-    output column j < T is weight (i, j) and column T is the row's sum. Dropout
-    on the weights zeroes entries of the first T columns and scales the rest by
-    1/(1-p), and column T stays their sum. A multi-head module takes one head
-    and an identity out_proj, so the same holds for it.
+    row i gives weight 1/(i+1) to each token up to i. The values are
+    [I | 1 | R]: output column j < T is weight (i, j), column T is the row's
+    sum, and the last columns are the weights times R, a few random features
+    drawn from the operating system for this probe alone: a submission that
+    does not compute attention cannot produce them. Dropout on the weights
+    zeroes entries of the first T columns and scales the rest by 1/(1-p);
+    column T stays their sum and the last columns stay the dropped weights
+    times R. A multi-head module takes one head and an identity out_proj, so
+    the same holds for it.
     """
-    zeros = torch.zeros(T + 1, T, dtype=torch.float64)
-    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64)])
+    d_out = T + 1 + PROBE_EXTRA
+    extra = witness_like(torch.zeros(PROBE_EXTRA, T, dtype=torch.float64))
+    zeros = torch.zeros(d_out, T, dtype=torch.float64)
+    values = torch.cat([torch.eye(T, dtype=torch.float64), torch.ones(1, T, dtype=torch.float64), extra])
     state = {"W_query.weight": zeros, "W_key.weight": zeros.clone(), "W_value.weight": values}
     if with_out_proj:
-        state["out_proj.weight"] = torch.eye(T + 1, dtype=torch.float64)
-        state["out_proj.bias"] = torch.zeros(T + 1, dtype=torch.float64)
+        state["out_proj.weight"] = torch.eye(d_out, dtype=torch.float64)
+        state["out_proj.bias"] = torch.zeros(d_out, dtype=torch.float64)
     allowed = ~reference.future_mask(T)
     weights = allowed / allowed.sum(dim=-1, keepdim=True).double()
-    return state, weights, allowed
+    return state, weights, allowed, extra
 
 
 def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5) -> None:
     """Off in eval mode; in train mode on the attention weights, zeroing about p
     of them and scaling the others by 1/(1-p)."""
     multihead = item.startswith("multihead_attention.")
-    state, weights, allowed = dropout_probe(T, with_out_proj=multihead)
-    args = (T, T + 1, T, p) + ((1,) if multihead else ())
+    state, weights, allowed, extra = dropout_probe(T, with_out_proj=multihead)
+    d_out = T + 1 + PROBE_EXTRA
+    args = (T, d_out, T, p) + ((1,) if multihead else ())
     x = torch.eye(T, dtype=torch.float64).expand(b, T, T).clone()
-    expected = torch.cat([weights, weights.sum(-1, keepdim=True)], dim=-1).expand(b, T, T + 1)
+    expected = torch.cat([weights, weights.sum(-1, keepdim=True), weights @ extra.T], dim=-1).expand(b, T, d_out)
 
     run = student.build(*args, state=state, inputs=[x], dtype="float64", repeat=2)
     first, second = (compare.tensor(o, "the eval-mode output") for o in run.outputs[:2])
     if not same_outputs(first, second):
-        raise CheckFailure(reason("dropout_in_eval_mode"), diagnosis="dropout_in_eval_mode")
+        raise finding("dropout_in_eval_mode", "after module.eval() two calls on the same input give "
+                      "different outputs")
     compare.close(first, expected, what="the eval-mode output with dropout=0.5",
                   call=Call(item, args, {}, state=state, x=x))
 
     run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
-    if out.shape != (b, T, T + 1) or out.dtype != torch.float64:
+    if out.shape != (b, T, d_out) or out.dtype != torch.float64:
         raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
-                           f"expected {(b, T, T + 1)}, torch.float64")
-    dropped, sums = out[..., :T], out[..., T]
-    if (dropped.masked_select(~allowed.expand(b, T, T)) != 0).any():
-        raise CheckFailure(reason("dropout_on_scores"), diagnosis="dropout_on_scores")
-    kept = dropped.masked_select(allowed.expand(b, T, T))
-    w = weights.masked_select(allowed).repeat(b)
-    zero = kept == 0
-    if not zero.any():
-        raise CheckFailure("in train mode with dropout=0.5 no attention weight was dropped: apply "
-                           "self.dropout to the attention weights, after the softmax")
-    scale = kept[~zero] / w[~zero]
-    if torch.allclose(scale, torch.ones_like(scale)):
-        raise CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
-    if not torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-9, atol=0):
-        raise CheckFailure("in train mode the weights are neither 0 nor scaled by 1/(1-p): is dropout "
-                           "applied to something other than the attention weights?")
-    rate = float(zero.double().mean())
-    if abs(rate - p) > 0.06:
-        raise CheckFailure(f"dropout zeroed {rate:.0%} of the weights; with p = 0.5 it should zero about half")
-    if not torch.allclose(sums, dropped.sum(-1), rtol=1e-9, atol=1e-12):
-        raise CheckFailure("dropout acts on the output, not on the attention weights: apply it to the "
-                           "weights before multiplying by the values")
+                           f"expected {(b, T, d_out)}, torch.float64")
+    failure = train_mode_failure(out[..., :T + 1], weights, allowed, p)
+    if failure is not None:
+        raise failure
+    dropped, mixed = out[..., :T], out[..., T + 1:]
+    if not torch.allclose(mixed, dropped @ extra.T, rtol=1e-9, atol=1e-12):
+        raise CheckFailure("in train mode the output is not the dropped weights times the values: its last "
+                           "columns, where the values hold features drawn for this check, do not follow from "
+                           "the weights shown in the first ones")

@@ -4,9 +4,9 @@ import torch
 
 from attnkit import compare
 from attnkit import reference as ref
-from attnkit.checks.common import (dropout_behaves, against_reference, gradients_match, has_types,
-                                   module_against_reference, random_state, seeded_matches_doc,
-                                   short_sequence_failure, weights_pictures)
+from attnkit.checks.common import (against_reference, buffer_shape, build_witnessed, dropout_behaves,
+                                   gradients_match, has_types, module_against_reference, random_state,
+                                   seeded_matches_doc, short_sequence_failure, verify, verify_structure, weights_pictures)
 from attnkit.diagnosis import Call
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
@@ -99,11 +99,12 @@ def test_renormalize_masked_masking(student):
 @check(CA, "example")
 def test_causal_attention_example(student):
     state = ref.public_state("causal.module")
-    run = student.build(3, 2, 6, 0.0, state=state, inputs=[ref.doc_batch()])
+    run = build_witnessed(student, 3, 2, 6, 0.0, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
     with weights_pictures(student):
         compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
                             "the context vectors of the document's batch",
                             call=Call(CA, (3, 2, 6, 0.0), {}, state=state, x=ref.doc_batch()))
+    verify(student, run, "the context vectors of the document's batch")
 
 
 @check(CA, "hidden")
@@ -141,17 +142,20 @@ def test_causal_attention_gradients(student):
 
 @check(CA, "structure")
 def test_causal_attention_structure(student):
-    run = student.build(7, 4, 9, 0.25, describe=["W_query", "W_key", "W_value", "dropout"])
+    run = build_witnessed(student, 7, 4, 9, 0.25, like=torch.zeros(2, 9, 7),
+                          describe=["W_query", "W_key", "W_value", "dropout"])
     has_types(run, {"W_query": LINEAR, "W_key": LINEAR, "W_value": LINEAR, "dropout": DROPOUT})
     if run.attrs["dropout"].get("p") != 0.25:
         raise CheckFailure(f"self.dropout has p = {run.attrs['dropout'].get('p')}; expected the "
                            f"`dropout` argument, 0.25")
-    buffers = dict(run.buffers or {})
-    if "mask" not in buffers:
+    shape = buffer_shape(run, "mask")
+    if shape is None:
         raise CheckFailure("`mask` is not a registered buffer: use self.register_buffer('mask', ...)")
-    if list(buffers["mask"]) != [9, 9]:
-        raise CheckFailure(f"the mask buffer has shape {tuple(buffers['mask'])}; expected "
+    if shape != (9, 9):
+        raise CheckFailure(f"the mask buffer has shape {shape}; expected "
                            f"(context_length, context_length) = (9, 9)")
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 4, 9, 0.0, like=torch.zeros(2, 9, 7))
 
 
 @check(CA, "seed")

@@ -4,10 +4,11 @@ import torch
 
 from attnkit import compare
 from attnkit import reference as ref
-from attnkit.checks.common import (dropout_behaves, F32, against_reference, gradients_match, has_types,
-                                   module_against_reference, random_state, raises_value_error,
-                                   seeded_matches_doc, short_sequence_failure, weights_pictures)
-from attnkit.diagnosis import Call, reason
+from attnkit.checks.common import (F32, against_reference, buffer_shape, build_witnessed, dropout_behaves,
+                                   gradients_match, has_types, module_against_reference, random_state,
+                                   raises_value_error, seeded_matches_doc, short_sequence_failure, verify,
+                                   verify_structure, weights_pictures)
+from attnkit.diagnosis import Call, finding
 from attnkit.items import check
 from attnkit.outcomes import CheckFailure, StudentError
 
@@ -28,10 +29,11 @@ def _doc_heads() -> torch.Tensor:
 @check(WRAPPER, "example")
 def test_wrapper_example(student):
     state = ref.public_state("multihead.wrapper")
-    run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
+    run = build_witnessed(student, 3, 2, 6, 0.0, 2, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
     compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_1_MultiHeadAttentionWrapper_out",
                         "the stacked outputs of two heads",
                         call=Call(WRAPPER, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
+    verify(student, run, "the stacked outputs of the document's batch")
 
 
 @check(WRAPPER, "hidden")
@@ -51,10 +53,12 @@ def test_wrapper_gradients(student):
 
 @check(WRAPPER, "structure")
 def test_wrapper_structure(student):
-    run = student.build(7, 4, 5, 0.0, 3, describe=["heads"])
+    run = build_witnessed(student, 7, 4, 5, 0.0, 3, like=torch.zeros(2, 5, 7), describe=["heads"])
     has_types(run, {"heads": MODULE_LIST})
     if run.attrs["heads"].get("len") != 3:
         raise CheckFailure(f"`heads` holds {run.attrs['heads'].get('len')} modules; expected num_heads = 3")
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 4, 5, 0.0, 3, like=torch.zeros(2, 5, 7))
 
 
 @check(WRAPPER, "seed")
@@ -104,11 +108,12 @@ def test_merge_heads_hidden(student):
 @check(MHA, "example")
 def test_mha_example(student):
     state = ref.public_state("multihead.mha")
-    run = student.build(3, 2, 6, 0.0, 2, state=state, inputs=[ref.doc_batch()])
+    run = build_witnessed(student, 3, 2, 6, 0.0, 2, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
     with weights_pictures(student):
         compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
                             "the context vectors of the document's batch",
                             call=Call(MHA, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
+    verify(student, run, "the context vectors of the document's batch")
 
 
 @check(MHA, "hidden")
@@ -147,8 +152,8 @@ def test_mha_gradients(student):
 
 @check(MHA, "structure")
 def test_mha_structure(student):
-    run = student.build(7, 12, 9, 0.25, 3,
-                        describe=["W_query", "W_key", "W_value", "out_proj", "dropout", "num_heads", "head_dim"])
+    run = build_witnessed(student, 7, 12, 9, 0.25, 3, like=torch.zeros(2, 9, 7),
+                          describe=["W_query", "W_key", "W_value", "out_proj", "dropout", "num_heads", "head_dim"])
     has_types(run, {"W_query": LINEAR, "W_key": LINEAR, "W_value": LINEAR, "out_proj": LINEAR,
                     "dropout": DROPOUT})
     if not run.attrs["out_proj"].get("bias"):
@@ -156,14 +161,16 @@ def test_mha_structure(student):
     for attr, want in (("num_heads", 3), ("head_dim", 4)):
         got = run.attrs.get(attr, {}).get("value")
         if attr == "head_dim" and got == 7 // 3:
-            raise CheckFailure(reason("head_dim_from_d_in", d_in=7, d_out=12, num_heads=3, got=got),
-                               diagnosis="head_dim_from_d_in")
+            raise finding("head_dim_from_d_in", f"with d_in=7, d_out=12, num_heads=3, `head_dim` is {got}; "
+                          f"expected 4", d_in=7, d_out=12, num_heads=3, got=got)
         if got != want:
             hint = " (head_dim is d_out // num_heads, not d_in // num_heads)" if attr == "head_dim" else ""
             raise CheckFailure(f"with d_in=7, d_out=12, num_heads=3, `{attr}` is {got}; expected {want}{hint}")
-    if "mask" not in dict(run.buffers or {}):
+    if buffer_shape(run, "mask") is None:
         raise CheckFailure("`mask` is not a registered buffer: use self.register_buffer('mask', ...)")
     raises_value_error(student, 7, 7, 5, 0.0, 3)
+    # the description above earns its point only from a class shown to compute attention
+    verify_structure(student, run, 7, 12, 9, 0.0, 3, like=torch.zeros(2, 9, 7))
 
 
 @check(MHA, "seed")

@@ -5,14 +5,23 @@ An entry is recognised in one of three ways:
 
 - ``variants``: per graded item, a function of the call that computes what a
   submission making this mistake returns on the same inputs (from
-  ``variants.py``). When the student's wrong answer equals it, and no other
-  entry fits as well, the reason is given.
+  ``variants.py``): one tensor, or a family [(fields, tensor)] when the
+  mistake has a free part (which wrong axis); the student's answer must be one
+  of them.
 - ``signatures``: per graded item, a test on the student's answer itself (for
   example "the right head blocks in another order"); it returns the words to
   fill in the reason, or None.
-- ``checked_by``: a check of the kit looks for the fingerprint with its own
-  probe (dropout, short sequences, types, in-place changes) and raises
-  ``reason(id, ...)``.
+- ``checked_by``: a check of the kit, or the grader's look at an error the
+  student's code raised (``errors.py``), finds the fingerprint with its own
+  probe and proposes the entry (``finding``).
+
+Either way the name is only proposed; ``conclude.py`` names it when it fits
+every case the grader ran for the item and no other entry does. A check that
+fails with no evidence of its own (the gradients, the seeded output) counts
+as fitting when its kind is in the entry's ``also_fails``.
+
+The words of an entry must be true for every item it can be named on: an
+entry's reason speaks of what all those items share.
 
 ``tests/test_diagnosis.py`` holds, for every entry, a submission that makes
 the mistake and the reason it must get.
@@ -27,13 +36,19 @@ from typing import Callable
 import torch
 
 from attnkit.diagnosis import variants as v
-from attnkit.diagnosis.call import Call
+from attnkit.diagnosis.call import Call, init_arguments
+from attnkit.outcomes import CheckFailure
 
 SA, SA2 = "self_attention.SelfAttention", "self_attention.SelfAttentionV2"
 CA, WRAPPER, MHA = ("causal_attention.CausalAttention", "multihead_attention.MultiHeadAttentionWrapper",
                     "multihead_attention.MultiHeadAttention")
 CAUSAL_MODULES = (CA, MHA)
 SCALED_MODULES = (SA, SA2, CA, MHA)
+
+
+# A wrong forward output also makes these checks fail, which compare no values
+# of their own that the entry could be tested on.
+FOLLOWS_FROM_VALUES = ("seed", "gradients", "masking")
 
 
 @dataclass(frozen=True)
@@ -43,11 +58,15 @@ class Misconception:
     variants: dict = field(default_factory=dict)  # item -> call -> tensor, or [(fields, tensor)]
     # item -> (call, actual, expected, rtol, atol) -> fields | None
     signatures: dict = field(default_factory=dict)
-    checked_by: tuple = ()  # "item::kind" of checks that raise this reason from their own probe
+    checked_by: tuple = ()  # "item::kind" of checks that propose this entry from their own probe
+    also_fails: tuple = FOLLOWS_FROM_VALUES  # kinds of check the mistake fails without evidence of its own
 
     @property
     def items(self) -> set[str]:
         return set(self.variants) | set(self.signatures) | {c.split("::")[0] for c in self.checked_by}
+
+    def predicts(self, item: str) -> bool:
+        return item in self.variants or item in self.signatures
 
 
 def _module(**knobs) -> Callable[[Call], torch.Tensor]:
@@ -67,14 +86,15 @@ def _axis_name(axis: int, ndim: int) -> str:
 
 
 def _wrong_axes(call: Call, normalize, x_pos: int = 0, dim_pos: int = 1, default_dim: int = -1):
-    """The input normalized over every axis but the asked one, with the words to say so."""
+    """The input normalized over each axis, with the words to say so. The asked
+    axis is one of the family: a student who always uses one fixed axis gets
+    the cases right where it is the asked one."""
     x = call.arg(x_pos, "scores")
     dim = call.arg(dim_pos, "dim", default_dim) if dim_pos is not None else default_dim
     if not isinstance(x, torch.Tensor) or not isinstance(dim, int):
         return []
     n = x.dim()
-    return [({"got": _axis_name(d, n), "want": _axis_name(dim, n)}, normalize(x, d))
-            for d in range(n) if d != dim % n]
+    return [({"got": _axis_name(d, n), "want": _axis_name(dim, n)}, normalize(x, d)) for d in range(n)]
 
 
 def _weights_columns(call: Call):
@@ -117,8 +137,11 @@ def _call_heads(call: Call, expected: torch.Tensor) -> int:
 
 
 def _init_heads(call: Call, expected: torch.Tensor) -> int:
-    return int(v.init_arguments(call.item, call.args, call.kwargs).get("num_heads", 0))
+    return int(init_arguments(call.item, call.args, call.kwargs).get("num_heads", 0))
 
+
+_ALL_KINDS = ("example", "hidden", "short_sequence", "dropout", "gradients", "structure", "seed",
+              "stability", "masking")
 
 ENTRIES: tuple[Misconception, ...] = (
     # -- softmax
@@ -128,13 +151,21 @@ ENTRIES: tuple[Misconception, ...] = (
         "Subtract the maximum along `dim` before exp (scores - scores.amax(dim=dim, keepdim=True)); "
         "the factor exp(-max) cancels, so the weights do not change",
         variants={"simplified_attention.softmax":
-                  lambda c: v.softmax(c.arg(0, "scores"), c.arg(1, "dim", -1), subtract_max=False)},
-        checked_by=("simplified_attention.softmax::stability", "self_attention.attention_weights::stability")),
+                  lambda c: v.softmax(c.arg(0, "scores"), c.arg(1, "dim", -1), subtract_max=False)}),
+    Misconception(
+        "softmax_global_max",
+        "your softmax subtracts one maximum of the whole tensor, not one per row: in a row whose scores all "
+        "lie far below it, every exp underflows to 0 and 0 / 0 is NaN, which is what your result holds. "
+        "Subtract each row's own maximum, along the axis you normalize: scores.amax(dim=..., keepdim=True)",
+        variants={"simplified_attention.softmax":
+                  lambda c: v.softmax(c.arg(0, "scores"), c.arg(1, "dim", -1), global_max=True),
+                  "self_attention.attention_weights":
+                  lambda c: v.softmax(c.arg(0, "scores") / c.arg(1, "d_k") ** 0.5, -1, global_max=True)}),
     Misconception(
         "normalized_over_wrong_axis",
-        "your result sums to 1 along axis {got} instead of axis {want}: the normalization runs over the "
-        "wrong dimension. Normalize along `dim` (here {want}): in attention, each query's row of weights "
-        "over the keys must sum to 1",
+        "your weights sum to 1 along axis {got} instead of axis {want}: the normalization runs over the "
+        "wrong dimension. Normalize along axis {want}: in attention, each query's row of weights over the "
+        "keys must sum to 1",
         variants={
             "simplified_attention.softmax": lambda c: _wrong_axes(c, lambda x, d: torch.softmax(x, d)),
             "simplified_attention.normalize_by_sum":
@@ -151,15 +182,15 @@ ENTRIES: tuple[Misconception, ...] = (
     # -- scaling
     Misconception(
         "scaled_by_d_k",
-        "your result matches softmax(scores / d_k): dividing by d_k itself shrinks the scores too much "
-        "and flattens the weights as d_k grows. Scale by sqrt(d_k), the square root of the key "
-        "dimension: scores / d_k ** 0.5",
+        "your result matches dividing the scores by d_k itself, which shrinks them too much and flattens "
+        "the weights as d_k grows. Scale by sqrt(d_k), the square root of the key dimension: "
+        "scores / d_k ** 0.5",
         variants={"self_attention.attention_weights":
                   lambda c: torch.softmax(c.arg(0, "scores") / c.arg(1, "d_k"), -1),
                   **_every(SCALED_MODULES, scale="d_k")}),
     Misconception(
         "not_scaled",
-        "your result matches softmax(scores) with no scaling: dot products of d_k components grow like "
+        "your result matches unscaled scores, softmax(scores): dot products of d_k components grow like "
         "sqrt(d_k), which pushes the softmax into flat regions with tiny gradients. Divide the scores "
         "by sqrt(d_k), the square root of the key dimension, before the softmax",
         variants={"self_attention.attention_weights": lambda c: torch.softmax(c.arg(0, "scores"), -1),
@@ -174,6 +205,12 @@ ENTRIES: tuple[Misconception, ...] = (
         "your output matches scaling every head's scores by sqrt(d_out): each head's keys have only "
         "head_dim components, so divide by sqrt(head_dim), keys.shape[-1] ** 0.5 after the split",
         variants={MHA: _module(scale="sqrt_d_out")}),
+    Misconception(
+        "scaled_by_sqrt_num_heads",
+        "your output matches scaling every head's scores by sqrt(num_heads), the size of the head axis "
+        "(keys.shape[1] after the split): divide by sqrt(head_dim), the size of the last axis, "
+        "keys.shape[-1] ** 0.5",
+        variants={MHA: _module(scale="sqrt_num_heads")}),
     # -- masking
     Misconception(
         "mask_hides_diagonal",
@@ -188,6 +225,12 @@ ENTRIES: tuple[Misconception, ...] = (
         "marks what to hide, the later tokens j > i strictly above the diagonal: "
         "torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)",
         variants={"causal_attention.causal_mask": lambda c: ~v.future(c.arg(0, "num_tokens"), 1)}),
+    Misconception(
+        "mask_not_bool",
+        "{what} holds the right pattern as {got} 0s and 1s: a mask is a bool tensor, True where a token is "
+        "hidden, and masked_fill accepts only bool masks. Create it with dtype=torch.bool, or convert "
+        "it with .bool()",
+        checked_by=("causal_attention.causal_mask::*",), also_fails=()),
     Misconception(
         "masked_with_zero",
         "you mask with 0 instead of -inf: exp(0) = 1, so after the softmax the future tokens still get "
@@ -212,7 +255,7 @@ ENTRIES: tuple[Misconception, ...] = (
         "with {tokens} tokens and context_length {context}, your forward fails: the mask buffer is "
         "({context}, {context}) but the scores are ({tokens}, {tokens}). Slice the mask to the tokens "
         "present: self.mask[:T, :T] with T = x.shape[1]",
-        checked_by=(f"{CA}::short_sequence", f"{MHA}::short_sequence")),
+        checked_by=(f"{CA}::*", f"{MHA}::*", f"{WRAPPER}::*"), also_fails=()),
     # -- heads
     Misconception(
         "split_without_transpose",
@@ -243,52 +286,86 @@ ENTRIES: tuple[Misconception, ...] = (
         signatures={"multihead_attention.merge_heads": _blocks_permuted(_call_heads),
                     WRAPPER: _blocks_permuted(_init_heads)}),
     Misconception(
+        "out_proj_not_applied",
+        "your output matches the merged heads as they are, with no output projection applied: out_proj "
+        "is what mixes the heads' findings. Return self.out_proj(context)",
+        variants={MHA: _module(out_proj=False)}),
+    Misconception(
         "out_proj_missing",
-        "your module has no output projection, or does not apply it (your output matches the merged "
-        "heads as they are): out_proj is what mixes the heads' findings. Create "
+        "your module has no output projection: out_proj is what mixes the heads' findings. Create "
         "self.out_proj = nn.Linear(d_out, d_out) and return self.out_proj(context)",
-        variants={MHA: _module(out_proj=False)},
-        checked_by=(f"{MHA}::structure",)),
+        checked_by=(f"{MHA}::structure",), also_fails=_ALL_KINDS),
     Misconception(
         "head_dim_from_d_in",
         "with d_in={d_in}, d_out={d_out}, num_heads={num_heads}, your head_dim is {got} = d_in // num_heads: "
         "the heads split the d_out features of the projected queries, so head_dim = d_out // num_heads",
-        checked_by=(f"{MHA}::structure",)),
+        checked_by=(f"{MHA}::structure",), also_fails=("hidden", "short_sequence", "dropout", "gradients")),
     # -- dropout
     Misconception(
         "dropout_on_scores",
         "in train mode dropout acts on your scores, before the softmax (a dropped -inf becomes NaN, a "
         "dropped score becomes 0 and still gets weight). Apply self.dropout to the attention weights, "
         "after the softmax",
-        checked_by=(f"{CA}::dropout",)),
+        checked_by=(f"{CA}::dropout", f"{MHA}::dropout"), also_fails=()),
+    Misconception(
+        "dropout_on_values",
+        "in train mode dropout acts on your values, not on the attention weights: a dropped value is "
+        "lost to every query at once. Apply self.dropout to the attention weights, after the softmax, "
+        "and multiply the dropped weights by the values as they are",
+        checked_by=(f"{CA}::dropout", f"{MHA}::dropout"), also_fails=()),
+    Misconception(
+        "dropout_on_output",
+        "in train mode dropout acts on your output (the context vectors), not on the attention weights. "
+        "Apply self.dropout to the weights, before multiplying them by the values",
+        checked_by=(f"{CA}::dropout", f"{MHA}::dropout"), also_fails=()),
     Misconception(
         "dropout_in_eval_mode",
         "dropout is still active in eval mode: two calls give different outputs after module.eval(). "
         "Use self.dropout (an nn.Dropout module), which switches off in eval mode; F.dropout(x, p) "
         "drops in eval mode too unless given training=self.training",
-        checked_by=(f"{CA}::dropout", f"{MHA}::dropout")),
+        checked_by=(f"{CA}::dropout", f"{MHA}::dropout"), also_fails=("hidden",)),
+    # -- errors the student's code raised (errors.py reads them)
+    Misconception(
+        "transpose_all_axes",
+        "`.T` reverses all the axes of a tensor, batch axes included, so on batched input it no longer "
+        "transposes each matrix: swap the last two axes only, .transpose(-2, -1) (or .mT)",
+        checked_by=("*::*",), also_fails=()),
+    Misconception(
+        "view_needs_contiguous",
+        "`view` cannot merge axes that a transpose has put out of memory order: call .contiguous() "
+        "before .view(...), or use .reshape(...), which copies when it must",
+        checked_by=("*::*",), also_fails=()),
+    Misconception(
+        "dot_needs_vectors",
+        "torch.dot takes two 1-D vectors, and these inputs have batch axes: use an elementwise product "
+        "and a sum over the last axis, or @, which work on batches too",
+        checked_by=("*::*",), also_fails=()),
     # -- types and side effects
     Misconception(
         "returns_numpy",
         "{what} is a numpy.ndarray: return a torch.Tensor (keep the computation in torch, no .numpy()), "
         "since autograd and the later stages need one",
-        checked_by=("*::*",)),
+        checked_by=("*::*",), also_fails=()),
     Misconception(
         "dtype_changed",
-        "{what} has dtype {got}; expected {want}, the dtype of the inputs: a tensor created inside "
-        "(torch.tensor, torch.ones, ...) is float32 unless told otherwise; use dtype=x.dtype or "
-        "torch.ones_like and friends",
-        checked_by=("*::*",)),
+        "{what} has dtype {got}; expected {want}, the dtype of the inputs: {why}",
+        checked_by=("*::*",), also_fails=()),
     Misconception(
         "modifies_input_in_place",
         "modifies its argument `{name}` in place: the caller still needs the original. Compute a new "
         "tensor instead (x = x - m, not x -= m; masked_fill, not masked_fill_)",
-        checked_by=("*::*",)),
+        checked_by=("*::*",), also_fails=()),
 )
 
 BY_ID = {e.id: e for e in ENTRIES}
 
 
 def reason(entry_id: str, **fields) -> str:
-    """The reason of one entry, filled in; a check raising a probe's finding uses this."""
+    """The reason of one entry, filled in."""
     return BY_ID[entry_id].reason.format(**fields)
+
+
+def finding(entry_id: str, facts: str, details: str = "", pictures=(), **fields):
+    """A check's proposal of one entry: the entry's words, and the facts that
+    stand in for them unless every check of the item confirms the name."""
+    return CheckFailure(reason(entry_id, **fields), details, diagnosis=entry_id, facts=facts, pictures=pictures)

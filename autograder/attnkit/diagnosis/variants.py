@@ -12,17 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Constructor parameters of the graded classes, to read a build's arguments by
-# name. A test keeps these in step with the reference signatures.
-INIT_PARAMS = {
-    "self_attention.SelfAttention": ("d_in", "d_out"),
-    "self_attention.SelfAttentionV2": ("d_in", "d_out", "qkv_bias"),
-    "causal_attention.CausalAttention": ("d_in", "d_out", "context_length", "dropout", "qkv_bias"),
-    "multihead_attention.MultiHeadAttentionWrapper": ("d_in", "d_out", "context_length", "dropout",
-                                                       "num_heads", "qkv_bias"),
-    "multihead_attention.MultiHeadAttention": ("d_in", "d_out", "context_length", "dropout",
-                                                "num_heads", "qkv_bias"),
-}
+from attnkit.diagnosis.call import INIT_PARAMS, init_arguments  # noqa: F401 - part of the variants' surface
 
 
 def future(n: int, diagonal: int = 1) -> torch.Tensor:
@@ -30,10 +20,12 @@ def future(n: int, diagonal: int = 1) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool).triu(diagonal)
 
 
-def softmax(x: torch.Tensor, dim: int = -1, subtract_max: bool = True) -> torch.Tensor:
-    if subtract_max:
+def softmax(x: torch.Tensor, dim: int = -1, subtract_max: bool = True, global_max: bool = False) -> torch.Tensor:
+    """subtract_max=False: exp(x) / sum, no shift; global_max: one maximum over
+    the whole tensor subtracted, not one per row."""
+    if subtract_max and not global_max:
         return torch.softmax(x, dim=dim)
-    e = torch.exp(x)
+    e = torch.exp(x - x.max() if global_max else x)
     return e / e.sum(dim=dim, keepdim=True)
 
 
@@ -42,14 +34,16 @@ def attend(q, k, v, *, causal: bool, scale: str = "sqrt", mask: str = "strict", 
     """Scaled dot-product attention with one knob per known mistake.
 
     scale: "sqrt" (right), "d_k", "none", "sqrt_d_out" (the whole d_out instead
-    of one head's size); mask: "strict" (right), "diagonal" (hides the
-    diagonal too), "none"; fill: "-inf" (right) or "zero".
+    of one head's size), "sqrt_num_heads" (the head axis, keys.shape[1] after
+    the split); mask: "strict" (right), "diagonal" (hides the diagonal too),
+    "none"; fill: "-inf" (right) or "zero".
     """
     n = q.shape[-2]
     scores = q @ k.transpose(-2, -1)
     d_k = k.shape[-1]
     divisor = {"sqrt": d_k ** 0.5, "d_k": float(d_k), "none": 1.0,
-               "sqrt_d_out": (d_out or d_k) ** 0.5}[scale]
+               "sqrt_d_out": (d_out or d_k) ** 0.5,
+               "sqrt_num_heads": (k.shape[1] if k.dim() == 4 else 1) ** 0.5}[scale]
     hidden = future(n, 1 if mask == "strict" else 0)
     if causal and mask != "none" and not mask_after_softmax:
         scores = scores.masked_fill(hidden, float("-inf") if fill == "-inf" else 0.0)
@@ -77,13 +71,6 @@ def merge_heads(x: torch.Tensor, how: str = "transpose") -> torch.Tensor:
 
 def _linear(x, state, name):
     return F.linear(x, state[f"{name}.weight"], state.get(f"{name}.bias"))
-
-
-def init_arguments(item: str, args, kwargs) -> dict:
-    names = INIT_PARAMS[item]
-    bound = dict(zip(names, args))
-    bound.update({k: v for k, v in kwargs.items() if k in names})
-    return bound
 
 
 def module_forward(item: str, state: dict, init: dict, x: torch.Tensor, *, split: str = "transpose",

@@ -1,4 +1,5 @@
-"""The data-only wire format between the grader and a student process.
+"""The data-only wire format between the grader and a student process, and
+the messages that travel on it.
 
 A frame is ``MAGIC | json length (4 bytes) | JSON header | raw array bytes``.
 The header describes every value as plain JSON; arrays travel as raw bytes
@@ -17,6 +18,7 @@ import math
 import socket
 import struct
 import time
+from enum import Enum
 
 import numpy as np
 
@@ -34,6 +36,40 @@ DTYPES = {
     "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8,
     "uint8": np.uint8, "bool": np.bool_,
 }
+
+
+class Op(str, Enum):
+    """What the grader asks of a child (the ``op`` of a request frame)."""
+
+    HELLO = "hello"  # the submission's files, the stand-ins, the modules to stand in: once, first
+    IMPORT = "import"  # import one exercise module
+    CALL = "call"  # call a graded function
+    MODULE = "module"  # build a graded class and run it
+
+
+class Kind(str, Enum):
+    """What a frame from the child is (its ``kind``), and the grader's answers to stand-ins."""
+
+    READY = "ready"  # the child is confined and has the files: the first frame it sends
+    RESULT = "result"
+    ERROR = "error"
+    UPCALL = "upcall"  # a stand-in asks for a reference result
+    UPCALL_RESULT = "upcall_result"
+    UPCALL_ERROR = "upcall_error"  # refused or failed: the stand-in falls back to the student's own code
+
+
+class Fault(str, Enum):
+    """Why the student's code did not answer (the ``error`` of an ERROR frame)."""
+
+    NOT_IMPLEMENTED = "not_implemented"  # the stub's own NotImplementedError
+    MISSING_FILE = "missing_file"
+    MISSING = "missing"  # the file has no such function or class
+    IMPORT = "import"
+    EXIT = "exit"  # sys.exit
+    EXCEPTION = "exception"
+    MEMORY = "memory"
+    OUTPUT = "output"  # wrote past the output limit
+    PROTOCOL = "protocol"
 
 
 class ProtocolError(Exception):
@@ -177,8 +213,23 @@ def pack(header: dict, bufs: list[bytes]) -> bytes:
     return b"".join([_HEAD.pack(MAGIC, len(body)), body, *bufs])
 
 
-def send(sock: socket.socket, header: dict, bufs: list[bytes] = ()) -> None:
-    sock.sendall(pack(header, list(bufs)))
+def send(sock: socket.socket, header: dict, bufs: list[bytes] = (), deadline: float | None = None) -> None:
+    """Send one frame; with a deadline, a peer that stops reading cannot hold us."""
+    data = pack(header, list(bufs))
+    if deadline is None:
+        sock.settimeout(None)
+        sock.sendall(data)
+        return
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout()
+        sock.settimeout(left)
+        try:
+            view = view[sock.send(view):]
+        except socket.timeout:
+            raise Timeout() from None
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:

@@ -1,0 +1,26 @@
+"""The sandbox: everything that runs next to student code, and the grader's handle on it.
+
+- ``protocol``: the data-only wire format and its message kinds;
+- ``confine``, ``seccomp``: least privilege for the child (namespaces, a new
+  root, no privilege, limits, a syscall filter);
+- ``zygote``: the warm worker that forks one child per submission;
+- ``child``, ``standins``: what runs in the child: the request server and the
+  stand-ins for the stages an item may call;
+- ``client``: the grader's side: ``Zygote``, ``Session``, ``Limits``.
+
+Nothing in this package imports the grader (``attnkit.*`` outside
+``attnkit.sandbox``); ``tests/test_sandbox_boundary.py`` keeps it so.
+"""
+
+__all__ = ["ChildFault", "LimitHit", "Limits", "SandboxError", "Session", "Zygote"]
+
+
+def __getattr__(name: str):
+    # Lazily: the worker imports this package before it enters its user namespace,
+    # which the kernel allows only while the process has a single thread, and the
+    # client's numpy would start a thread pool.
+    if name in __all__:
+        from attnkit.sandbox import client
+
+        return getattr(client, name)
+    raise AttributeError(name)

@@ -1,0 +1,312 @@
+"""The process that runs one submission's code, and answers the grader.
+
+It is forked by the warm worker (``zygote.py``), confines itself
+(``confine.py``), writes the files the grader sent into its own private
+``/submission``, and then serves requests on its socket: import an exercise
+module, call a graded function, build a graded class and run it. It sends
+back plain data (``protocol.py``) and never compares, scores or writes
+results; it holds no reference solution and never sees the hidden-case
+secret. Every answer it gives is checked by the grader, which trusts nothing
+the child says about itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import traceback
+import types
+
+from attnkit.sandbox import protocol, standins
+from attnkit.sandbox.protocol import Fault, Kind, Op
+
+_MISSING = object()
+BUFFER_VALUES = 1 << 16  # buffers up to this many elements are sent as values, larger ones by shape
+
+
+class StudentFault(Exception):
+    """An error to report against the student's code."""
+
+    def __init__(self, kind: Fault, message: str, tb: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.tb = kind, message, tb
+
+
+class _StandInModule(types.ModuleType):
+    """A module of stand-ins, for an exercise file that is missing or broken."""
+
+
+class Child:
+    def __init__(self, sock, workdir: str, torch, modules: tuple[str, ...]):
+        self.sock = sock
+        self.workdir = os.path.realpath(workdir)
+        self.torch = torch
+        self.exercises = modules  # every exercise module name
+        self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
+        self.calls: dict[str, list[str]] = {}  # item -> the stages it may call
+        self.modules: dict[str, object] = {}
+        self.upcalls = standins.Upcalls(self._upcall, torch)
+        self.proxies: dict = {}
+
+    # -- channel
+    def serve(self) -> None:
+        while True:
+            try:
+                header, bufs = protocol.recv(self.sock)
+            except (protocol.PeerClosed, protocol.ProtocolError):
+                return
+            try:
+                value = self.handle(header, bufs)
+                reply_bufs: list = []
+                reply = {"kind": Kind.RESULT, "value": protocol.encode_value(value, reply_bufs)}
+            except StudentFault as fault:
+                reply_bufs = []
+                reply = {"kind": Kind.ERROR, "error": fault.kind, "message": fault.message[:2000],
+                         "traceback": fault.tb[-6000:]}
+            protocol.send(self.sock, reply, reply_bufs)
+
+    def _upcall(self, spec: dict, tensors: list, grads):
+        bufs: list = []
+        header = {"kind": Kind.UPCALL, "spec": spec,
+                  "tensors": protocol.encode_value(list(tensors), bufs),
+                  "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+        protocol.send(self.sock, header, bufs)
+        reply, rbufs = protocol.recv(self.sock)
+        if reply.get("kind") == Kind.UPCALL_RESULT:
+            return Kind.UPCALL_RESULT, protocol.decode_value(reply["value"], rbufs)
+        return Kind.UPCALL_ERROR, str(reply.get("message", "refused"))
+
+    # -- requests
+    def hello(self, header: dict) -> None:
+        """The grader's declarations, and the modules to stand in from the start
+        (their files are missing, or hung or crashed an earlier child)."""
+        self.standins = {str(k): dict(v) for k, v in dict(header.get("standins", {})).items()}
+        self.calls = {str(k): [str(s) for s in v] for k, v in dict(header.get("calls", {})).items()}
+        for module in header.get("unavailable", []):
+            sys.modules[module] = self._stand_in_module(module)
+
+    def handle(self, header: dict, bufs: list):
+        op = header.get("op")
+        if op == Op.IMPORT:
+            module = str(header.get("module"))
+            for other in header.get("unavailable", []):  # broken since: stand in for them
+                if not isinstance(sys.modules.get(other), _StandInModule):
+                    sys.modules[other] = self._stand_in_module(other)
+            self.run(lambda: self.load(module))
+            return "ok"
+        args = protocol.decode_value(header.get("args", {"t": "list", "items": []}), bufs)
+        kwargs = protocol.decode_value(header.get("kwargs", {"t": "dict", "items": {}}), bufs)
+        item = str(header.get("item"))
+        with self.isolated(item):
+            target = self.resolve(item)
+            if op == Op.CALL:
+                return self.run(lambda: self.call(target, args, kwargs))
+            if op == Op.MODULE:
+                return self.run(lambda: self.module(target, kwargs))
+        raise StudentFault(Fault.PROTOCOL, f"unknown request {op!r}")
+
+    def run(self, fn):
+        try:
+            return fn()
+        except StudentFault:
+            raise
+        except NotImplementedError as exc:
+            # the stub's own NotImplementedError (raised in the student's file) means
+            # "not done yet"; one raised inside torch is an ordinary error
+            kind = Fault.NOT_IMPLEMENTED if self._raised_in_submission(exc) else Fault.EXCEPTION
+            text = str(exc) or "NotImplementedError"
+            raise StudentFault(kind, text if kind == Fault.NOT_IMPLEMENTED else f"NotImplementedError: {text}",
+                               self.student_traceback(exc)) from None
+        except MemoryError as exc:
+            raise StudentFault(Fault.MEMORY, "ran out of memory (MemoryError)", self.student_traceback(exc))
+        except RecursionError as exc:
+            raise StudentFault(Fault.EXCEPTION, "RecursionError: maximum recursion depth exceeded",
+                               self.student_traceback(exc)) from None
+        except SystemExit as exc:
+            raise StudentFault(Fault.EXIT, f"called sys.exit({exc.code!r})", self.student_traceback(exc))
+        except KeyboardInterrupt as exc:
+            raise StudentFault(Fault.EXCEPTION, "raised KeyboardInterrupt", self.student_traceback(exc))
+        except OSError as exc:
+            kind = Fault.OUTPUT if getattr(exc, "errno", None) == 27 else Fault.EXCEPTION  # EFBIG
+            raise StudentFault(kind, f"{type(exc).__name__}: {exc}", self.student_traceback(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - student code may raise anything
+            text = f"{type(exc).__name__}: {exc}"
+            kind = Fault.MEMORY if "can't allocate memory" in text else Fault.EXCEPTION
+            raise StudentFault(kind, text, self.student_traceback(exc)) from None
+
+    def _in_submission(self, filename: str) -> bool:
+        return os.path.realpath(filename).startswith(self.workdir + os.sep)
+
+    def _raised_in_submission(self, exc: BaseException) -> bool:
+        frames = traceback.extract_tb(exc.__traceback__)
+        return bool(frames) and self._in_submission(frames[-1].filename)
+
+    def student_traceback(self, exc: BaseException) -> str:
+        """The traceback, cut down to the frames in the student's own files."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if self._in_submission(f.filename)]
+        lines = [f'  File "{os.path.basename(f.filename)}", line {f.lineno}, in {f.name}\n'
+                 + (f"    {f.line}\n" if f.line else "") for f in frames]
+        return "".join(lines[-8:])
+
+    def load(self, module: str):
+        if module in self.modules:
+            return self.modules[module]
+        if isinstance(sys.modules.get(module), _StandInModule):
+            raise StudentFault(Fault.IMPORT, f"{module}.py could not be imported")
+        if not os.path.exists(os.path.join(self.workdir, module + ".py")):
+            raise StudentFault(Fault.MISSING_FILE, f"{module}.py is not in the submission")
+        try:
+            mod = importlib.import_module(module)
+        except BaseException as exc:  # noqa: BLE001 - import runs student code
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                text = f"called sys.exit({exc.code!r}) while being imported"
+            sys.modules[module] = self._stand_in_module(module)  # for the files that import it
+            raise StudentFault(Fault.IMPORT, f"{module}.py could not be imported: {text}",
+                               self.student_traceback(exc)) from None
+        self.modules[module] = mod
+        return mod
+
+    def _stand_in_module(self, module: str):
+        stand_in = _StandInModule(module, f"The grader's stand-ins for {module}.")
+        for key in self.standins:
+            m, name = key.split(".", 1)
+            if m == module:
+                setattr(stand_in, name, self.proxy(key, None))
+        return stand_in
+
+    def resolve(self, item: str):
+        module, name = item.split(".", 1)
+        mod = self.load(module)
+        target = getattr(mod, name, None)
+        if target is None:
+            raise StudentFault(Fault.MISSING, f"{module}.py defines no `{name}`")
+        return target
+
+    # -- stage isolation
+    @contextlib.contextmanager
+    def isolated(self, item: str):
+        """While ``item`` runs, each stage it may call is replaced by its stand-in
+        wherever the student's modules refer to it, so a wrong stage elsewhere
+        never costs this one its points."""
+        saved = []  # (namespace, name, original value or _MISSING)
+        swap = {}  # id of the student's stage -> its stand-in
+        for key in self.calls.get(item, []):
+            if key == item or key not in self.standins:
+                continue
+            module, name = key.split(".", 1)
+            mod = self.modules.get(module)
+            original = getattr(mod, name, None) if mod is not None else None
+            if original is not None:
+                swap[id(original)] = self.proxy(key, original)
+            elif mod is not None:  # a missing stage must not break the ones that call it
+                saved.append((mod.__dict__, name, _MISSING))
+                mod.__dict__[name] = self.proxy(key, None)
+        for mod in list(self.modules.values()):
+            for name, value in list(mod.__dict__.items()):
+                proxy = swap.get(id(value))
+                if proxy is not None:
+                    saved.append((mod.__dict__, name, value))
+                    mod.__dict__[name] = proxy
+        try:
+            yield
+        finally:
+            for space, name, value in reversed(saved):
+                if value is _MISSING:
+                    space.pop(name, None)
+                else:
+                    space[name] = value
+
+    def proxy(self, key: str, original):
+        """The stand-in for one stage; made once per child and student original."""
+        cache_key = (key, id(original))
+        if cache_key not in self.proxies:
+            spec = self.standins[key]
+            if spec.get("kind") == "module":
+                made = standins.module(self.upcalls, key, spec, original)
+            else:
+                made = standins.function(self.upcalls, key, original)
+            self.proxies[cache_key] = (made, original)  # keep the original alive: its id is the key
+        return self.proxies[cache_key][0]
+
+    # -- operations
+    def call(self, target, args, kwargs):
+        if not callable(target):
+            raise StudentFault(Fault.MISSING, f"`{getattr(target, '__name__', target)}` is not a function")
+        result = target(*args, **kwargs)
+        after = [a for a in args if isinstance(a, self.torch.Tensor)]
+        return {"result": result, "args_after": after}
+
+    def module(self, cls, spec: dict):
+        """Build the class and run it. Parameters and buffers come back as values,
+        so the grader can recompute the forward from them: nothing here is taken
+        on the child's word."""
+        torch = self.torch
+        if not isinstance(cls, type):
+            raise StudentFault(Fault.MISSING, f"`{getattr(cls, '__name__', cls)}` is not a class")
+        if spec.get("seed") is not None:
+            torch.manual_seed(spec["seed"])
+        module = cls(*spec.get("init_args", ()), **spec.get("init", {}))
+        if not isinstance(module, torch.nn.Module):
+            raise StudentFault(Fault.EXCEPTION, f"{cls.__name__} is not an nn.Module")
+        if spec.get("dtype"):
+            module = module.to(getattr(torch, spec["dtype"]))
+        report = {"params": {n: p.detach() for n, p in module.named_parameters()},
+                  "buffers": {n: (b.detach() if b.numel() <= BUFFER_VALUES else list(b.shape))
+                              for n, b in module.named_buffers()},
+                  "attrs": {a: _describe(getattr(module, a, _MISSING)) for a in spec.get("describe", ())}}
+        state = spec.get("state")
+        if state is not None:
+            params = dict(module.named_parameters())
+            if set(params) != set(state) or any(list(params[n].shape) != list(state[n].shape) for n in state):
+                report["state_mismatch"] = True
+                return report
+            with torch.no_grad():
+                for name, value in state.items():
+                    params[name].copy_(value)
+        module.train(bool(spec.get("train", False)))
+        inputs = spec.get("inputs", [])
+        report["outputs"] = [module(x) for x in inputs for _ in range(int(spec.get("repeat", 1)))]
+        report["inputs_after"] = list(inputs)
+        grad_output = spec.get("grad_output")
+        if grad_output is not None and inputs:
+            for p in module.parameters():
+                p.grad = None
+            x = inputs[0].clone().requires_grad_(True)
+            out = module(x)
+            if not isinstance(out, torch.Tensor) or out.shape != grad_output.shape:
+                report["grads"] = None
+            else:
+                (out * grad_output).sum().backward()
+                report["grads"] = {n: p.grad for n, p in module.named_parameters()}
+                report["input_grad"] = x.grad
+        witness = spec.get("witness")
+        if witness is not None:  # a fresh input the child could not foresee, in eval mode
+            module.eval()
+            with torch.no_grad():
+                report["witness"] = module(witness)
+        return report
+
+
+def _describe(value) -> dict:
+    if value is _MISSING:
+        return {"missing": True}
+    tp = type(value)
+    info = {"mro": [f"{c.__module__}.{c.__qualname__}" for c in tp.__mro__][:12]}
+    if isinstance(value, (bool, int, float)):
+        info["value"] = value
+    if hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        try:
+            info["len"] = len(value)
+            info["items"] = [_describe(v)["mro"][0] for v in list(value)[:64]]
+        except Exception:  # noqa: BLE001
+            pass
+    if tp.__module__.startswith("torch") and hasattr(value, "p") and isinstance(value.p, float):
+        info["p"] = value.p
+    if hasattr(value, "bias") and tp.__name__ == "Linear":
+        info["bias"] = value.bias is not None
+    return info

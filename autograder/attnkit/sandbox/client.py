@@ -1,0 +1,485 @@
+"""The grader's side of the sandbox: the warm worker, and one session per submission.
+
+The grading process never imports student code. It starts the worker
+(``zygote.py``) once, which pays the torch import, asks it for a fresh child
+per submission, sends the child the submission's files, and talks to it with
+the data-only protocol. Everything that decides a grade happens here: the
+time each item takes is measured on this process's clock and no message from
+the child pauses, extends or restarts it; stand-in requests are answered only
+for the stages the item under grading may call, within size bounds; a child
+that overruns is killed with its whole PID namespace and the next request gets
+a fresh one.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+from attnkit.sandbox import confine, protocol
+from attnkit.sandbox.protocol import Fault, Kind, Op
+
+SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(SANDBOX_DIR)  # attnkit
+PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)  # what holds attnkit: a checkout's autograder/, or site-packages
+UID_BASE = 200_000  # users of our own for student processes (as root); they need no passwd entry
+
+
+class SandboxError(Exception):
+    """A fault of the sandbox or of its setup, never of the student."""
+
+
+class ChildFault(Exception):
+    """The student's code raised, was missing, or could not be imported."""
+
+    def __init__(self, kind: str, message: str, traceback: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.traceback = str(kind), message, traceback
+
+
+class LimitHit(Exception):
+    """A limit was hit (time, memory, output, a crash); the item scores zero."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+@dataclass
+class Limits:
+    """Per-item limits. Defaults follow the design; every one is configurable."""
+
+    seconds: float = 10.0
+    memory_bytes: int = 2 << 30
+    output_bytes: int = 64 << 10
+    processes: int = 16  # threads, as root (processes are refused outright)
+    files: int = 64  # open file descriptors
+    reply_bytes: int = 64 << 20
+    upcall_bytes: int = 16 << 20  # a stand-in's arguments, and its answer
+
+    def for_child(self) -> dict:
+        return {"memory_bytes": self.memory_bytes, "output_bytes": self.output_bytes,
+                "processes": self.processes, "files": self.files}
+
+
+# --------------------------------------------------------------------------- the worker
+
+class _Channel:
+    """One control connection to the worker; one per grading job process."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.buf = b""
+        self.ready: dict | None = None
+
+    def line(self, timeout: float = 120.0) -> tuple[dict, list[int]]:
+        deadline = time.monotonic() + timeout
+        fds: list[int] = []
+        while b"\n" not in self.buf:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk, got, _flags, _addr = socket.recv_fds(self.sock, 4096, 2)
+            except socket.timeout:
+                raise SandboxError("the grading worker did not answer (is torch installed?)") from None
+            except OSError:
+                chunk, got = b"", []
+            fds += got
+            if not chunk:
+                raise SandboxError("the grading worker exited unexpectedly; try `python -c 'import torch'`")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line), fds
+
+
+ISOLATION_VAR = "ATTNKIT_SANDBOX"
+
+
+def requested_isolation() -> str:
+    """``ATTNKIT_SANDBOX``: "auto" (the default: every guarantee the machine
+    allows) or "none" (only the limits, the data-only channel and the syscall
+    filter; for trying what the kit does on a machine without namespaces)."""
+    value = os.environ.get(ISOLATION_VAR, "auto").strip().lower() or "auto"
+    if value not in ("auto", "none"):
+        raise SandboxError(f"{ISOLATION_VAR}={value!r}: expected auto or none")
+    return value
+
+
+SESSION_PREFIX = "attnkit-session-"  # only where the child has no private root: see Session._start
+
+
+def remove_stale_sessions(folder: str | None = None) -> list[str]:
+    """Session folders left by a grader that was killed (kill -9 skips every
+    cleanup): ours, and their process gone. They are private (0700) already;
+    this keeps them from piling up."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(SESSION_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            pid = int(name[len(SESSION_PREFIX):].split("-", 1)[0])
+            if os.lstat(path).st_uid != os.geteuid() or os.path.islink(path):
+                continue
+            os.kill(pid, 0)  # alive: not stale
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except (ValueError, OSError):
+            continue
+    return removed
+
+
+class Zygote:
+    """The warm worker. Starting it is cheap for the caller: the torch import
+    runs in the worker while the grader goes on with its own start-up.
+
+    ``hide``: paths the child must never see even where they lie inside the
+    Python installation (the solutions, the kit's checkout, a class folder).
+    With ``channels`` > 1, processes forked from this one after construction
+    share the worker, each on its own channel (``use_channel``)."""
+
+    def __init__(self, hide=(), channels: int = 1):
+        # The grader holds the hidden-case secret: keep its /proc files unreadable.
+        confine.set_dumpable(False)
+        remove_stale_sessions()
+        in_site = PACKAGE_PARENT in {os.path.realpath(p) for p in _site_dirs()}
+        config = {"exclude": [] if in_site else [PACKAGE_PARENT],  # a checkout: never bound in
+                  "hide": sorted({PACKAGE_DIR, *map(str, hide)}), "parent": os.getpid(),
+                  "isolation": requested_isolation()}
+        pairs = [socket.socketpair() for _ in range(max(1, channels))]
+        fds = [theirs.fileno() for _, theirs in pairs]
+        env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "OPENBLAS_CORETYPE",
+                                          "OPENBLAS_L2_SIZE") if k in os.environ}
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", HOME="/tmp")
+        # -I: no PYTHONPATH, user site or cwd for the worker; the worker comes
+        # from the same tree as this grader, whatever is installed.
+        boot = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
+                f"from attnkit.sandbox.zygote import zygote; "
+                f"zygote({','.join(map(str, fds))!r}, {json.dumps(config)!r})")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", boot], pass_fds=fds, env=env, stdin=subprocess.DEVNULL,
+            cwd="/", start_new_session=True)
+        for _, theirs in pairs:
+            theirs.close()
+        self._channels = [_Channel(ours) for ours, _ in pairs]
+        self._index = 0
+        self._owner = os.getpid()
+        self._uids = itertools.count()
+
+    def use_channel(self, index: int) -> None:
+        self._index = index % len(self._channels)
+
+    @property
+    def _ch(self) -> _Channel:
+        return self._channels[self._index]
+
+    def ready(self) -> dict:
+        """Wait for the worker; returns what isolation this machine allows."""
+        ch = self._ch
+        with ch.lock:
+            if ch.ready is None:
+                ch.ready, _ = ch.line()
+        return ch.ready.get("isolation", {})
+
+    def confined(self) -> bool:
+        """Every guarantee applies: the allowlist filesystem, no network, own
+        PID namespace, no privilege, the seccomp filter."""
+        return not confine.missing(self.ready())
+
+    def notice(self) -> str:
+        """What isolation the OS refused, as a once-per-run notice ('' if none)."""
+        return confine.notice(self.ready())
+
+    def new_uid(self) -> int | None:
+        if self.ready().get("mode") != "root":
+            return None
+        return UID_BASE + (os.getpid() % 25_000) * 32 + next(self._uids) % 32
+
+    def spawn(self, request: dict, output_fd: int) -> tuple[socket.socket, int | None, int]:
+        """A new child: (its socket, a pidfd for it or None, its pid as the worker sees it)."""
+        ours, theirs = socket.socketpair()
+        self.ready()
+        ch = self._ch
+        with ch.lock:
+            try:
+                socket.send_fds(ch.sock, [json.dumps(request).encode()], [theirs.fileno(), output_fd])
+            finally:
+                theirs.close()
+            reply, fds = ch.line()
+        return ours, (fds[0] if fds else None), int(reply.get("pid", -1))
+
+    def close(self) -> None:
+        if os.getpid() != self._owner:
+            return  # a forked job process: the worker belongs to the process that started it
+        for ch in self._channels:
+            ch.sock.close()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    dirs = list(getattr(site, "getsitepackages", lambda: [])())
+    user = getattr(site, "getusersitepackages", lambda: "")()
+    return dirs + ([user] if user else [])
+
+
+# --------------------------------------------------------------------------- one submission
+
+class Session:
+    """One submission, graded in a child process of its own.
+
+    ``files``: the submission, name -> bytes. ``modules``: the exercise module
+    names, in teaching order. ``standins``: each stage's stand-in declaration;
+    ``calls``: item -> the stages it may call; ``answer(spec, tensors, grads)``
+    computes a stand-in's reference result. Without ``answer`` (the public
+    checker, which has no reference) every stand-in request is refused and the
+    student's own code runs.
+    """
+
+    def __init__(self, zygote: Zygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
+                 answer=None, limits: Limits | None = None):
+        self.zygote = zygote
+        self.limits = limits or Limits()
+        self.files = {os.path.basename(k): bytes(v) for k, v in files.items()}
+        self.modules = tuple(modules)
+        self.standins = dict(standins or {})
+        self.calls = {k: frozenset(v) for k, v in (calls or {}).items()}
+        self.answer = answer
+        self.uid = zygote.new_uid()
+        self.workdir: str | None = None  # only where the child has no new root of its own
+        self.sock: socket.socket | None = None
+        self.pidfd: int | None = None
+        self.pid = -1
+        self.output_file = None
+        self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
+        self.imported: set[str] = set()  # in the current child
+        self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
+        self.current: str | None = None  # the item whose request is under way
+        self.spawned = 0
+        self._deps: dict[str, list[str]] = {}
+
+    # -- lifecycle
+    def _start(self) -> None:
+        self.spawned += 1
+        isolation = self.zygote.ready()
+        if not isolation.get("filesystem") and self.workdir is None:
+            # 0700, ours alone; named after this process, so a later run can tell it is stale
+            self.workdir = tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-")
+            if self.uid is not None:
+                os.chown(self.workdir, self.uid, self.uid)
+        self.output_file = tempfile.TemporaryFile()  # unnamed where the OS allows: nothing left behind
+        request = {"limits": dict(self.limits.for_child(), uid=self.uid), "workdir": self.workdir,
+                   "exclude": [PACKAGE_PARENT]}
+        self.sock, self.pidfd, self.pid = self.zygote.spawn(request, self.output_file.fileno())
+        bufs = [self.files[n] for n in sorted(self.files)]
+        hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
+                 "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
+                 "unavailable": sorted(self.unavailable)}
+        self.imported = set()
+        self._exchange(hello, bufs, time.monotonic() + 60)
+
+    def _stop(self) -> None:
+        """Kill the child; with its PID namespace goes everything it started."""
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            os.close(self.pidfd)
+        elif self.pid > 0:
+            for kill in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+                try:
+                    kill()
+                except OSError:
+                    pass
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.pidfd, self.pid = None, None, -1
+        self.imported = set()
+
+    def close(self) -> None:
+        self._stop()
+        if self.output_file is not None:
+            self.output_file.close()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def output(self) -> str:
+        """What the student's code printed in the current child, capped."""
+        if self.output_file is None:
+            return ""
+        try:
+            return os.pread(self.output_file.fileno(), self.limits.output_bytes, 0).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    # -- imports, each on a budget of its own
+    def _dependencies(self, module: str, seen=None) -> list[str]:
+        """The other exercise modules ``module`` imports at its top level, theirs first."""
+        if seen is None:
+            if module not in self._deps:
+                self._deps[module] = self._dependencies(module, set())
+            return self._deps[module]
+        seen.add(module)
+        try:
+            tree = ast.parse(self.files.get(f"{module}.py", b""))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return []
+        names = []
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+        out: list[str] = []
+        for name in dict.fromkeys(names):
+            if name in self.modules and name not in seen:
+                out += [d for d in self._dependencies(name, seen) if d not in out] + [name]
+        return out
+
+    def _ensure_imported(self, module: str) -> None:
+        for m in self._dependencies(module) + [module]:
+            if m in self.imported or m in self.unavailable:
+                continue
+            if f"{m}.py" not in self.files:
+                self.unavailable[m] = (Fault.MISSING_FILE, f"missing file: expected {m}.py in the submission", "")
+                continue
+            if self.sock is None:
+                self._start()
+            start = time.monotonic()
+            try:
+                reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
+                                          [], start + self.limits.seconds, item=None)
+            except LimitHit as hit:
+                what = {"time": f"importing {m}.py did not finish within the time limit "
+                                f"({self.limits.seconds:g} s; an infinite loop at top level?)",
+                        "crash": f"importing {m}.py ended the grading process "
+                                 f"(os._exit, sys.exit or a crash at top level)"}.get(hit.kind, hit.message)
+                self.unavailable[m] = (hit.kind, what, "")
+                continue
+            if reply.get("kind") == Kind.ERROR:
+                self.unavailable[m] = (Fault.IMPORT, str(reply.get("message", ""))[:2000],
+                                       str(reply.get("traceback", ""))[:6000])
+            else:
+                self.imported.add(m)
+
+    # -- requests
+    def request(self, item: str, op: str, args=(), kwargs=None):
+        """Run one operation for ``item``; returns the decoded value or raises
+        ChildFault / LimitHit."""
+        module = item.split(".", 1)[0]
+        if self.sock is None and module not in self.unavailable:
+            self._start()
+        self._ensure_imported(module)
+        if module in self.unavailable:
+            kind, message, tb = self.unavailable[module]
+            if kind in ("time", "crash", "memory", "output", "protocol"):
+                raise LimitHit(kind, message)
+            raise ChildFault(kind, message, tb)
+        used = self.used.get(item, 0.0)
+        if used >= self.limits.seconds:
+            raise LimitHit("time", self._time_message())
+        bufs: list = []
+        header = {"op": Op(op), "item": item, "args": protocol.encode_value(list(args), bufs),
+                  "kwargs": protocol.encode_value(dict(kwargs or {}), bufs)}
+        start = time.monotonic()
+        try:
+            reply, rbufs = self._exchange(header, bufs, start + self.limits.seconds - used, item=item)
+        finally:
+            self.used[item] = used + time.monotonic() - start
+        if reply.get("kind") == Kind.ERROR:
+            kind = str(reply.get("error"))
+            message = str(reply.get("message", ""))[:2000]
+            if kind == Fault.MEMORY:
+                self._stop()
+                raise LimitHit("memory", f"memory limit exceeded ({self.limits.memory_bytes >> 20} MiB "
+                                         f"above the worker's baseline): {message}")
+            if kind == Fault.OUTPUT:
+                self._stop()
+                raise LimitHit("output", f"output limit exceeded: your code printed more than "
+                                         f"{self.limits.output_bytes >> 10} KiB")
+            raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000])
+        if reply.get("kind") != Kind.RESULT:
+            self._stop()
+            raise ChildFault(Fault.PROTOCOL, "the process running your code sent back an unexpected reply")
+        try:
+            return protocol.decode_value(reply.get("value"), rbufs)
+        except protocol.ProtocolError as exc:
+            self._stop()
+            raise ChildFault(Fault.PROTOCOL, f"the process running your code sent back malformed data ({exc})") from None
+
+    def _exchange(self, header: dict, bufs: list, deadline: float, item: str | None = None):
+        """Send one request and wait for its answer, serving stand-in requests
+        meanwhile. The deadline is ours: nothing the child sends moves it."""
+        if self.sock is None:
+            self._start()
+        self.current = item
+        try:
+            protocol.send(self.sock, header, bufs, deadline)
+            while True:
+                reply, rbufs = protocol.recv(self.sock, deadline, self.limits.reply_bytes)
+                if reply.get("kind") == Kind.UPCALL:
+                    self._answer_upcall(reply, rbufs, item, deadline)
+                else:
+                    return reply, rbufs
+        except protocol.Timeout:
+            self._stop()
+            raise LimitHit("time", self._time_message()) from None
+        except (protocol.PeerClosed, BrokenPipeError, ConnectionResetError):
+            self._stop()
+            raise LimitHit("crash", "the process running your code ended unexpectedly "
+                                    "(os._exit, a crash or a signal); nothing was returned") from None
+        except protocol.ProtocolError as exc:
+            self._stop()
+            raise LimitHit("protocol", f"the process running your code sent malformed data ({exc})") from None
+        finally:
+            self.current = None
+
+    def _answer_upcall(self, header: dict, bufs: list, item: str | None, deadline: float) -> None:
+        """A stand-in's request: answered for the stages ``item`` may call only,
+        within the size bound; refused otherwise (the child then runs the
+        student's own code). A refusal costs the requesting item only."""
+        try:
+            spec = header.get("spec")
+            target = spec.get("target") if isinstance(spec, dict) else None
+            if self.answer is None:
+                raise PermissionError("no reference here")
+            if item is None or target == item or target not in self.calls.get(item, ()):
+                raise PermissionError(f"{target!r} is not a stage that {item or 'an import'} may call")
+            if sum(len(b) for b in bufs) > self.limits.upcall_bytes:
+                raise PermissionError(f"arguments over {self.limits.upcall_bytes >> 20} MiB")
+            tensors = protocol.decode_value(header.get("tensors"), bufs)
+            grads = protocol.decode_value(header.get("grads"), bufs)
+            value = self.answer(spec, tensors, grads, self.limits.upcall_bytes)
+            out: list = []
+            encoded = protocol.encode_value(value, out)
+            if sum(len(b) for b in out) > self.limits.upcall_bytes:
+                raise PermissionError(f"an answer over {self.limits.upcall_bytes >> 20} MiB")
+        except Exception as exc:  # noqa: BLE001 - any failure must still answer, or the channel desyncs
+            protocol.send(self.sock, {"kind": Kind.UPCALL_ERROR, "message": f"refused: {exc}"[:500]}, deadline=deadline)
+            return
+        protocol.send(self.sock, {"kind": Kind.UPCALL_RESULT, "value": encoded}, out, deadline=deadline)
+
+    def _time_message(self) -> str:
+        return (f"time limit exceeded: this item took more than {self.limits.seconds:g} s "
+                f"(an infinite loop?); it scores 0")

@@ -1,0 +1,148 @@
+"""Stand-ins: what a student's item calls instead of their other stages.
+
+While the child runs item X, each stage X may call (the grader says which) is
+replaced by a stand-in that asks the grader for the reference result (an
+upcall). Gradients flow through it: the grader answers vector-Jacobian
+products too. The grader answers only for the stages X may call, and only for
+arguments within its size bounds; when it refuses or cannot run the reference
+on the arguments, the stand-in runs the student's own code for that call,
+silently, so a stand-in narrower than the student's helper never costs points.
+
+A class stand-in is described by data (the exercise table): its constructor's
+parameters, its layers in the order they are created (so that a seeded run
+draws the same random numbers as the real class) and its buffers, each the
+reference result of a stage. Its forward is one upcall.
+
+Runs next to student code: no grader code here, only the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+
+from attnkit.sandbox.protocol import Kind
+
+
+class Refused(Exception):
+    """The grader did not answer this stand-in call; the reason says why."""
+
+
+def _slots(args, kwargs, torch):
+    """Replace tensors in call arguments by slot numbers, for an upcall spec."""
+    tensors: list = []
+
+    def conv(v):
+        if isinstance(v, torch.Tensor):
+            tensors.append(v)
+            return {"$slot": len(tensors) - 1}
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        raise Refused(f"the grader's stand-in takes tensors and numbers, not {type(v).__name__}")
+
+    return [conv(a) for a in args], {k: conv(v) for k, v in kwargs.items()}, tensors
+
+
+class Upcalls:
+    """The child's end of the stand-in service."""
+
+    def __init__(self, channel, torch):
+        self.channel = channel  # call(spec, tensors, grads) -> (Kind, value)
+        self.torch = torch
+        self._fn = None
+
+    def ask(self, spec: dict, tensors: list, grads=None):
+        kind, value = self.channel(spec, tensors, grads)
+        if kind != Kind.UPCALL_RESULT:
+            raise Refused(value)
+        return value
+
+    def apply(self, spec: dict, tensors: list):
+        """Forward through the grader, differentiable when any input needs a gradient."""
+        torch = self.torch
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return self._function().apply(json.dumps(spec), *tensors)
+        return self.ask(dict(spec, mode="forward"), list(tensors))
+
+    def _function(self):
+        if self._fn is None:
+            ask, torch = self.ask, self.torch
+
+            class Upcall(torch.autograd.Function):
+                @staticmethod
+                def forward(ctx, spec_json, *ts):
+                    ctx.spec = json.loads(spec_json)
+                    ctx.save_for_backward(*ts)
+                    out = ask(dict(ctx.spec, mode="forward"), list(ts))
+                    outs = out if isinstance(out, tuple) else (out,)
+                    ctx.mark_non_differentiable(*[o for o in outs if not o.is_floating_point()])
+                    return out
+
+                @staticmethod
+                def backward(ctx, *grads):
+                    g = ask(dict(ctx.spec, mode="vjp"), list(ctx.saved_tensors), list(grads))
+                    return (None, *g)
+
+            self._fn = Upcall
+        return self._fn
+
+
+def function(upcalls: Upcalls, key: str, original=None):
+    """The stand-in for graded function ``key``; ``original`` is the student's own."""
+
+    def stand_in(*args, **kwargs):
+        try:
+            a, k, tensors = _slots(args, kwargs, upcalls.torch)
+            return upcalls.apply({"target": key, "args": a, "kwargs": k}, tensors)
+        except Refused as refused:
+            if original is None:
+                raise RuntimeError(f"{key} is not available here: {refused}") from None
+            return original(*args, **kwargs)
+
+    name = key.split(".", 1)[1]
+    stand_in.__name__ = stand_in.__qualname__ = name
+    stand_in.__doc__ = f"The grader's stand-in for {key}: it returns the reference result."
+    return stand_in
+
+
+def module(upcalls: Upcalls, key: str, spec: dict, original=None):
+    """The stand-in class for graded class ``key``, built from its declaration."""
+    torch = upcalls.torch
+    nn = torch.nn
+    params = list(spec["init"])
+    defaults = dict(spec.get("defaults", {}))
+    layers = [tuple(layer) for layer in spec["layers"]]
+    buffers = [tuple(b) for b in spec.get("buffers", [])]
+    masks: dict = {}  # the same few buffers, asked for again and again
+    factories = {"Linear": nn.Linear, "Dropout": nn.Dropout}
+
+    class StandIn(nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            bound = dict(defaults)
+            bound.update(zip(params, args))
+            bound.update({k: v for k, v in kwargs.items() if k in params})
+            missing = [p for p in params if p not in bound]
+            if missing or len(args) > len(params):
+                raise TypeError(f"{key.split('.', 1)[1]}() takes ({', '.join(params)})")
+            self._init = [bound[p] for p in params]
+            for name, factory, positional, keywords in layers:
+                layer = factories[factory](*[bound[p] for p in positional],
+                                           **{k: bound[v] for k, v in keywords.items()})
+                setattr(self, name, layer)
+            for name, stage, positional in buffers:
+                call = json.dumps([stage, [bound[p] for p in positional]])
+                if call not in masks:
+                    masks[call] = upcalls.ask({"target": stage, "args": [bound[p] for p in positional],
+                                               "kwargs": {}, "mode": "forward"}, [])
+                self.register_buffer(name, masks[call].clone())
+
+        def forward(self, x):
+            names = [n for n, _ in self.named_parameters()]
+            request = {"target": key, "init": self._init, "state": names, "training": self.training}
+            return upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
+
+    StandIn.__name__ = StandIn.__qualname__ = key.split(".", 1)[1]
+    StandIn.__doc__ = f"The grader's stand-in for {key}."
+    return StandIn

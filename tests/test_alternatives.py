@@ -1,0 +1,511 @@
+"""Correct answers written in other styles earn full marks.
+
+Each case rewrites one or a few items of the reference solutions the way a
+student might: loops, einsum, torch.where, additive and float masks,
+F.scaled_dot_product_attention, unflatten, per-head loops, a logsumexp
+softmax, the chapter's own code. The module it touches must score full marks
+on every item, the rewritten ones and the rest. A case that loses a point is
+a false negative of the grader, to fix in the grader, not here.
+
+Cases are edits of the reference solutions (``conftest.make_submission``
+checks each edit matches exactly once), usually a whole new body for one
+function or method (``body``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from conftest import SOLUTIONS, full_marks, grade_folder, make_submission, scores
+
+S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
+
+
+def body(module: str, qualname: str, code: str) -> tuple[str, str]:
+    """An edit that replaces the solution body of ``qualname`` ("f" or "Class.method") with ``code``."""
+    text = (SOLUTIONS / f"{module}.py").read_text()
+    start = 0
+    *owner, name = qualname.split(".")
+    if owner:
+        start = text.index(f"\nclass {owner[0]}(")
+    start = text.index(f"def {name}(", start)
+    begin = text.index("### BEGIN SOLUTION", start)
+    end = text.index("### END SOLUTION", begin)
+    indent = text[text.rindex("\n", 0, begin) + 1:begin]
+    head = text[start:text.index("\n", begin) + 1]
+    return text[start:end], head + textwrap.indent(textwrap.dedent(code).strip("\n"), indent) + "\n" + indent
+
+
+CA_INIT_FLOAT_MASK = """
+    self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.dropout = nn.Dropout(dropout)
+    self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+"""
+
+MHA_INIT = """
+    if d_out % num_heads != 0:
+        raise ValueError("d_out must be divisible by num_heads")
+    self.d_out = d_out
+    self.num_heads = num_heads
+    self.head_dim = d_out // num_heads
+    self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+    self.out_proj = nn.Linear(d_out, d_out)
+    self.dropout = nn.Dropout(dropout)
+    self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1))
+"""
+
+# id -> (module, edits)
+CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    # -- stage 1: simplified self-attention
+    "query_scores_matmul": (S, [body(S, "query_scores", "return (inputs @ query.unsqueeze(-1)).squeeze(-1)")]),
+    "query_scores_einsum": (S, [body(S, "query_scores", 'return torch.einsum("...td,...d->...t", inputs, query)')]),
+    "query_scores_token_loop": (S, [body(S, "query_scores", """
+        scores = [(inputs[..., i, :] * query).sum(dim=-1) for i in range(inputs.shape[-2])]
+        return torch.stack(scores, dim=-1)
+    """)]),
+    "query_scores_chapter_dot_loop": (S, [body(S, "query_scores", """
+        # the chapter's loop of torch.dot, over a flattened batch
+        flat = inputs.reshape(-1, *inputs.shape[-2:])
+        queries = query.reshape(-1, query.shape[-1]).expand(flat.shape[0], -1)
+        scores = torch.empty(flat.shape[:2], dtype=inputs.dtype)
+        for b in range(flat.shape[0]):
+            for i, x_i in enumerate(flat[b]):
+                scores[b, i] = torch.dot(x_i, queries[b])
+        return scores.reshape(inputs.shape[:-1])
+    """)]),
+    "attention_scores_einsum": (S, [body(S, "attention_scores",
+                                         'return torch.einsum("...id,...jd->...ij", inputs, inputs)')]),
+    "attention_scores_mT": (S, [body(S, "attention_scores", "return inputs @ inputs.mT")]),
+    "attention_scores_matmul_swapaxes": (S, [body(S, "attention_scores",
+                                                  "return torch.matmul(inputs, inputs.swapaxes(-1, -2))")]),
+    "attention_scores_chapter_double_loop": (S, [body(S, "attention_scores", """
+        flat = inputs.reshape(-1, *inputs.shape[-2:])
+        T = flat.shape[1]
+        scores = torch.empty(flat.shape[0], T, T, dtype=inputs.dtype)
+        for b, x in enumerate(flat):
+            for i, x_i in enumerate(x):
+                for j, x_j in enumerate(x):
+                    scores[b, i, j] = torch.dot(x_i, x_j)
+        return scores.reshape(*inputs.shape[:-1], T)
+    """)]),
+    "normalize_torch_sum": (S, [body(S, "normalize_by_sum",
+                                     "return scores / torch.sum(scores, dim=dim, keepdim=True)")]),
+    "normalize_unsqueeze": (S, [body(S, "normalize_by_sum", "return scores / scores.sum(dim).unsqueeze(dim)")]),
+    "normalize_reciprocal": (S, [body(S, "normalize_by_sum",
+                                      "return scores * scores.sum(dim=dim, keepdim=True).reciprocal()")]),
+    "softmax_logsumexp": (S, [body(S, "softmax",
+                                   "return torch.exp(scores - torch.logsumexp(scores, dim=dim, keepdim=True))")]),
+    "softmax_max_values": (S, [body(S, "softmax", """
+        exps = (scores - scores.max(dim=dim, keepdim=True).values).exp()
+        return exps / exps.sum(dim=dim, keepdim=True)
+    """)]),
+    "softmax_torch_max_index": (S, [body(S, "softmax", """
+        m, _ = torch.max(scores, dim, keepdim=True)
+        e = torch.exp(torch.sub(scores, m))
+        return torch.div(e, torch.sum(e, dim, keepdim=True))
+    """)]),
+    "softmax_functional": (S, [body(S, "softmax", "return torch.nn.functional.softmax(scores, dim=dim)")]),
+    "context_vectors_einsum": (S, [body(S, "context_vectors", """
+        if weights.dim() == 1:
+            return torch.einsum("k,kd->d", weights, values)
+        return torch.einsum("...qk,...kd->...qd", weights, values)
+    """)]),
+    "context_vectors_matmul": (S, [body(S, "context_vectors", "return torch.matmul(weights, values)")]),
+    "context_vectors_broadcast_sum": (S, [body(S, "context_vectors", """
+        if weights.dim() == 1:
+            return (weights.unsqueeze(-1) * values).sum(dim=-2)
+        return (weights.unsqueeze(-1) * values.unsqueeze(-3)).sum(dim=-2)
+    """)]),
+    "context_vectors_chapter_loop": (S, [body(S, "context_vectors", """
+        # the chapter's running sum of weighted value vectors, one key at a time
+        context = 0
+        for k in range(weights.shape[-1]):
+            w_k = weights[..., k].unsqueeze(-1)  # (..., T_q, 1), or (1,) for one row
+            v_k = values[..., k, :]  # (..., d)
+            context = context + w_k * (v_k.unsqueeze(-2) if weights.dim() > 1 else v_k)
+        return context
+    """)]),
+    "simplified_inline": (S, [body(S, "simplified_self_attention",
+                                   "return torch.softmax(inputs @ inputs.transpose(-2, -1), dim=-1) @ inputs")]),
+    "simplified_einsum_inline": (S, [body(S, "simplified_self_attention", """
+        weights = torch.einsum("...id,...jd->...ij", inputs, inputs).softmax(dim=-1)
+        return torch.einsum("...ij,...jd->...id", weights, inputs)
+    """)]),
+
+    # -- stage 2: self-attention with trainable weights
+    "project_qkv_functional_linear": (SA, [body(SA, "project_qkv", """
+        linear = torch.nn.functional.linear
+        return linear(inputs, W_query.T), linear(inputs, W_key.T), linear(inputs, W_value.T)
+    """)]),
+    "project_qkv_fused": (SA, [body(SA, "project_qkv", """
+        qkv = inputs @ torch.cat([W_query, W_key, W_value], dim=-1)  # (..., T, 3 * d_out)
+        return tuple(qkv.split(W_query.shape[1], dim=-1))
+    """)]),
+    "project_qkv_einsum_list": (SA, [body(SA, "project_qkv", """
+        return [torch.einsum("...i,io->...o", inputs, W) for W in (W_query, W_key, W_value)]
+    """)]),
+    "sa_attention_scores_mT": (SA, [body(SA, "attention_scores", "return torch.matmul(queries, keys.mT)")]),
+    "sa_attention_scores_einsum": (SA, [body(SA, "attention_scores", """
+        if queries.dim() == 1:
+            return torch.einsum("d,kd->k", queries, keys)
+        return torch.einsum("...qd,...kd->...qk", queries, keys)
+    """)]),
+    "attention_weights_math_sqrt": (SA, [body(SA, "attention_weights", """
+        import math
+        return torch.softmax(scores / math.sqrt(d_k), dim=-1)
+    """)]),
+    "attention_weights_rsqrt_multiply": (SA, [body(SA, "attention_weights",
+                                                   "return torch.softmax(scores * d_k ** -0.5, dim=-1)")]),
+    "attention_weights_float32_sqrt": (SA, [body(SA, "attention_weights",
+                                                 "return torch.softmax(scores / torch.sqrt(torch.tensor(d_k)), -1)")]),
+    "attention_weights_own_softmax": (SA, [body(SA, "attention_weights", """
+        scaled = scores / d_k ** 0.5
+        exps = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))
+        return exps / exps.sum(dim=-1, keepdim=True)
+    """)]),
+    "attention_weights_method": (SA, [body(SA, "attention_weights", "return scores.div(d_k ** 0.5).softmax(dim=-1)")]),
+    "sa_context_vectors_einsum": (SA, [body(SA, "context_vectors", """
+        if weights.dim() == 1:
+            return torch.einsum("k,kd->d", weights, values)
+        return torch.einsum("...qk,...kd->...qd", weights, values)
+    """)]),
+    "self_attention_v1_chapter": (SA, [  # the document's class, with the batch-safe transpose
+        body(SA, "SelfAttention.__init__", """
+            self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+            self.W_key   = nn.Parameter(torch.rand(d_in, d_out))
+            self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+        """),
+        body(SA, "SelfAttention.forward", """
+            keys = x @ self.W_key
+            queries = x @ self.W_query
+            values = x @ self.W_value
+
+            attn_scores = queries @ keys.transpose(-2, -1)
+            attn_weights = torch.softmax(attn_scores / keys.shape[-1]**0.5, dim=-1)
+            context_vec = attn_weights @ values
+
+            return context_vec
+        """)]),
+    "self_attention_v1_empty_uniform_einsum": (SA, [
+        body(SA, "SelfAttention.__init__", """
+            self.W_query = nn.Parameter(torch.empty(d_in, d_out).uniform_(), requires_grad=True)
+            self.W_key = nn.Parameter(torch.empty(d_in, d_out).uniform_(), requires_grad=True)
+            self.W_value = nn.Parameter(torch.empty(d_in, d_out).uniform_(), requires_grad=True)
+        """),
+        body(SA, "SelfAttention.forward", """
+            q, k, v = (torch.einsum("...ti,io->...to", x, W) for W in (self.W_query, self.W_key, self.W_value))
+            weights = torch.einsum("...qd,...kd->...qk", q, k).div(k.shape[-1] ** 0.5).softmax(-1)
+            return torch.einsum("...qk,...kd->...qd", weights, v)
+        """)]),
+    "self_attention_v1_sdpa": (SA, [body(SA, "SelfAttention.forward", """
+        q, k, v = x @ self.W_query, x @ self.W_key, x @ self.W_value
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    """)]),
+    "self_attention_v2_chapter": (SA, [body(SA, "SelfAttentionV2.forward", """
+        keys = self.W_key(x)
+        queries = self.W_query(x)
+        values = self.W_value(x)
+        attn_scores = queries @ keys.transpose(-2, -1)
+        attn_weights = torch.softmax(attn_scores / keys.shape[-1]**0.5, dim=-1)
+        return attn_weights @ values
+    """)]),
+    "self_attention_v2_functional_linear": (SA, [body(SA, "SelfAttentionV2.forward", """
+        F = torch.nn.functional
+        q = F.linear(x, self.W_query.weight, self.W_query.bias)
+        k = F.linear(x, self.W_key.weight, self.W_key.bias)
+        v = F.linear(x, self.W_value.weight, self.W_value.bias)
+        return F.softmax(q @ k.mT / k.size(-1) ** 0.5, dim=-1) @ v
+    """)]),
+
+    # -- stage 3: causal attention
+    "causal_mask_float_to_bool": (CA, [body(CA, "causal_mask", "return torch.ones(num_tokens, num_tokens).triu(1).bool()")]),
+    "causal_mask_not_tril": (CA, [body(CA, "causal_mask",
+                                       "return ~torch.tril(torch.ones(num_tokens, num_tokens, dtype=torch.bool))")]),
+    "causal_mask_arange": (CA, [body(CA, "causal_mask", """
+        positions = torch.arange(num_tokens)
+        return positions.unsqueeze(0) > positions.unsqueeze(1)  # column j after row i
+    """)]),
+    "causal_mask_loop": (CA, [body(CA, "causal_mask", """
+        mask = torch.zeros(num_tokens, num_tokens, dtype=torch.bool)
+        for i in range(num_tokens):
+            for j in range(i + 1, num_tokens):
+                mask[i, j] = True
+        return mask
+    """)]),
+    "causal_mask_full": (CA, [body(CA, "causal_mask", "return torch.full((num_tokens, num_tokens), True).triu(diagonal=1)")]),
+    "causal_mask_chapter_triu_eq": (CA, [body(CA, "causal_mask",
+                                              "return torch.triu(torch.ones(num_tokens, num_tokens), diagonal=1) == 1")]),
+    "mask_scores_where_scalar": (CA, [body(CA, "mask_scores", 'return torch.where(mask, float("-inf"), scores)')]),
+    "mask_scores_where_full_like": (CA, [body(CA, "mask_scores",
+                                              'return torch.where(mask, torch.full_like(scores, -torch.inf), scores)')]),
+    "mask_scores_additive": (CA, [body(CA, "mask_scores", """
+        additive = torch.zeros(mask.shape, dtype=scores.dtype).masked_fill(mask, float("-inf"))
+        return scores + additive
+    """)]),
+    "mask_scores_index_assign": (CA, [body(CA, "mask_scores", """
+        masked = scores.clone()
+        masked[..., mask] = float("-inf")
+        return masked
+    """)]),
+    "mask_scores_chapter_bool": (CA, [body(CA, "mask_scores", "return scores.masked_fill(mask.bool(), -torch.inf)")]),
+    "renormalize_masked_fill": (CA, [body(CA, "renormalize_masked", """
+        kept = weights.masked_fill(mask, 0.0)
+        return kept / kept.sum(dim=-1, keepdim=True)
+    """)]),
+    "renormalize_where": (CA, [body(CA, "renormalize_masked", """
+        kept = torch.where(mask, torch.zeros_like(weights), weights)
+        return kept / kept.sum(-1, keepdim=True)
+    """)]),
+    "renormalize_l1_normalize": (CA, [body(CA, "renormalize_masked",
+                                           "return torch.nn.functional.normalize(weights * ~mask, p=1, dim=-1)")]),
+    "renormalize_chapter_float_mask": (CA, [body(CA, "renormalize_masked", """
+        masked_simple = weights * (1 - mask.to(weights.dtype))  # the chapter's tril of ones, as a float
+        row_sums = masked_simple.sum(dim=-1, keepdim=True)
+        return masked_simple / row_sums
+    """)]),
+    "causal_attention_chapter": (CA, [  # the chapter's class: float buffer, in-place fill of its own scores
+        body(CA, "CausalAttention.__init__", CA_INIT_FLOAT_MASK),
+        body(CA, "CausalAttention.forward", """
+            b, num_tokens, d_in = x.shape
+            keys = self.W_key(x)
+            queries = self.W_query(x)
+            values = self.W_value(x)
+
+            attn_scores = queries @ keys.transpose(1, 2)
+            attn_scores.masked_fill_(self.mask.bool()[:num_tokens, :num_tokens], -torch.inf)
+            attn_weights = torch.softmax(attn_scores / keys.shape[-1]**0.5, dim=-1)
+            attn_weights = self.dropout(attn_weights)
+
+            context_vec = attn_weights @ values
+            return context_vec
+        """)]),
+    "causal_attention_sdpa_is_causal": (CA, [body(CA, "CausalAttention.forward", """
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        return torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout.p if self.training else 0.0)
+    """)]),
+    "causal_attention_sdpa_attn_mask": (CA, [body(CA, "CausalAttention.forward", """
+        T = x.shape[1]
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        return torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=~self.mask[:T, :T], dropout_p=self.dropout.p if self.training else 0.0)
+    """)]),
+    "causal_attention_additive_buffer": (CA, [
+        body(CA, "CausalAttention.__init__", """
+            self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.dropout = nn.Dropout(dropout)
+            # 0 where a token may look, -inf above the diagonal: added to the scores
+            self.register_buffer("mask", torch.full((context_length, context_length), float("-inf")).triu(1))
+        """),
+        body(CA, "CausalAttention.forward", """
+            T = x.shape[1]
+            q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+            scores = q @ k.transpose(-2, -1) + self.mask[:T, :T]
+            return self.dropout(torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1)) @ v
+        """)]),
+    "causal_attention_where_inline": (CA, [body(CA, "CausalAttention.forward", """
+        T = x.size(1)
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = torch.where(self.mask[:T, :T], float("-inf"), q @ k.mT)
+        return self.dropout(torch.softmax(scores / k.size(-1) ** 0.5, dim=-1)) @ v
+    """)]),
+    "causal_attention_allowed_buffer": (CA, [
+        body(CA, "CausalAttention.__init__", """
+            self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+            self.dropout = nn.Dropout(dropout)
+            # True where a token may look: on and below the diagonal
+            self.register_buffer("mask", torch.tril(torch.ones(context_length, context_length, dtype=torch.bool)),
+                                 persistent=False)
+        """),
+        ("scores = mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+         "scores = mask_scores(scores, ~self.mask[:num_tokens, :num_tokens])")]),
+    "causal_attention_functional_dropout": (CA, [
+        ("weights = self.dropout(weights)",
+         "weights = torch.nn.functional.dropout(weights, self.dropout.p, training=self.training)")]),
+    "causal_attention_own_helpers": (CA, [  # every step through the student's own stage-2 and stage-3 functions
+        ("import torch\n", "import torch\nfrom self_attention import attention_scores, attention_weights, "
+                           "context_vectors, project_qkv\n"),
+        body(CA, "CausalAttention.forward", """
+            T = x.shape[1]
+            queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+            scores = mask_scores(attention_scores(queries, keys), causal_mask(T))
+            weights = self.dropout(attention_weights(scores, keys.shape[-1]))
+            return context_vectors(weights, values)
+        """)]),
+    "causal_attention_einsum": (CA, [body(CA, "CausalAttention.forward", """
+        T = x.shape[1]
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = torch.einsum("btd,bsd->bts", q, k).masked_fill(self.mask[:T, :T], float("-inf"))
+        weights = self.dropout(torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1))
+        return torch.einsum("bts,bsd->btd", weights, v)
+    """)]),
+    "causal_attention_per_sequence_loop": (CA, [body(CA, "CausalAttention.forward", """
+        outputs = []
+        for seq in x:  # one sequence (T, d_in) at a time
+            T = seq.shape[0]
+            q, k, v = self.W_query(seq), self.W_key(seq), self.W_value(seq)
+            scores = (q @ k.T).masked_fill(self.mask[:T, :T], float("-inf"))
+            outputs.append(self.dropout(torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1)) @ v)
+        return torch.stack(outputs)
+    """)]),
+
+    # -- stage 4: multi-head attention
+    "wrapper_stack_flatten": (MH, [body(MH, "MultiHeadAttentionWrapper.forward",
+                                        "return torch.stack([head(x) for head in self.heads], dim=-2).flatten(-2)")]),
+    "wrapper_append_loop": (MH, [
+        body(MH, "MultiHeadAttentionWrapper.__init__", """
+            self.heads = nn.ModuleList()
+            for _ in range(num_heads):
+                self.heads.append(CausalAttention(d_in, d_out, context_length, dropout, qkv_bias=qkv_bias))
+        """),
+        body(MH, "MultiHeadAttentionWrapper.forward", """
+            outputs = []
+            for head in self.heads:
+                outputs.append(head(x))
+            return torch.concat(outputs, dim=2)
+        """)]),
+    "wrapper_generator": (MH, [body(MH, "MultiHeadAttentionWrapper.__init__", """
+        self.heads = nn.ModuleList(CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+                                   for _ in range(num_heads))
+    """)]),
+    "split_heads_unflatten": (MH, [body(MH, "split_heads", "return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)")]),
+    "split_heads_reshape_permute": (MH, [body(MH, "split_heads", """
+        b, T, d = x.shape
+        return x.reshape(b, T, num_heads, d // num_heads).permute(0, 2, 1, 3)
+    """)]),
+    "split_heads_chunk_stack": (MH, [body(MH, "split_heads", "return torch.stack(x.chunk(num_heads, dim=-1), dim=1)")]),
+    "split_heads_rearrange_by_hand": (MH, [body(MH, "split_heads", """
+        # einops' "b t (h d) -> b h t d", written with view
+        return x.view(*x.shape[:-1], num_heads, -1).transpose(-3, -2)
+    """)]),
+    "merge_heads_reshape": (MH, [body(MH, "merge_heads", "return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)")]),
+    "merge_heads_permute_flatten": (MH, [body(MH, "merge_heads", "return x.permute(0, 2, 1, 3).flatten(2)")]),
+    "merge_heads_cat_unbind": (MH, [body(MH, "merge_heads", "return torch.cat(x.unbind(1), dim=-1)")]),
+    "merge_heads_loop": (MH, [body(MH, "merge_heads", "return torch.cat([x[:, h] for h in range(x.shape[1])], dim=-1)")]),
+    "mha_chapter": (MH, [  # the chapter's class, with ValueError where it asserts
+        body(MH, "MultiHeadAttention.__init__", MHA_INIT),
+        body(MH, "MultiHeadAttention.forward", """
+            b, num_tokens, d_in = x.shape
+            keys = self.W_key(x)
+            queries = self.W_query(x)
+            values = self.W_value(x)
+
+            keys = keys.view(b, num_tokens, self.num_heads, self.head_dim)
+            values = values.view(b, num_tokens, self.num_heads, self.head_dim)
+            queries = queries.view(b, num_tokens, self.num_heads, self.head_dim)
+
+            keys = keys.transpose(1, 2)
+            queries = queries.transpose(1, 2)
+            values = values.transpose(1, 2)
+
+            attn_scores = queries @ keys.transpose(2, 3)
+            mask_bool = self.mask.bool()[:num_tokens, :num_tokens]
+            attn_scores.masked_fill_(mask_bool, -torch.inf)
+
+            attn_weights = torch.softmax(attn_scores / keys.shape[-1]**0.5, dim=-1)
+            attn_weights = self.dropout(attn_weights)
+
+            context_vec = (attn_weights @ values).transpose(1, 2)
+            context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
+            context_vec = self.out_proj(context_vec)
+            return context_vec
+        """)]),
+    "mha_sdpa_is_causal": (MH, [body(MH, "MultiHeadAttention.forward", """
+        q, k, v = (split_heads(layer(x), self.num_heads) for layer in (self.W_query, self.W_key, self.W_value))
+        context = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout.p if self.training else 0.0)
+        return self.out_proj(merge_heads(context))
+    """)]),
+    "mha_sdpa_attn_mask": (MH, [body(MH, "MultiHeadAttention.forward", """
+        T = x.shape[1]
+        q, k, v = (split_heads(layer(x), self.num_heads) for layer in (self.W_query, self.W_key, self.W_value))
+        context = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=~self.mask[:T, :T], dropout_p=self.dropout.p if self.training else 0.0)
+        return self.out_proj(merge_heads(context))
+    """)]),
+    "mha_per_head_loop": (MH, [body(MH, "MultiHeadAttention.forward", """
+        T = x.shape[1]
+        q, k, v = (split_heads(layer(x), self.num_heads) for layer in (self.W_query, self.W_key, self.W_value))
+        heads = []
+        for h in range(self.num_heads):
+            scores = q[:, h] @ k[:, h].transpose(-2, -1)  # (b, T, T)
+            scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
+            weights = self.dropout(torch.softmax(scores / self.head_dim ** 0.5, dim=-1))
+            heads.append(weights @ v[:, h])
+        return self.out_proj(torch.stack(heads, dim=1).transpose(1, 2).reshape(x.shape[0], T, -1))
+    """)]),
+    "mha_wrapper_plus_projection": (MH, [body(MH, "MultiHeadAttention.forward", """
+        # each head on its own slice of the projections, side by side, then out_proj
+        T, hd = x.shape[1], self.head_dim
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        outputs = []
+        for h in range(self.num_heads):
+            part = slice(h * hd, (h + 1) * hd)
+            scores = q[..., part] @ k[..., part].transpose(1, 2)
+            scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
+            outputs.append(self.dropout(torch.softmax(scores / hd ** 0.5, dim=-1)) @ v[..., part])
+        return self.out_proj(torch.cat(outputs, dim=-1))
+    """)]),
+    "mha_einsum_unflatten": (MH, [body(MH, "MultiHeadAttention.forward", """
+        T = x.shape[1]
+        q, k, v = (layer(x).unflatten(-1, (self.num_heads, self.head_dim))
+                   for layer in (self.W_query, self.W_key, self.W_value))  # (b, T, h, head_dim)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k).masked_fill(self.mask[:T, :T], float("-inf"))
+        weights = self.dropout(torch.softmax(scores / self.head_dim ** 0.5, dim=-1))
+        context = torch.einsum("bhqk,bkhd->bqhd", weights, v).flatten(2)  # (b, T, d_out)
+        return self.out_proj(context)
+    """)]),
+    "mha_math_sqrt_functional": (MH, [body(MH, "MultiHeadAttention.forward", """
+        import math
+        F = torch.nn.functional
+        T = x.shape[1]
+        q = split_heads(F.linear(x, self.W_query.weight, self.W_query.bias), self.num_heads)
+        k = split_heads(F.linear(x, self.W_key.weight, self.W_key.bias), self.num_heads)
+        v = split_heads(F.linear(x, self.W_value.weight, self.W_value.bias), self.num_heads)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(self.mask[:T, :T], float("-inf"))
+        weights = F.dropout(F.softmax(scores, dim=-1), self.dropout.p, training=self.training)
+        return F.linear(merge_heads(weights @ v), self.out_proj.weight, self.out_proj.bias)
+    """)]),
+    "mha_float_mask_where": (MH, [
+        body(MH, "MultiHeadAttention.__init__", MHA_INIT),
+        ('scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], float("-inf"))',
+         'scores = torch.where(self.mask[:num_tokens, :num_tokens] == 1, float("-inf"), scores)')]),
+    "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+                                 "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
+}
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_correct_alternative_earns_full_marks(zygote, tmp_path, name):
+    module, edits = CASES[name]
+    folder = make_submission(tmp_path / name, {module: edits})
+    report = grade_folder(zygote, folder, (module,))
+    lost = {r.item.key: r.reasons for r in report.results if r.score != r.max_score}
+    assert lost == {}
+    assert scores(report) == full_marks((module,))
+
+
+def test_there_are_many_styles():
+    assert len(CASES) >= 60
+
+
+def test_own_helper_wider_than_the_stand_in(zygote, tmp_path):
+    """The chapter's float mask (a triu of ones as the buffer) through the student's
+    own mask_scores, which converts it with .bool(): correct, but the reference
+    mask_scores that stage isolation stands in accepts bool masks only. The
+    sandbox must fall back to the student's helper for that call, silently."""
+    folder = make_submission(tmp_path / "sub", {CA: [
+        ('return scores.masked_fill(mask, float("-inf"))', 'return scores.masked_fill(mask.bool(), float("-inf"))'),
+        body(CA, "CausalAttention.__init__", CA_INIT_FLOAT_MASK)]})
+    report = grade_folder(zygote, folder, (CA,))
+    assert scores(report) == full_marks((CA,)), {r.item.key: r.reasons for r in report.results}
+    assert not any("stand-in" in c.reason or "reference" in c.reason for r in report.results for c in r.checks)
