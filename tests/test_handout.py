@@ -71,14 +71,8 @@ def student(handout, tmp_path_factory):
 
 # --------------------------------------------------------------------------- what the handout holds
 
-# The grader's stand-in for CausalAttention (worker.py) must create the same
-# parameters as the student's module; that layout is specified in the stub's
-# docstring ("W_query, W_key, W_value, nn.Linear, created in that order, bias
-# only if qkv_bias; dropout"), so these lines give nothing away.
-STAND_IN_LAYOUT = {f"self.W_{n} = nn.Linear(d_in, d_out, bias=qkv_bias)" for n in ("query", "key", "value")} | {
-    "self.dropout = nn.Dropout(dropout)"}
 # The diagnosis catalogue's hint for a missing output projection names the fix.
-ALLOWED = {("worker.py", line) for line in STAND_IN_LAYOUT} | {("catalogue.py", "return self.out_proj(context)")}
+ALLOWED = {("catalogue.py", "return self.out_proj(context)")}
 
 
 def solution_lines() -> set[str]:
