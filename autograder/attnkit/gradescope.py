@@ -18,6 +18,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from attnkit import distribution
 from attnkit.settings import KIT_ROOT
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -25,9 +26,15 @@ SETUP_SH = """#!/usr/bin/env bash
 set -euo pipefail
 apt-get update -qq
 apt-get install -y -qq python3 python3-pip python3-venv > /dev/null
+python3 -c 'import sys; sys.exit(sys.version_info < (@FLOOR@))' || {
+  echo "attnkit needs Python @FLOOR_TEXT@ or newer; this image has $(python3 -V): choose a newer base image" >&2
+  exit 1
+}
 python3 -m venv /autograder/venv
-# The CPU build of torch: the default PyPI wheel for Linux carries CUDA (GBs).
-/autograder/venv/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch 2.13.0, the CPU build, from PyTorch's CPU index: pip's default torch on
+# Linux is the CUDA build (several GB), of no use to the grader.
+/autograder/venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# The kit's dependencies, as its pyproject.toml lists them; the torch above is kept.
 /autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
 """
 
@@ -50,7 +57,11 @@ PYTHONPATH="$SOURCE/attnkit/autograder" ATTNKIT_SOLUTIONS="$SOURCE/attnkit/solut
   exec "$PYTHON" -m attnkit.gradescope "$ROOT"
 """
 
-REQUIREMENTS = "numpy>=1.24\npytest>=8\nmatplotlib>=3.7\n"
+
+def setup_sh() -> str:
+    """SETUP_SH with the kit's Python floor (``requires-python = ">=3.10"``)."""
+    floor = distribution.kit().requires_python.removeprefix(">=")
+    return SETUP_SH.replace("@FLOOR@", floor.replace(".", ", ")).replace("@FLOOR_TEXT@", floor)
 
 
 UNCONFINED_MARK = "attnkit_unconfined"  # in the bundle: grade even without every guarantee of the sandbox
@@ -66,9 +77,9 @@ def build_bundle(out: str, secret_file: str | None = None, unconfined: bool = Fa
         shutil.copytree(KIT_ROOT / "autograder", kit / "autograder",
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
         shutil.copytree(KIT_ROOT / "solutions", kit / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
-        (stage / "setup.sh").write_text(SETUP_SH)
+        (stage / "setup.sh").write_text(setup_sh())
         (stage / "run_autograder").write_text(RUN_AUTOGRADER)
-        (stage / "requirements.txt").write_text(REQUIREMENTS)
+        (stage / "requirements.txt").write_text("".join(f"{d}\n" for d in distribution.kit().dependencies))
         if secret_file:
             (stage / "attnkit_secret").write_text(Path(secret_file).read_text().strip())
         if unconfined:

@@ -8,12 +8,16 @@ the very same function; the points come from ``points.toml``.
 from __future__ import annotations
 
 import importlib
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
 
 POINTS_FILE = Path(__file__).with_name("points.toml")
 MODULES = ("simplified_attention", "self_attention", "causal_attention", "multihead_attention")

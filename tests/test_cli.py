@@ -1,0 +1,145 @@
+"""One voice for the command line: every command described with examples that parse,
+the same option names for the same things, --version, --fail-under that says why,
+and the commands of the instructors' extra that say how to get it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from attnkit import __version__, cli
+from conftest import ASSIGNMENTS, SOLUTIONS
+
+# the options that mean the same thing wherever they appear
+SHARED = ("--out", "--json", "--report", "--fail-under", "--timeout")
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def options(name: str) -> dict[str, str]:
+    """{option string: its help} of one command."""
+    return {s: a.help for a in command_parser(name)._actions for s in a.option_strings}
+
+
+def test_every_command_has_a_description_and_examples_that_parse():
+    assert {c.name for c in cli.COMMANDS} == {"build", "grade", "check", "grade-class", "handout", "course",
+                                             "gradescope-bundle"}
+    for command in cli.COMMANDS:
+        assert len(command.summary) > 20 and len(command.description) > len(command.summary), command.name
+        assert command.examples, command.name
+        for example in command.examples:
+            argv = shlex.split(example)
+            assert argv[:2] == ["attnkit", command.name], example
+            args = cli.parser().parse_args(argv[1:])
+            cli._resolve_outs(args)
+            assert args.func is command.run
+        help_text = command_parser(command.name).format_help()
+        assert command.description.split()[0] in help_text and command.examples[-1] in help_text
+
+
+def test_the_same_names_for_the_same_things():
+    helps: dict[str, set[str]] = {}
+    for command in cli.COMMANDS:
+        for option, text in options(command.name).items():
+            if option in SHARED and option != "--out":
+                helps.setdefault(option, set()).add(text)
+    # --json and --report read the same everywhere; --fail-under says what it compares with
+    assert len(helps["--json"]) == len(helps["--report"]) == 1
+    assert all(t.startswith("exit 1, saying why, when ") for t in helps["--fail-under"])
+    assert all("wall-time limit per graded item (default 10)" in t for t in helps["--timeout"]), helps["--timeout"]
+    for name in ("grade", "check"):
+        assert set(SHARED) - {"--out"} <= set(options(name)), name
+    assert "--timeout" in options("grade-class") and "--timeout" in options("course")
+    for name in ("grade-class", "handout", "course", "gradescope-bundle"):  # every command that writes a folder or file
+        assert "--out" in options(name), name
+
+
+@pytest.mark.parametrize("argv, dest", [
+    (["handout", "h"], "out"), (["handout", "--out", "h"], "out"),
+    (["course", "h"], "dir"), (["course", "--out", "h"], "dir"),
+    (["gradescope-bundle", "h"], "out"), (["gradescope-bundle", "--out", "h"], "out"),
+    (["grade-class", "class", "--out", "h"], "out"),
+])
+def test_out_is_an_option_and_the_old_positional_still_works(argv, dest):
+    args = cli.parser().parse_args(argv)
+    cli._resolve_outs(args)
+    assert getattr(args, dest) == "h"
+
+
+def test_out_missing_or_given_twice_is_a_usage_error(capsys):
+    for argv in (["handout"], ["grade-class", "class"], ["handout", "a", "--out", "b"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "say where to write it: --out PATH" in err and "two places to write, a and --out b" in err
+
+
+def test_version():
+    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"attnkit {__version__} (the kit), Python ")
+    assert importlib.metadata.version("attnkit") == __version__  # pyproject's version is attnkit.__version__
+
+
+def test_fail_under_says_why(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(ASSIGNMENTS / "simplified_attention.py"),
+                           "--fail-under", "5", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "attnkit grade: 0/20 is under --fail-under 5: exit 1"
+    assert json.loads((tmp_path / "r.json").read_text())["score"] == 0
+    (tmp_path / "solved").mkdir()
+    (tmp_path / "solved" / "simplified_attention.py").write_bytes((SOLUTIONS / "simplified_attention.py").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "check", str(tmp_path / "solved"),
+                           "--fail-under", "6", "--json", str(tmp_path / "c.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "fail-under" not in done.stderr, done.stdout + done.stderr
+    assert json.loads((tmp_path / "c.json").read_text())["score"] > 0
+
+
+def test_course_without_the_extra_says_which_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "nbgrader", None)  # as if nbgrader were not installed
+    assert cli.main(["course", "--out", str(tmp_path / "course")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'attnkit course: needs nbgrader, which the instructors\' extra brings: pip install "attnkit[course]"'
+    assert not (tmp_path / "course").exists()
+
+
+def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_install(tmp_path):
+    """The grades need no nbgrader; only the comparison with nbgrader's gradebook does."""
+    from notebook_samples import SOURCE
+
+    course = tmp_path / "course"
+    folder = course / "submitted" / "eve" / "simplified_attention"
+    folder.mkdir(parents=True)
+    (folder / "simplified_attention.ipynb").write_text((SOURCE / "simplified_attention" / "simplified_attention.ipynb")
+                                                       .read_text())
+    (course / "gradebook.db").write_bytes(b"")
+    boot = ("import sys; sys.modules['nbgrader'] = None; from attnkit.cli import main; "
+            f"sys.exit(main({['grade-class', str(course / 'submitted'), '--out', str(tmp_path / 'out'), '--quiet']!r}))")
+    done = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'not compared: needs nbgrader, which the instructors\' extra brings: pip install "attnkit[course]"' in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "out" / "grades.csv").read_text().splitlines()[1].startswith("eve,20,")
+
+
+def test_extras_match_pyproject():
+    from attnkit.distribution import KIT_ROOT
+    from attnkit.items import tomllib
+
+    declared = tomllib.loads((KIT_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in cli.EXTRAS.items():
+        assert all(any(r.startswith(m) for r in declared[extra]) for m in modules), extra
+    assert "attnkit[course]" in declared["dev"]  # a kit developer runs the nbgrader tests too
