@@ -95,7 +95,7 @@ def nbgrader_higher(class_dir, per_module: dict[str, dict[str, float]]) -> list[
     import sys
 
     if importlib.util.find_spec("nbgrader") is None:  # a light install: say what would compare it
-        print("nbgrader's gradebook not compared: it needs nbgrader, which the instructors' extra brings: "
+        print("nbgrader's gradebook not compared: needs nbgrader, which the instructors' extra brings: "
               'pip install "attnkit[course]"', file=sys.stderr)
         return []
     return nbgrader_flags(nbgrader_tree.gradebook_scores(gradebook), per_module)
