@@ -85,12 +85,13 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
         zygote = Zygote(hide=secret_paths())
         try:
             report = grade(zygote, target, Limits(seconds=timeout), public=True)
+            notes.append(zygote.notice().removeprefix("attnkit: note: "))  # '' where nothing is reduced
         finally:
             zygote.close()
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    report.notes[:0] = notes + [NOTE]
+    report.notes[:0] = [n for n in notes if n] + [NOTE]
     if github_output:
         write_github_output(report, github_output)
     return report, render.table(report, f"attnkit check {path}")

@@ -102,6 +102,11 @@ def main(root: str = "/autograder") -> int:
     results = root_path / "results" / "results.json"
     start = time.monotonic()
     zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"), str(root_path / "submission")])
+    refusal = zygote.not_for_credit()
+    if refusal:  # no results.json: Gradescope shows the run as failed, not as a grade
+        zygote.close()
+        print(f"attnkit: {refusal}", file=sys.stderr)
+        return 2
     try:
         with tempfile.TemporaryDirectory(prefix="attnkit-submission-") as tmp:
             stage = Path(tmp) / "submission"
