@@ -11,6 +11,10 @@
    the same file without its loop, on both runners. The difference is what the
    loop costs: the limit, and on the portable runner one respawn (a torch
    import), which the fork runner pays as a fork.
+3. Sessions in a row on one runner (the notebooks' test cells, one after the
+   other, each grading one item): the fork runner forks each session's child,
+   the portable runner takes its warm spare and starts the next one, so cells
+   run back to back wait for that start.
 
 Machines here are noisy and shared: only ratios within one run count.
 """
@@ -51,6 +55,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit", type=float, default=3.0)
+    parser.add_argument("--sessions", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         hostile, honest = Path(tmp) / "hostile", Path(tmp) / "honest"
@@ -64,6 +69,8 @@ def main() -> int:
                 times.setdefault(f"solutions {runner}", []).append(timed(grade("solutions"), runner))
                 times.setdefault(f"honest {runner}", []).append(timed(grade(honest, args.limit), runner))
                 times.setdefault(f"loop {runner}", []).append(timed(grade(hostile, args.limit), runner))
+        for runner in ("fork", "portable"):
+            times[f"session {runner}"] = sessions_in_a_row(runner, args.sessions)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"rounds: {args.rounds}; medians in seconds (all runs: {', '.join(f'{k} {v}' for k, v in _rounded(times))})")
     print(f"python -c 'import torch'                    {med['torch']:6.2f}")
@@ -75,7 +82,38 @@ def main() -> int:
         cost = med[f"loop {runner}"] - med[f"honest {runner}"]
         print(f"an infinite loop costs ({runner:8} runner)   {cost:6.2f}  "
               f"(limit {args.limit:g} s; beyond it {cost - args.limit:.2f} s)")
+    for runner in ("fork", "portable"):
+        print(f"a session in a row, one item ({runner:8})     {med[f'session {runner}']:6.2f}  "
+              f"(median of {args.sessions})")
     return 0
+
+
+def sessions_in_a_row(runner: str, n: int) -> list[float]:
+    """In a fresh process: one runner, then ``n`` sessions back to back, each
+    grading softmax of the solutions on the public checks, timed one by one."""
+    code = f"""
+import sys, time
+from attnkit.grading import grade
+from attnkit.intake import from_folder
+from attnkit.sandbox import Zygote
+z = Zygote()
+z.ready()
+grade(z, from_folder("solutions", ("simplified_attention",), "warm"), public=True)
+out = []
+for _ in range({n}):
+    start = time.perf_counter()
+    grade(z, from_folder("solutions", ("simplified_attention",), "x"), public=True)
+    out.append(time.perf_counter() - start)
+z.close()
+print(" ".join(f"{{t:.3f}}" for t in out))
+"""
+    env = dict(os.environ)
+    env.pop("ATTNKIT_SANDBOX", None)
+    if runner == "portable":
+        env["ATTNKIT_SANDBOX"] = "portable"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT,
+                         env=env).stdout
+    return [float(x) for x in out.split()]
 
 
 def _rounded(times):
