@@ -131,6 +131,16 @@ class PortableZygote(Zygote):
             self._spares.pop().close()
 
 
+def _loopback_listener() -> socket.socket:
+    """A listener on loopback only; on Windows no other socket may share its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    return listener
+
+
 class SpawnedChild:
     """One spawned process: its socket, its output (read here, capped) and a way to kill it."""
 
@@ -157,7 +167,7 @@ class SpawnedChild:
             config["channel"] = f"fd:{theirs.fileno()}"
             options["pass_fds"] = [theirs.fileno()]
         else:
-            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.listener = _loopback_listener()
             self.token = secrets.token_hex(16)
             config["channel"] = "tcp"
         if os.name == "posix":
