@@ -2,6 +2,8 @@
 
 import os
 
+from conftest import confined_only
+
 from attnkit.sandbox import confine
 
 EVERYTHING = {k: True for k in confine.GUARANTEES}
@@ -15,6 +17,7 @@ def test_notice_names_each_missing_guarantee_once():
     assert "Time, memory and output limits still apply" in text
 
 
+@confined_only
 def test_the_worker_applies_every_guarantee_here(zygote):
     """CI and these machines run as root or with user namespaces: everything applies."""
     isolation = zygote.ready()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, grade_folder, make_submission, scores
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, confined_only, grade_folder, make_submission, scores
 
 from attnkit import reference
 from attnkit.items import MODULES
@@ -244,6 +244,7 @@ for name in ("attnkit.reference", "attnkit.diagnosis.variants", "attnkit.diagnos
     assert all(m == "attnkit" or m.startswith("attnkit.sandbox") for m in found["loaded"]), found["loaded"]
 
 
+@confined_only
 def test_the_child_sees_the_python_installation_its_files_and_nothing_else(zygote, tmp_path):
     marker = Path("/tmp") / f"attnkit-host-marker-{os.getpid()}"
     marker.write_text("host")
@@ -295,6 +296,7 @@ with open({str(left)!r}, "w") as f:
     assert not written  # and they vanish with the child
 
 
+@confined_only
 def test_paths_to_hide_inside_the_python_installation_are_covered(tmp_path):
     """A kit installed into site-packages, or solutions kept inside a virtual
     environment, lie inside what the child must see: they are covered. The same
@@ -324,6 +326,7 @@ except OSError as exc:
     assert seen[False]["text"] == "REFERENCE" and seen[True]["text"] == "unreadable"
 
 
+@confined_only
 def test_the_child_cannot_reach_other_processes(zygote, tmp_path):
     """Signals to every PID, writes to every /proc/*/fd/1: only itself is there."""
     found = probe(zygote, tmp_path, '''
@@ -434,6 +437,7 @@ def test_stale_session_folders_of_a_killed_grader_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and other.exists()
 
 
+@confined_only
 def test_threads_are_limited_per_child(zygote, tmp_path):
     """A child starts at most Limits.processes threads, counted for it alone
     (its own user, as root; its own user namespace, without root)."""

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, confined_only
 
 USER = "attnkit-unprivileged"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TESTS = ["tests/test_confine.py", "tests/test_sandbox.py", "tests/test_attacks.py"]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, confined_only]
 
 
 def _tracked_files() -> list[str]:

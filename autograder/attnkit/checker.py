@@ -55,9 +55,10 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
     zygote = Zygote(hide=secret_paths())
     try:
         report = grade(zygote, target, Limits(seconds=timeout), public=True)
+        notice = zygote.notice().removeprefix("attnkit: note: ")  # '' where nothing is reduced
     finally:
         zygote.close()
-    report.notes[:0] = [NOTE]
+    report.notes[:0] = ([notice] if notice else []) + [NOTE]
     if github_output:
         write_github_output(report, github_output)
     return report, render.table(report, f"attnkit check {path}")

@@ -336,6 +336,10 @@ def refuse_unconfined(zygote, unconfined: bool, close: bool = True) -> None:
     on the instructor's explicit word (``--unconfined``), and said each run."""
     from attnkit.sandbox import confine
 
+    refusal = zygote.not_for_credit()  # the portable runner: never, not even --unconfined
+    if refusal:
+        zygote.close()
+        raise GraderError(refusal)
     gaps = confine.missing(zygote.ready())
     if not gaps:
         return

@@ -123,6 +123,11 @@ def main(root: str = "/autograder") -> int:
     submission = intake(root_path)
     zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"),
                           str(root_path / "submission")])
+    refusal = zygote.not_for_credit()
+    if refusal:  # no results.json: Gradescope shows the run as failed, not as a grade
+        zygote.close()
+        print(f"attnkit: {refusal}", file=sys.stderr)
+        return 2
     try:
         gaps = confine.missing(zygote.ready())
         if gaps and not (root_path / "source" / UNCONFINED_MARK).exists():

@@ -187,6 +187,8 @@ class StudentView:
             if any(c.pictures for r in report.results for c in r.checks):
                 terminalreporter.write_line(f"pictures of the expected and your attention weights: "
                                             f"attnkit grade {folder} --report DIR, then open DIR/feedback.html")
+        if self.reports and self.zygote.notice():
+            terminalreporter.write_line(self.zygote.notice())
 
     def points_line(self, report) -> str:
         whole = len({r.item.module for r in report.results}) == 4

@@ -6,7 +6,10 @@
 - ``zygote``: the warm worker that forks one child per submission;
 - ``child``, ``standins``: what runs in the child: the request server and the
   stand-ins for the stages an item may call;
-- ``client``: the grader's side: ``Zygote``, ``Session``, ``Limits``.
+- ``client``: the grader's side: ``Zygote``, ``Session``, ``Limits``;
+- ``portable``, ``spawned``: the portable runner (macOS, Windows, or
+  ``ATTNKIT_SANDBOX=portable``): one spawned process per submission behind the
+  same ``Zygote`` interface, with reduced isolation.
 
 Nothing in this package imports the grader (``attnkit.*`` outside
 ``attnkit.sandbox``); ``tests/test_sandbox_boundary.py`` keeps it so.

@@ -9,6 +9,11 @@ the child pauses, extends or restarts it; stand-in requests are answered only
 for the stages the item under grading may call, within size bounds; a child
 that overruns is killed with its whole PID namespace and the next request gets
 a fresh one.
+
+Where Linux or fork is missing (macOS, Windows), or with
+``ATTNKIT_SANDBOX=portable``, ``Zygote`` is the portable runner instead
+(``portable.py``): the same interface, the same protocol and request server,
+one spawned process per submission, and reduced isolation, said in one line.
 """
 
 from __future__ import annotations
@@ -108,12 +113,26 @@ ISOLATION_VAR = "ATTNKIT_SANDBOX"
 
 def requested_isolation() -> str:
     """``ATTNKIT_SANDBOX``: "auto" (the default: every guarantee the machine
-    allows) or "none" (only the limits, the data-only channel and the syscall
-    filter; for trying what the kit does on a machine without namespaces)."""
+    allows), "none" (only the limits, the data-only channel and the syscall
+    filter; for trying what the kit does on a machine without namespaces) or
+    "portable" (the runner of macOS and Windows, anywhere: for trying it on Linux)."""
     value = os.environ.get(ISOLATION_VAR, "auto").strip().lower() or "auto"
-    if value not in ("auto", "none"):
-        raise SandboxError(f"{ISOLATION_VAR}={value!r}: expected auto or none")
+    if value not in ("auto", "none", "portable"):
+        raise SandboxError(f"{ISOLATION_VAR}={value!r}: expected auto, none or portable")
     return value
+
+
+def runner() -> tuple[str, str]:
+    """Which runner student code gets here: ("fork", "") where Linux and fork
+    are, else ("portable", why)."""
+    if requested_isolation() == "portable":
+        return "portable", f"{ISOLATION_VAR}=portable"
+    if sys.platform == "win32" or not hasattr(os, "fork"):
+        return "portable", "Windows has no fork" if sys.platform == "win32" else "this system has no fork"
+    if not confine.linux():
+        return "portable", ("macOS has no Linux namespaces" if sys.platform == "darwin"
+                            else f"{sys.platform} has no Linux namespaces")
+    return "fork", ""
 
 
 SESSION_PREFIX = "attnkit-session-"  # only where the child has no private root: see Session._start
@@ -125,6 +144,10 @@ def remove_stale_sessions(folder: str | None = None) -> list[str]:
     this keeps them from piling up."""
     folder = folder or tempfile.gettempdir()
     removed = []
+    if not hasattr(os, "geteuid"):
+        # Windows: no owner check, and os.kill(pid, 0) would send a Ctrl-C there;
+        # the folders stay private to the user under their own TEMP.
+        return removed
     try:
         names = [n for n in os.listdir(folder) if n.startswith(SESSION_PREFIX)]
     except OSError:
@@ -153,12 +176,18 @@ class Zygote:
     With ``channels`` > 1, processes forked from this one after construction
     share the worker, each on its own channel (``use_channel``)."""
 
+    def __new__(cls, *args, **kwargs):
+        if cls is Zygote and runner()[0] == "portable":
+            from attnkit.sandbox.portable import PortableZygote
+
+            cls = PortableZygote
+        return super().__new__(cls)
+
     def __init__(self, hide=(), channels: int = 1):
         # The grader holds the hidden-case secret: keep its /proc files unreadable.
         confine.set_dumpable(False)
         remove_stale_sessions()
-        in_site = PACKAGE_PARENT in {os.path.realpath(p) for p in _site_dirs()}
-        config = {"exclude": [] if in_site else [PACKAGE_PARENT],  # a checkout: never bound in
+        config = {"exclude": checkout_paths(),  # a checkout: never bound in
                   "hide": sorted({PACKAGE_DIR, *map(str, hide)}), "parent": os.getpid(),
                   "isolation": requested_isolation()}
         pairs = [socket.socketpair() for _ in range(max(1, channels))]
@@ -205,23 +234,29 @@ class Zygote:
         """What isolation the OS refused, as a once-per-run notice ('' if none)."""
         return confine.notice(self.ready())
 
+    def not_for_credit(self) -> str:
+        """Why this runner may not grade for credit at all ('' where it may;
+        ``confined`` says whether every guarantee applies)."""
+        return confine.credit_refusal(self.ready())
+
     def new_uid(self) -> int | None:
         if self.ready().get("mode") != "root":
             return None
         return UID_BASE + (os.getpid() % 25_000) * 32 + next(self._uids) % 32
 
-    def spawn(self, request: dict, output_fd: int) -> tuple[socket.socket, int | None, int]:
-        """A new child: (its socket, a pidfd for it or None, its pid as the worker sees it)."""
+    def spawn(self, request: dict) -> ForkedChild:
+        """A new child, forked by the worker."""
         ours, theirs = socket.socketpair()
+        output_file = tempfile.TemporaryFile()  # unnamed where the OS allows: nothing left behind
         self.ready()
         ch = self._ch
         with ch.lock:
             try:
-                socket.send_fds(ch.sock, [json.dumps(request).encode()], [theirs.fileno(), output_fd])
+                socket.send_fds(ch.sock, [json.dumps(request).encode()], [theirs.fileno(), output_file.fileno()])
             finally:
                 theirs.close()
             reply, fds = ch.line()
-        return ours, (fds[0] if fds else None), int(reply.get("pid", -1))
+        return ForkedChild(ours, fds[0] if fds else None, int(reply.get("pid", -1)), output_file)
 
     def close(self) -> None:
         if os.getpid() != self._owner:
@@ -233,6 +268,53 @@ class Zygote:
         except OSError:
             pass
         self.proc.wait()
+
+
+class ForkedChild:
+    """The grader's handle on one forked child: its socket, a pidfd (or its
+    pid, as the worker sees it) and the unnamed file its output goes to."""
+
+    def __init__(self, sock: socket.socket, pidfd: int | None, pid: int, output_file):
+        self.sock, self.pidfd, self.pid, self.output_file = sock, pidfd, pid, output_file
+
+    def kill(self) -> None:
+        """Kill the child; with its PID namespace goes everything it started."""
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            os.close(self.pidfd)
+        elif self.pid > 0:
+            for kill in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+                try:
+                    kill()
+                except OSError:
+                    pass
+        self.pidfd, self.pid = None, -1
+
+    def ended_by(self) -> str | None:
+        """A limit the runner enforced by killing the child ("output"), else None:
+        here the kernel enforces the limits, and the child reports them."""
+        return None
+
+    def output(self, limit: int) -> str:
+        try:
+            return os.pread(self.output_file.fileno(), limit, 0).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def close(self) -> None:
+        self.kill()
+        self.output_file.close()
+
+
+def checkout_paths() -> list[str]:
+    """The folder that holds the kit's package when it is a source checkout
+    (autograder/): kept off the child's import path. Never a site-packages
+    folder: that holds torch, and the kit's package in it is covered instead."""
+    in_site = PACKAGE_PARENT in {os.path.realpath(p) for p in _site_dirs()}
+    return [] if in_site else [PACKAGE_PARENT]
 
 
 def _site_dirs() -> list[str]:
@@ -268,9 +350,7 @@ class Session:
         self.uid = zygote.new_uid()
         self.workdir: str | None = None  # only where the child has no new root of its own
         self.sock: socket.socket | None = None
-        self.pidfd: int | None = None
-        self.pid = -1
-        self.output_file = None
+        self.child = None  # the runner's handle on the current (or last) child: kill, output
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
@@ -287,10 +367,12 @@ class Session:
             self.workdir = tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-")
             if self.uid is not None:
                 os.chown(self.workdir, self.uid, self.uid)
-        self.output_file = tempfile.TemporaryFile()  # unnamed where the OS allows: nothing left behind
+        if self.child is not None:
+            self.child.close()
         request = {"limits": dict(self.limits.for_child(), uid=self.uid), "workdir": self.workdir,
-                   "exclude": [PACKAGE_PARENT]}
-        self.sock, self.pidfd, self.pid = self.zygote.spawn(request, self.output_file.fileno())
+                   "exclude": checkout_paths()}
+        self.child = self.zygote.spawn(request)
+        self.sock = self.child.sock
         bufs = [self.files[n] for n in sorted(self.files)]
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
@@ -299,39 +381,25 @@ class Session:
         self._exchange(hello, bufs, time.monotonic() + 60)
 
     def _stop(self) -> None:
-        """Kill the child; with its PID namespace goes everything it started."""
-        if self.pidfd is not None:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except OSError:
-                pass
-            os.close(self.pidfd)
-        elif self.pid > 0:
-            for kill in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
-                try:
-                    kill()
-                except OSError:
-                    pass
+        """Kill the child (through its runner: a pidfd, or a process handle); its
+        output stays readable until the next child starts."""
+        if self.child is not None:
+            self.child.kill()
         if self.sock is not None:
             self.sock.close()
-        self.sock, self.pidfd, self.pid = None, None, -1
+        self.sock = None
         self.imported = set()
 
     def close(self) -> None:
         self._stop()
-        if self.output_file is not None:
-            self.output_file.close()
+        if self.child is not None:
+            self.child.close()
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def output(self) -> str:
         """What the student's code printed in the current child, capped."""
-        if self.output_file is None:
-            return ""
-        try:
-            return os.pread(self.output_file.fileno(), self.limits.output_bytes, 0).decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return self.child.output(self.limits.output_bytes) if self.child is not None else ""
 
     # -- imports, each on a budget of its own
     def _dependencies(self, module: str, seen=None) -> list[str]:
@@ -416,8 +484,7 @@ class Session:
                                          f"above the worker's baseline): {message}")
             if kind == Fault.OUTPUT:
                 self._stop()
-                raise LimitHit("output", f"output limit exceeded: your code printed more than "
-                                         f"{self.limits.output_bytes >> 10} KiB")
+                raise LimitHit("output", self._output_message())
             raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000])
         if reply.get("kind") != Kind.RESULT:
             self._stop()
@@ -446,7 +513,10 @@ class Session:
             self._stop()
             raise LimitHit("time", self._time_message()) from None
         except (protocol.PeerClosed, BrokenPipeError, ConnectionResetError):
+            ended_by = self.child.ended_by() if self.child is not None else None
             self._stop()
+            if ended_by == "output":  # the portable runner's cap on output it could not refuse
+                raise LimitHit("output", self._output_message()) from None
             raise LimitHit("crash", "the process running your code ended unexpectedly "
                                     "(os._exit, a crash or a signal); nothing was returned") from None
         except protocol.ProtocolError as exc:
@@ -479,6 +549,9 @@ class Session:
             protocol.send(self.sock, {"kind": Kind.UPCALL_ERROR, "message": f"refused: {exc}"[:500]}, deadline=deadline)
             return
         protocol.send(self.sock, {"kind": Kind.UPCALL_RESULT, "value": encoded}, out, deadline=deadline)
+
+    def _output_message(self) -> str:
+        return f"output limit exceeded: your code printed more than {self.limits.output_bytes >> 10} KiB"
 
     def _time_message(self) -> str:
         return (f"time limit exceeded: this item took more than {self.limits.seconds:g} s "

@@ -34,10 +34,14 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import resource
 import signal
 import sys
 from dataclasses import dataclass, field
+
+try:
+    import resource
+except ImportError:  # Windows: the portable runner applies no rlimits there
+    resource = None
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -375,9 +379,33 @@ def missing(isolation: dict) -> list[str]:
 
 def notice(isolation: dict) -> str:
     """One sentence for what the OS did not allow, or '' when everything applied."""
+    if isolation.get("runner") == "portable":
+        return portable_notice(isolation)
     gaps = missing(isolation)
     if not gaps:
         return ""
     return ("attnkit: note: isolation is reduced: this machine does not let the grader " + "; ".join(gaps) +
             ". Time, memory and output limits still apply. Grade as root, or where unprivileged user "
             "namespaces are enabled (sysctl kernel.unprivileged_userns_clone=1), for full isolation.")
+
+
+# --------------------------------------------------------------------------- the portable runner
+
+def portable_notice(isolation: dict) -> str:
+    """The one line a student sees where student code runs on the portable runner."""
+    limits = "time, memory and output limits" if isolation.get("memory") else "time and output limits"
+    return (f"attnkit: note: isolation is reduced ({isolation.get('why', 'portable runner')}): your code runs in "
+            f"a plain process of its own (the portable runner), stopped at the {limits} and answering in data "
+            "only, but it can read what you can read, use the network and start processes; grading for credit "
+            "runs on Linux.")
+
+
+def credit_refusal(isolation: dict) -> str:
+    """Why grades for credit cannot be given here ('' where they can, as far as
+    the runner goes: the missing guarantees of a Linux machine are ``missing``)."""
+    if isolation.get("runner") != "portable":
+        return ""
+    return (f"grading for credit runs on Linux only: here student code would run on the portable runner "
+            f"({isolation.get('why', 'portable runner')}), which stops it at the time and output limits but "
+            "cannot confine it (it could read the solutions, the secret and other students' work). Grade on "
+            "Linux, as root or where unprivileged user namespaces are enabled.")

@@ -45,12 +45,14 @@ class Op(str, Enum):
     IMPORT = "import"  # import one exercise module
     CALL = "call"  # call a graded function
     MODULE = "module"  # build a graded class and run it
+    START = "start"  # the portable runner's spawn request (limits, folder): a forked child has it from the worker
 
 
 class Kind(str, Enum):
     """What a frame from the child is (its ``kind``), and the grader's answers to stand-ins."""
 
-    READY = "ready"  # the child is confined and has the files: the first frame it sends
+    READY = "ready"  # the child is confined and has the files: its answer to HELLO
+    WARM = "warm"  # a spawned child (portable runner) has imported torch and waits for START
     RESULT = "result"
     ERROR = "error"
     UPCALL = "upcall"  # a stand-in asks for a reference result

@@ -22,6 +22,7 @@ import errno
 import os
 import platform
 import struct
+import sys
 
 # offsets into struct seccomp_data
 _NR, _ARCH, _ARG0 = 0, 4, 16
@@ -98,7 +99,7 @@ def install() -> bool:
     the machine or the kernel does not support it. Sets no_new_privs first (the
     kernel requires it, and it means no later exec can gain privileges)."""
     code = program()
-    if code is None or not hasattr(os, "fork"):
+    if code is None or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:

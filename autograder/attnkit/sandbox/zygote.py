@@ -35,7 +35,7 @@ def zygote(control_fds: str, config_json: str) -> None:
     import torch  # the expensive import, paid once per grading run
 
     torch.set_num_threads(1)
-    _warm_up(torch)
+    warm_up(torch)
     plan = confine.Plan(binds=confine.python_paths(config.get("exclude", [])), hide=list(config.get("hide", [])))
     pid_namespaces = confine.PidNamespaces() if mode != "none" else None
     isolation = probe(plan, mode, pid_namespaces, torch)
@@ -96,7 +96,7 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _warm_up(torch) -> None:
+def warm_up(torch) -> None:
     """Run each kind of operation the checks use once, so that every forked child
     inherits torch's lazily initialised state instead of paying for it again.
     Single-threaded (set above), so no thread pool exists to break the fork."""

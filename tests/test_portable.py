@@ -1,0 +1,313 @@
+"""The portable runner (issue 9.3): the student side where Linux or fork is missing.
+
+Forced here, on Linux. First, the student side's own tests run again through
+one portable runner for this module (its ``zygote`` fixture replaces the
+session's): full marks and zero, bad answers and their reasons, and the
+attacks whose guarantee it keeps (the time limit, the output limit, the
+data-only channel). Then what is its own: how it is chosen, what it says,
+what it refuses (grades for credit), its Windows channel, its kill and
+respawn, its lifeline, its output, and each student entry point on it.
+CI runs the student-side test files again with ``ATTNKIT_SANDBOX=portable``,
+and natively on macOS and Windows.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import test_attacks
+import test_notebooks
+import torch
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, grade_folder, make_submission, scores
+from test_attacks import ATTACKS, LIMITS, make
+from test_full_and_zero import run_cli
+from test_student_view import run_pytest
+
+from attnkit.sandbox import Limits, Session, SandboxError, Zygote, confine
+from attnkit.sandbox.client import runner
+from attnkit.sandbox.portable import PortableZygote, SpawnedChild, default_transport
+from attnkit.settings import secret_paths
+
+# The student side's own tests, collected here again, on the portable runner below
+# (CI runs all of their files on it): the rest of this file is the runner's own.
+from test_full_and_zero import (  # noqa: F401, E402, I001
+    test_solutions_score_full_marks,
+    test_stubs_score_zero_and_say_not_implemented,
+)
+from test_robustness import (  # noqa: F401, E402
+    test_broken_causal_attention_does_not_cost_multihead,
+    test_each_kind_of_bad_answer_has_its_reason_and_the_run_goes_on,
+)
+
+S = "simplified_attention"
+PORTABLE_ENV = {"ATTNKIT_SANDBOX": "portable"}
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    """This module's runner: the portable one, whatever the machine would choose."""
+    z = PortableZygote(hide=secret_paths(), spares=2)
+    yield z
+    z.close()
+
+
+@pytest.fixture
+def token():
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def portable_env(monkeypatch):
+    """For the entry points that start their own runner (and their subprocesses)."""
+    monkeypatch.setenv("ATTNKIT_SANDBOX", "portable")
+
+
+@pytest.mark.parametrize("name", ["output_flood", "os_exit_in_function", "eq_always_true"])
+def test_attacks_on_the_guarantees_it_keeps_gain_nothing(zygote, tmp_path, name, token, monkeypatch):
+    test_attacks.test_attack_gains_nothing(zygote, tmp_path, name, token, monkeypatch)
+
+
+# --------------------------------------------------------------------------- what it is
+
+def test_chosen_where_linux_or_fork_is_missing_and_by_the_setting(monkeypatch):
+    monkeypatch.delenv("ATTNKIT_SANDBOX", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")  # as Linux looks to it, wherever this runs
+    monkeypatch.setattr(confine, "_libc", object())
+    monkeypatch.setattr(os, "fork", lambda: 0, raising=False)
+    assert runner() == ("fork", "")
+    monkeypatch.setenv("ATTNKIT_SANDBOX", "portable")
+    assert runner() == ("portable", "ATTNKIT_SANDBOX=portable")
+    monkeypatch.setenv("ATTNKIT_SANDBOX", "none")  # no namespaces asked for; fork still there
+    assert runner() == ("fork", "")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(confine, "_libc", None)
+    assert runner() == ("portable", "macOS has no Linux namespaces")
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert runner() == ("portable", "Windows has no fork")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delattr(os, "fork")
+    assert runner() == ("portable", "this system has no fork")
+    monkeypatch.setenv("ATTNKIT_SANDBOX", "vm")
+    with pytest.raises(SandboxError, match="auto, none or portable"):
+        runner()
+
+
+def test_it_says_what_it_does_not_guarantee_in_one_line(monkeypatch):
+    monkeypatch.setenv("ATTNKIT_SANDBOX", "portable")
+    z = Zygote()
+    try:
+        assert isinstance(z, PortableZygote)
+        iso = z.ready()
+        assert not z.confined() and confine.missing(iso) == list(confine.GUARANTEES.values())
+        note = z.notice()
+        assert "\n" not in note and note.count("attnkit: note:") == 1
+        assert "isolation is reduced (ATTNKIT_SANDBOX=portable)" in note
+        limits = "time, memory and output limits" if confine.linux() else "time and output limits"
+        assert limits in note and iso["memory"] == confine.linux()
+        assert "read what you can read" in note and "for credit runs on Linux" in note
+        assert "Linux only" in z.not_for_credit()
+    finally:
+        z.close()
+    note = confine.notice(dict(iso, memory=False, why="Windows has no fork"))
+    assert "(Windows has no fork)" in note and "time and output limits" in note
+
+
+def test_the_fork_runner_may_grade_for_credit():
+    assert confine.credit_refusal({"mode": "root"}) == ""
+
+
+# --------------------------------------------------------------------------- grades for credit
+
+@pytest.mark.slow
+def test_grade_class_refuses_it_even_when_told_unconfined(tmp_path):
+    make_submission(tmp_path / "class" / "ada")
+    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(tmp_path / "class"),
+                           "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet", "--unconfined"],
+                          env=dict(os.environ, **PORTABLE_ENV), capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "grading for credit runs on Linux only" in proc.stderr and "portable runner" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_gradescope_refuses_it_and_writes_no_grade(tmp_path, portable_env, capsys):
+    from attnkit import gradescope
+
+    make_submission(tmp_path / "submission")
+    (tmp_path / "results").mkdir()
+    assert gradescope.main(str(tmp_path)) == 2
+    assert "grading for credit runs on Linux only" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "results.json").exists()
+
+
+# --------------------------------------------------------------------------- how it runs
+
+def test_the_windows_channel_works_here_and_wants_the_token(tmp_path):
+    """Windows cannot pass a descriptor: the child connects to a loopback listener
+    and proves a token. A connection without it is dropped."""
+    child = SpawnedChild("tcp")
+    try:
+        intruder = socket.create_connection(child.listener.getsockname())
+        from attnkit.sandbox import protocol
+
+        protocol.send(intruder, {"token": "0" * 32})
+        child.start({"limits": {"output_bytes": 1 << 10}, "workdir": str(tmp_path)}, time.monotonic() + 120)
+        assert child.sock.getpeername() != intruder.getsockname()
+        intruder.close()
+    finally:
+        child.close()
+    z = PortableZygote(transport="tcp")
+    try:
+        report = grade_folder(z, SOLUTIONS, (S,))
+        assert (report.score, report.max_score) == (20, 20), [r.reasons for r in report.results]
+    finally:
+        z.close()
+
+
+def test_an_infinite_loop_costs_its_limit_and_one_respawn(zygote, tmp_path):
+    honest = make(tmp_path / "honest", (ATTACKS / "infinite_loop.py").read_text(), True)
+    hostile = make(tmp_path / "hostile", (ATTACKS / "infinite_loop.py").read_text(), False)
+    before = zygote.spawned
+    grade_folder(zygote, honest, (S,), LIMITS)
+    per_session = zygote.spawned - before  # the next session's spare
+    start = time.monotonic()
+    report = grade_folder(zygote, hostile, (S,), LIMITS)
+    elapsed = time.monotonic() - start
+    assert zygote.spawned - before - per_session == per_session + 1  # one process more: the respawn
+    assert any("time limit exceeded" in line for line in report.by_item()[f"{S}.softmax"].reasons)
+    assert report.by_item()[f"{S}.attention_scores"].score == 3
+    assert elapsed < 3 * LIMITS.seconds + 20, elapsed  # one limit, not one per check
+
+
+def test_output_written_around_the_python_streams_is_capped_by_the_grader(zygote, tmp_path):
+    """os.write to fd 1 bypasses the child's capped streams: the grader reads the
+    pipe, and kills the process past the cap; only that item pays."""
+    text = (SOLUTIONS / f"{S}.py").read_text().replace(
+        "    shifted = scores - scores.amax(dim=dim, keepdim=True)",
+        "    import os\n    os.write(1, b'x' * 300_000)\n    shifted = scores - scores.amax(dim=dim, keepdim=True)")
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / f"{S}.py").write_text(text)
+    got = grade_folder(zygote, folder, (S,), LIMITS).by_item()
+    assert got[f"{S}.softmax"].score == 0
+    assert any("output limit exceeded" in line for line in got[f"{S}.softmax"].reasons), got[f"{S}.softmax"].reasons
+    assert got[f"{S}.attention_scores"].score == 3
+
+
+def test_the_childs_streams_refuse_writes_past_the_cap():
+    """print() past the cap fails in the child (EFBIG, as under the fork runner's
+    file-size limit), so the item that printed is the one that pays."""
+    from attnkit.sandbox.spawned import _capped
+
+    r, w = os.pipe()
+    budget = [10]  # stdout and stderr share it
+    out, err = _capped(w, budget), _capped(w, budget)
+    try:
+        out.write("12345\n")
+        with pytest.raises(OSError) as refused:
+            err.write("abcdefgh\n")
+        assert refused.value.errno == errno.EFBIG
+        assert os.read(r, 100) == b"12345\nabcd"
+    finally:
+        budget[0] = 1 << 10
+        out.close()
+        err.close()
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("which", ["machine", "portable"])
+def test_the_output_is_the_students_alone_on_both_runners(which, request):
+    """What the student's code printed, without what torch or the interpreter printed first."""
+    runner_ = request.getfixturevalue("zygote" if which == "portable" else "machine_zygote")
+    code = "import sys\nprint('at import')\nprint('to stderr', file=sys.stderr)\n"
+    code += (SOLUTIONS / f"{S}.py").read_text()
+    session = Session(runner_, {f"{S}.py": code.encode()}, (S,), limits=Limits(seconds=10))
+    try:
+        out = session.request(f"{S}.softmax", "call", (torch.zeros(2, 3),))
+        assert torch.allclose(out["result"], torch.full((2, 3), 1 / 3))
+        assert session.output() == "at import\nto stderr\n"
+    finally:
+        session.close()
+
+
+def test_a_spawned_process_ends_when_the_grader_does(tmp_path):
+    """Its stdin is the lifeline: the grader holds it open for as long as it lives."""
+    child = SpawnedChild(default_transport())
+    try:
+        child.start({"limits": {"output_bytes": 1 << 10}, "workdir": str(tmp_path)}, time.monotonic() + 120)
+        child.proc.stdin.close()
+        assert child.proc.wait(30) == 70
+    finally:
+        child.close()
+
+
+def test_the_grader_side_needs_neither_fork_nor_resource(tmp_path):
+    """A grader without os.fork and without the resource module (as on Windows)
+    chooses the portable runner and grades."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.modules["resource"] = None
+        if hasattr(os, "fork"):
+            del os.fork
+        from attnkit.sandbox.client import runner
+        from attnkit.sandbox import Zygote
+        from attnkit.grading import grade
+        from attnkit.intake import from_folder
+        z = Zygote()
+        report = grade(z, from_folder({str(SOLUTIONS)!r}, ({S!r},), "x"), public=True)
+        z.close()
+        print(runner(), type(z).__name__, z.ready()["memory"], report.score, report.max_score)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "ATTNKIT_SANDBOX"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    chosen, kind, memory, score, max_score = proc.stdout.strip().rsplit(" ", 4)
+    why = "Windows has no fork" if sys.platform == "win32" else "this system has no fork"
+    assert (chosen, kind, memory) == (str(("portable", why)), "PortableZygote", "False")
+    assert score == max_score and int(max_score) > 0
+
+
+# --------------------------------------------------------------------------- the student's entry points
+
+@pytest.mark.slow
+def test_attnkit_check_runs_on_it_and_says_so(portable_env):
+    checked = run_cli("check", str(ASSIGNMENTS))
+    assert checked.returncode == 0, checked.stderr
+    assert "Total: 0/47" in checked.stdout
+    assert "note: isolation is reduced (ATTNKIT_SANDBOX=portable)" in checked.stdout
+
+
+@pytest.mark.slow
+def test_the_pytest_view_runs_on_it_and_says_so(portable_env, tmp_path):
+    folder = make_submission(tmp_path / "sub")
+    done = run_pytest(folder, env=PORTABLE_ENV)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "attnkit: 100/100 points" in done.stdout
+    assert "isolation is reduced (ATTNKIT_SANDBOX=portable)" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_notebook_test_cells_run_on_it(portable_env, tmp_path):
+    test_notebooks.test_stage_four_never_pays_for_stage_three(tmp_path)
+
+
+def test_scores_and_words_match_the_machine_runner(zygote, machine_zygote, tmp_path):
+    """One wrong stage: the same scores and reasons on both runners."""
+    folder = make_submission(tmp_path / "s", {"causal_attention": [
+        ('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")]})
+    here = grade_folder(zygote, folder, ("causal_attention",))
+    there = grade_folder(machine_zygote, folder, ("causal_attention",))
+    assert scores(here)["causal_attention.mask_scores"] == 0
+    assert {r.item.key: (r.score, r.reasons) for r in here.results} == \
+        {r.item.key: (r.score, r.reasons) for r in there.results}
