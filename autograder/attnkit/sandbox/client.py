@@ -167,21 +167,14 @@ def remove_stale_sessions(folder: str | None = None) -> list[str]:
     return removed
 
 
-class Zygote:
-    """The warm worker. Starting it is cheap for the caller: the torch import
+class ForkZygote:
+    """The warm worker of the fork runner (Linux). Starting it is cheap for the caller: the torch import
     runs in the worker while the grader goes on with its own start-up.
 
     ``hide``: paths the child must never see even where they lie inside the
     Python installation (the solutions, the kit's checkout, a class folder).
     With ``channels`` > 1, processes forked from this one after construction
     share the worker, each on its own channel (``use_channel``)."""
-
-    def __new__(cls, *args, **kwargs):
-        if cls is Zygote and runner()[0] == "portable":
-            from attnkit.sandbox.portable import PortableZygote
-
-            cls = PortableZygote
-        return super().__new__(cls)
 
     def __init__(self, hide=(), channels: int = 1):
         # The grader holds the hidden-case secret: keep its /proc files unreadable.
@@ -338,7 +331,7 @@ class Session:
     student's own code runs.
     """
 
-    def __init__(self, zygote: Zygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
+    def __init__(self, zygote: ForkZygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
                  answer=None, limits: Limits | None = None):
         self.zygote = zygote
         self.limits = limits or Limits()
