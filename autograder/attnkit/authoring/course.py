@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from attnkit import config
 from attnkit.exercises import MODULES
 from attnkit.errors import GraderError
 
@@ -37,7 +38,8 @@ attnkit.frontends.nbgrader_helper.start(solutions={solutions!r}, item_seconds={i
 HELPER_SECONDS = 15  # the helper's first start of its worker (torch) and of the reference
 
 
-def create(directory: str, cell_timeout: int = 60, item_seconds: float = 10.0) -> list[str]:
+def create(directory: str, cell_timeout: int = config.CELL_SECONDS_DEFAULT,
+           item_seconds: float = config.ITEM_SECONDS_DEFAULT) -> list[str]:
     """Write the course into ``directory``; returns the paths written."""
     from attnkit.authoring import build
     from attnkit.judge.reference import KIT_ROOT, solutions_dir
@@ -69,7 +71,7 @@ def create(directory: str, cell_timeout: int = 60, item_seconds: float = 10.0) -
     root.mkdir(parents=True, exist_ok=True)
     # The kit's own solutions are found through the installed kit; only a folder
     # chosen with ATTNKIT_SOLUTIONS is named in the config.
-    chosen = os.fspath(solutions) if os.environ.get("ATTNKIT_SOLUTIONS") else None
+    chosen = os.fspath(solutions) if config.SOLUTIONS.get() else None
     config.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=float(item_seconds),
                                     solutions=chosen))
     written.append(str(config))

@@ -16,14 +16,7 @@ from pathlib import Path
 import torch
 
 from attnkit.judge import reference as ref
-EXTREME = [[1000.0, 999.0, -1000.0, 0.0],
-           [-1000.0, -1000.0, -999.0, -1000.0],
-           [1000.0, 1000.0, 1000.0, 1000.0]]
-
-
-def extreme(dtype=torch.float64) -> torch.Tensor:
-    """Scores of +-1000, where exp overflows without the max-subtraction."""
-    return torch.tensor(EXTREME, dtype=dtype)
+from attnkit.judge.reference import extreme
 
 
 def recipes() -> dict[str, torch.Tensor]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
+from attnkit.config import GITHUB_OUTPUT, ITEM_SECONDS_DEFAULT
 from attnkit.outputs import report as render
 from attnkit.errors import GraderError
 
@@ -41,7 +41,7 @@ def write_github_output(report, path: str) -> None:
         f.write(f"result={encoded}\n")
 
 
-def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output: str | None = None):
+def run(path: str, notebooks: bool = False, timeout: float = ITEM_SECONDS_DEFAULT, github_output: str | None = None):
     """Grade ``path`` on the public checks; returns (report, table text). ``notebooks``:
     where a module has both a .py and a notebook, grade the notebook."""
     from attnkit.intake import find
@@ -67,7 +67,7 @@ def run(path: str, notebooks: bool = False, timeout: float = 10.0, github_output
 def github_output_path(flag: bool) -> str | None:
     if not flag:
         return None
-    path = os.environ.get("GITHUB_OUTPUT")
+    path = GITHUB_OUTPUT.get()
     if not path:
         raise GraderError("--github-output: GITHUB_OUTPUT is not set (it is, inside a GitHub Actions step)")
     return path

@@ -33,13 +33,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attnkit.config import ITEM_SECONDS_DEFAULT
 from attnkit.outputs import feedback as feedback_html
 
 from attnkit.judge import integrity
 from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
 from attnkit.exercises import MODULES, items, module_totals
 from attnkit.errors import GraderError
-from attnkit.outputs.report import gradescope, table, write_atomic
+from attnkit.files import write_atomic
+from attnkit.outputs.report import gradescope, table
 from attnkit.text import one_line, spreadsheet_cell
 
 from attnkit.config import PACKAGE_DIR
@@ -255,7 +257,7 @@ class ClassRun:
     flags: list  # integrity.Flag
 
 
-def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: float = 10.0,
+def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: float = ITEM_SECONDS_DEFAULT,
                 progress: bool = True, hide: list[str] = (), zygote=None, unconfined: bool = False) -> ClassRun:
     """Grade every student of ``class_dir`` into ``out_dir``. ``zygote``: a warm
     worker to share (with a channel per job), else one is started for the run.
@@ -296,7 +298,9 @@ def _class_flags(class_path: Path, found: Roster, outcomes: list[StudentOutcome]
     if found.kind == NBGRADER:
         # nbgrader scored these notebooks inside the students' own kernels, where any
         # score can be forged: list every assignment where it gave more than we do
-        flags += integrity.nbgrader_higher(class_path, {o.student: module_totals(o.scores) for o in outcomes
+        from attnkit.frontends import nbgrader_tree
+
+        flags += nbgrader_tree.nbgrader_higher(class_path, {o.student: module_totals(o.scores) for o in outcomes
                                                         if not o.error})
     return flags
 

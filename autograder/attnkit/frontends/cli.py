@@ -17,14 +17,12 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from attnkit import __version__, edition
+from attnkit.config import CELL_SECONDS_DEFAULT, ITEM_SECONDS_DEFAULT
 from attnkit.errors import GraderError
 
-CHECKS_DIR = Path(__file__).resolve().parents[1] / "judge" / "checks"
-GRADE_INI = Path(__file__).resolve().parent / "grade.ini"
 
 
 def cmd_build(args) -> int:
@@ -51,40 +49,23 @@ def cmd_grade(args) -> int:
 
     # What to grade, before any worker starts: nothing to grade is one line and exit 2, at once.
     target = find(args.path)
-    from attnkit.sandbox import Limits, Zygote
     from attnkit.config import secret_paths
+    from attnkit.sandbox import Limits, Zygote
 
     # The worker imports torch while this process does the same: start it first.
     zygote = Zygote(hide=secret_paths())
-    import pytest
+    try:
+        from attnkit.judge.engine import grade
+        from attnkit.outputs import report as render
 
-    from attnkit.outputs import report as render
-    from attnkit.frontends.pytest_plugin import GradingPlugin
-
-    limits = Limits(seconds=args.timeout)
-    plugin = GradingPlugin(target, limits, args.json, zygote=zygote)
-    for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
-        os.environ.pop(var, None)  # the grading run's configuration is ours alone
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # no installed plugin joins in
-    code = pytest.main([str(CHECKS_DIR), "-c", str(GRADE_INI), "--rootdir", str(CHECKS_DIR),
-                        "-p", "attnkit.frontends.pytest_plugin", "-p", "no:cacheprovider",
-                        "-p", "no:terminal",
-                        # these two sweep the garbage collector at exit, which with torch
-                        # loaded costs half a second; checks raise, they never leak
-                        "-p", "no:unraisableexception", "-p", "no:threadexception"], plugins=[plugin])
-    if plugin.report is None:
-        print(f"attnkit grade: the checks did not run (pytest exit code {code})", file=sys.stderr)
-        return 2
-    print(render.table(plugin.report, f"attnkit grade {args.path}"))
-    if plugin.isolation_notice:
-        print(plugin.isolation_notice, file=sys.stderr)
-    if args.json:
-        print(f"results written to {args.json}")
-    if args.report:
-        from attnkit.outputs import feedback as feedback_html
-        path = feedback_html.write(plugin.report, args.report, f"attnkit feedback: {target.label}")
-        print(f"feedback written to {path}")
-    return fail_under(args, plugin.report)
+        report = grade(zygote, target, Limits(seconds=args.timeout))
+        notice = zygote.notice()
+    finally:
+        zygote.close()
+    print(render.table(report, f"attnkit grade {args.path}"))
+    if notice:
+        print(notice, file=sys.stderr)
+    return write_outputs(args, report)
 
 
 def cmd_course(args) -> int:
@@ -195,8 +176,8 @@ def add_grading(p, fail_what: str = "the total") -> None:
 
 
 def add_timeout(p) -> None:
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="wall-time limit per graded item (default 10)")
+    p.add_argument("--timeout", type=float, default=ITEM_SECONDS_DEFAULT, metavar="SECONDS",
+                   help=f"wall-time limit per graded item (default {ITEM_SECONDS_DEFAULT:g})")
 
 
 def args_build(p):
@@ -219,10 +200,11 @@ def args_check(p):
 
 def args_course(p):
     add_out(p, "the course folder to create", dest="dir")
-    p.add_argument("--cell-timeout", type=int, default=60, metavar="SECONDS",
-                   help="nbgrader's per-cell time limit, c.Execute.timeout (default 60)")
-    p.add_argument("--timeout", "--item-timeout", dest="item_timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="wall-time limit per graded item (default 10), in the test cells")
+    p.add_argument("--cell-timeout", type=int, default=CELL_SECONDS_DEFAULT, metavar="SECONDS",
+                   help=f"nbgrader's per-cell time limit, c.Execute.timeout (default {CELL_SECONDS_DEFAULT})")
+    p.add_argument("--timeout", "--item-timeout", dest="item_timeout", type=float, default=ITEM_SECONDS_DEFAULT,
+                   metavar="SECONDS", help=f"wall-time limit per graded item (default {ITEM_SECONDS_DEFAULT:g}), "
+                                           f"in the test cells")
 
 
 def args_handout(p):

@@ -150,6 +150,8 @@ def main(root: str = "/autograder") -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("AUTOGRADER_ROOT", "/autograder"))
+    from attnkit.config import AUTOGRADER_ROOT
+
+    code = main(sys.argv[1] if len(sys.argv) > 1 else AUTOGRADER_ROOT.get())
     sys.stdout.flush()
     os._exit(code)

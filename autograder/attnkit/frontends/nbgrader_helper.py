@@ -17,7 +17,7 @@ kernel starts:
 - the nbgrader process makes itself non-dumpable too (its
   ``/proc/<pid>/environ`` keeps the secret the instructor exported), removes
   both variables from the environment its kernels inherit, and gives them the
-  socket's path alone (``notebook.GRADER_VAR``).
+  socket's path alone (``config.GRADER``).
 
 A test cell's ``score()`` sends the item and the path of the saved notebook;
 the helper answers with points and reasons, the same lines as any failed
@@ -43,9 +43,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnkit.kernel.notebook import GRADER_VAR, Grade
+from attnkit import config as settings
+from attnkit.kernel.notebook import Grade
 
-HIDDEN_VARS = ("ATTNKIT_SECRET", "ATTNKIT_SOLUTIONS")
+HIDDEN_VARS = (settings.SECRET.name, settings.SOLUTIONS.name)  # never in a kernel's environment
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 READY_SECONDS = 60.0  # python start-up and the kit's light imports, on a loaded machine
 REQUEST_SECONDS = 10.0  # a connected kernel sends its request at once
@@ -73,7 +74,8 @@ class Helper:
 _helper: Helper | None = None
 
 
-def start(solutions: str | None = None, item_seconds: float = 10.0, warm: bool | None = None) -> str:
+def start(solutions: str | None = None, item_seconds: float = settings.ITEM_SECONDS_DEFAULT,
+          warm: bool | None = None) -> str:
     """Start this process's grading helper (once) and hide the secret from the kernels to come.
 
     ``solutions``: the reference solutions (default: ``ATTNKIT_SOLUTIONS``, else
@@ -84,10 +86,8 @@ def start(solutions: str | None = None, item_seconds: float = 10.0, warm: bool |
     global _helper
     if _helper is not None:
         return _helper.address
-    from attnkit.config import KIT_ROOT
-
-    config = {"secret": os.environ.get("ATTNKIT_SECRET"),
-              "solutions": os.fspath(solutions or os.environ.get("ATTNKIT_SOLUTIONS") or KIT_ROOT / "solutions"),
+    config = {"secret": os.environ.get(settings.SECRET.name),  # None: the helper keeps the public default
+              "solutions": os.fspath(solutions or settings.solutions_dir()),
               "item_seconds": float(item_seconds),
               "warm": any(a in ("autograde", "validate") for a in sys.argv[1:3]) if warm is None else warm}
     folder = tempfile.mkdtemp(prefix="attnkit-grader-")  # 0700: other users cannot reach the socket
@@ -112,7 +112,7 @@ def start(solutions: str | None = None, item_seconds: float = 10.0, warm: bool |
         proc = None
     for var in HIDDEN_VARS:
         os.environ.pop(var, None)
-    os.environ[GRADER_VAR] = address
+    os.environ[settings.GRADER.name] = address
     _helper = Helper(proc, folder, address)
     atexit.register(stop)
     return address
@@ -154,8 +154,8 @@ def serve(address: str) -> None:
     set_dumpable(False)  # before the secret arrives
     config = json.loads(sys.stdin.readline())
     if config.get("secret") is not None:
-        os.environ["ATTNKIT_SECRET"] = config["secret"]
-    os.environ["ATTNKIT_SOLUTIONS"] = config["solutions"]
+        os.environ[settings.SECRET.name] = config["secret"]
+    os.environ[settings.SOLUTIONS.name] = config["solutions"]
     warnings.simplefilter("ignore")
     scrub = Scrub(config)
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnkit.intake import NBGRADER, IntakeError, collect
-from attnkit.exercises import MODULES, module_totals
+from attnkit.judge.integrity import higher_scores
+from attnkit.exercises import module_totals
 from attnkit.intake.notebooks import NotebookError
 
 TREE_NAMES = ("submitted", "autograded")  # nbgrader's own names for the trees of student notebooks
@@ -96,23 +97,27 @@ def module_scores(report) -> dict[str, int]:
     return module_totals({r.item.key: r.score for r in report.results})
 
 
-def higher_scores(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, float]],
-                  tolerance: float = 1e-6) -> list[tuple[str, str, float, float]]:
-    """(student, assignment, nbgrader's score, isolated grade) wherever nbgrader gave more."""
-    found = []
-    for student in sorted(nbgrader):
-        for assignment, nb_score in sorted(nbgrader[student].items()):
-            if assignment not in MODULES:
-                continue
-            ours = isolated.get(student, {}).get(assignment, 0)
-            if nb_score > ours + tolerance:
-                found.append((student, assignment, nb_score, ours))
-    return found
-
-
 def higher_in_nbgrader(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, int]],
                        tolerance: float = 1e-6) -> list[str]:
     """One line per student and assignment where nbgrader gave more than the isolated grade."""
     return [f"{student} {assignment}: nbgrader {theirs:g}, isolated grade {ours:g}: "
             f"the nbgrader score is higher; check this notebook (the isolated grade counts)"
             for student, assignment, theirs, ours in higher_scores(nbgrader, isolated, tolerance)]
+
+
+def nbgrader_higher(class_dir, per_module: dict[str, dict[str, float]]) -> list:
+    """Flags (``integrity``) for the assignments that the gradebook next to an
+    nbgrader tree scored higher than the isolated grade."""
+    import importlib.util
+    import sys
+
+    from attnkit.judge.integrity import nbgrader_flags
+
+    gradebook = gradebook_path(class_dir)
+    if gradebook is None:
+        return []
+    if importlib.util.find_spec("nbgrader") is None:  # a light install: say what would compare it
+        print("nbgrader's gradebook not compared: needs nbgrader, which the instructors' extra brings: "
+              'pip install "attnkit[course]"', file=sys.stderr)
+        return []
+    return nbgrader_flags(gradebook_scores(gradebook), per_module)

@@ -1,28 +1,35 @@
-"""The grading plugin: pytest runs the checks, this plugin turns them into points.
+"""The checks under pytest, for an instructor who wants pytest's own view of them:
 
-``attnkit grade`` uses it, and so can anyone:
+    pytest -p attnkit.frontends.pytest_plugin --attnkit-submission PATH autograder/attnkit/judge/checks
 
-    pytest -p attnkit.frontends.pytest_plugin --attnkit-submission PATH autograder/attnkit/checks
-
-Each check is a test marked ``attnkit(item=..., kind=...)`` that takes the
-``student`` fixture. An instructor adds a check by writing such a test (with
-``@attnkit.judge.registry.check``) and giving it points in ``exercises.toml``.
+A thin integration on the engine (``judge.engine.Grading``): pytest collects
+the check files and selects among them (``-k``, ``-m attnkit``, node ids); for
+each check it runs, this plugin asks the engine to run it, and turns what the
+engine concluded into pytest's pass, fail or skip. The rules (which checks
+count, a limit that ends an item, how an item's reasons are settled) are the
+engine's, so this view and ``attnkit grade`` give the same points. An
+instructor adds a check by writing a test marked ``@attnkit.judge.registry.check``
+in ``judge/checks/`` and giving it points in ``exercises.toml``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from attnkit.outputs import report as render
-from attnkit.intake import Submission, find
-from attnkit.judge.engine import Run, open_session
-from attnkit.judge.registry import registry
-from attnkit.errors import GraderError
-from attnkit.sandbox import Limits, Zygote
 from attnkit.config import secret_paths
-from attnkit.judge.scoring import Report, build_report
+from attnkit.errors import GraderError
+from attnkit.intake import find
+from attnkit.judge.engine import Grading
+from attnkit.judge.registry import registry
+from attnkit.judge.scoring import Report
+from attnkit.outputs import report as render
+from attnkit.sandbox import Limits, Zygote
 
 PLUGIN_NAME = "attnkit-grading"
+
+
+class CheckFailed(AssertionError):
+    """What the engine found wrong; its message is the check's reason."""
 
 
 def pytest_addoption(parser):
@@ -46,17 +53,19 @@ def pytest_configure(config):
         limits = Limits()
         if config.getoption("attnkit_timeout"):
             limits.seconds = config.getoption("attnkit_timeout")
-        plugin = GradingPlugin(target, limits, config.getoption("attnkit_json"), echo=True)
-        config.pluginmanager.register(plugin, PLUGIN_NAME)
+        config.pluginmanager.register(GradingPlugin(target, limits, config.getoption("attnkit_json")), PLUGIN_NAME)
 
 
 @pytest.fixture
 def student(request):
-    """The graded item of this check, run in the sandbox."""
+    """The graded item of this check, run in the sandbox (what a check's function takes)."""
     plugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if plugin is None:
         pytest.skip("no submission to grade: pass --attnkit-submission PATH")
-    return plugin.student_for(request.node)
+    check = _check_of(request.node)
+    if check is None:
+        raise GraderError(f"{request.node.nodeid} uses `student` but is not marked as a graded check")
+    return plugin.grading.student(check)
 
 
 def _check_of(node):
@@ -68,76 +77,54 @@ def _check_of(node):
 
 
 class GradingPlugin:
-    def __init__(self, target: Submission, limits: Limits | None = None, json_path: str | None = None,
-                 echo: bool = False, zygote: Zygote | None = None):
+    def __init__(self, target, limits: Limits | None = None, json_path: str | None = None):
         self.__name__ = PLUGIN_NAME
         self.target = target
         self.limits = limits
         self.json_path = json_path
-        self.echo = echo
-        self.zygote = zygote or Zygote(hide=secret_paths())  # starts importing torch now, while pytest collects
-        self._run: Run | None = None
+        self.zygote = Zygote(hide=secret_paths())  # starts importing torch now, while pytest collects
+        self._grading: Grading | None = None
         self.report: Report | None = None
-        self.isolation_notice = ""
 
     @property
-    def run(self) -> Run:
-        if self._run is None:
-            self._run = Run(open_session(self.zygote, self.target, self.limits))
-        return self._run
-
-    def student_for(self, node):
-        check = _check_of(node)
-        if check is None:
-            raise GraderError(f"{node.nodeid} uses `student` but is not marked as a graded check")
-        return self.run.student(check)
+    def grading(self) -> Grading:
+        if self._grading is None:
+            self._grading = Grading(self.zygote, self.target, self.limits)
+        return self._grading
 
     def pytest_collection_modifyitems(self, config, items):
+        counted = {(c.item, c.kind) for c in self.grading.checks}
         keep, drop = [], []
         for node in items:
             check = _check_of(node)
-            (keep if check and check.item.split(".", 1)[0] in self.target.modules else drop).append(node)
+            (keep if check and (check.item, check.kind) in counted else drop).append(node)
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item):
-        check = _check_of(item)
-        if check and check.item in self.run.limited:
-            pytest.skip(f"{check.item} already scored 0: it hit a limit")
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_call(self, item):
-        check = _check_of(item)
+    def pytest_pyfunc_call(self, pyfuncitem):
+        check = _check_of(pyfuncitem)
         if check is None:
-            yield
-            return
-        with self.run.collecting(check):  # the comparisons the diagnosis weighs once the item is done
-            yield
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        yield
-        check = _check_of(item)
-        if check is None or call.when != "call":
-            return
-        exc = call.excinfo.value if call.excinfo else None
-        if isinstance(exc, pytest.skip.Exception):
-            return
-        self.run.record(check, exc)
+            return None
+        result = self.grading.run(check)  # the engine calls the check, with its rules
+        if result is None:
+            pytest.skip(f"{check.item} already scored 0: it hit a limit")
+        if not result.passed:
+            raise CheckFailed(result.reason)
+        return True
 
     def pytest_sessionfinish(self, session):
-        results = self._run.results if self._run else []
-        self.report = build_report(results, self.target.modules,
-                                   list(self.target.notes) + self.target.missing_notes())
-        if self.json_path:
-            render.write_json(self.report, self.json_path)
-        if self._run is not None:
-            self._run.session.close()
-            self.isolation_notice = self.zygote.notice()
+        if self._grading is not None:
+            self.report = self._grading.report()
+            self._grading.close()
+            if self.json_path:
+                render.write_json(self.report, self.json_path)
+            notice = self.zygote.notice()
+            if notice:
+                print(notice)
         self.zygote.close()
 
     def pytest_terminal_summary(self, terminalreporter):
-        if self.echo and self.report is not None:
+        if self.report is not None:
             terminalreporter.write_line(render.table(self.report, f"attnkit: {self.target.label}"))

@@ -1,9 +1,13 @@
-"""Grading one submission: take what to grade, run its checks, score them.
+"""The one engine: grading one submission.
 
-The pytest plugin and the batch runner both end up here: the plugin lets
-pytest call each check, the batch runner calls them directly (no pytest
-start-up per student). Either way a check is the same function, and its
-outcome is classified by ``scoring.outcome``.
+Every path grades through ``Grading``: ``attnkit grade`` and ``check``,
+``grade-class`` and the Gradescope bundle (``grade`` below), the notebooks'
+test cells and the nbgrader helper, the student's pytest view, and the
+instructor's pytest plugin, which only hands pytest the checks to run one by
+one (``Grading.run``) and reports what the engine concluded. The rules live
+here once: which checks run (``selected_checks``), a limit hit by one check
+skips the rest of its item (``Run.run``), and an item's reasons are settled on
+all its checks (``Run.results``).
 """
 
 from __future__ import annotations
@@ -95,15 +99,45 @@ class Run:
         return self.record(check, None)
 
 
+class Grading:
+    """One submission in the sandbox: its checks, each run on demand, and its report."""
+
+    def __init__(self, zygote: Zygote, submission: Submission, limits: Limits | None = None,
+                 public: bool = False):
+        self.submission = submission
+        self.public = public
+        self.run_ = Run(open_session(zygote, submission, limits, public))
+
+    @property
+    def checks(self) -> list[Check]:
+        return selected_checks(self.submission, self.public)
+
+    def run(self, check: Check) -> CheckResult | None:
+        """Run one check; None when it was skipped (its item already hit a limit)."""
+        return self.run_.run(check)
+
+    def student(self, check: Check) -> Student:
+        return self.run_.student(check)
+
+    def report(self) -> Report:
+        notes = list(self.submission.notes) + self.submission.missing_notes()
+        return build_report(self.run_.results, self.submission.modules, notes, public=self.public)
+
+    def close(self) -> None:
+        self.run_.session.close()
+
+    def __enter__(self) -> Grading:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def grade(zygote: Zygote, submission: Submission, limits: Limits | None = None, public: bool = False) -> Report:
-    """Grade one submission without pytest (the batch path). In ``public``
-    mode only the public checks run, and items are out of their public points."""
-    session = open_session(zygote, submission, limits, public)
-    try:
-        run = Run(session)
-        for check in selected_checks(submission, public):
-            run.run(check)
-        notes = list(submission.notes) + submission.missing_notes()
-        return build_report(run.results, submission.modules, notes, public=public)
-    finally:
-        session.close()
+    """Grade one submission: every check of its assignments, in order. In
+    ``public`` mode only the public checks run, and items are out of their
+    public points."""
+    with Grading(zygote, submission, limits, public) as grading:
+        for check in grading.checks:
+            grading.run(check)
+        return grading.report()

@@ -37,7 +37,7 @@ from functools import cache
 from pathlib import Path
 
 from attnkit.exercises import MODULES
-from attnkit.outputs.report import write_atomic
+from attnkit.files import write_atomic
 from attnkit.text import spreadsheet_cell
 
 HARD_CODED = "hard-coded public output?"
@@ -84,25 +84,21 @@ def hard_coded(student: str, report) -> list[Flag]:
 
 # --------------------------------------------------------------------------- nbgrader
 
-def nbgrader_higher(class_dir, per_module: dict[str, dict[str, float]]) -> list[Flag]:
-    """Assignments the gradebook next to an nbgrader tree scored higher than the isolated grade."""
-    from attnkit.frontends import nbgrader_tree
-    gradebook = nbgrader_tree.gradebook_path(class_dir)
-    if gradebook is None:
-        return []
-    import importlib.util
-    import sys
-
-    if importlib.util.find_spec("nbgrader") is None:  # a light install: say what would compare it
-        print("nbgrader's gradebook not compared: needs nbgrader, which the instructors' extra brings: "
-              'pip install "attnkit[course]"', file=sys.stderr)
-        return []
-    return nbgrader_flags(nbgrader_tree.gradebook_scores(gradebook), per_module)
+def higher_scores(nbgrader: dict[str, dict[str, float]], isolated: dict[str, dict[str, float]],
+                  tolerance: float = 1e-6) -> list[tuple[str, str, float, float]]:
+    """(student, assignment, nbgrader's score, isolated grade) wherever nbgrader gave more."""
+    found = []
+    for student in sorted(nbgrader):
+        for assignment, nb_score in sorted(nbgrader[student].items()):
+            if assignment not in MODULES:
+                continue
+            ours = isolated.get(student, {}).get(assignment, 0)
+            if nb_score > ours + tolerance:
+                found.append((student, assignment, nb_score, ours))
+    return found
 
 
 def nbgrader_flags(nbgrader: dict[str, dict[str, float]], per_module: dict[str, dict[str, float]]) -> list[Flag]:
-    from attnkit.frontends.nbgrader_tree import higher_scores
-
     return [Flag(NBGRADER_HIGHER, (student,), assignment,
                  f"nbgrader {theirs:g}, isolated grade {ours:g}: nbgrader ran this notebook's test cells "
                  f"in the student's own kernel, where a score can be forged; check the notebook "

@@ -83,6 +83,16 @@ def doc(entry_id: str) -> torch.Tensor:
     return torch.tensor(_floats(values), dtype=torch.float32)
 
 
+EXTREME = [[1000.0, 999.0, -1000.0, 0.0],
+           [-1000.0, -1000.0, -999.0, -1000.0],
+           [1000.0, 1000.0, 1000.0, 1000.0]]
+
+
+def extreme(dtype=torch.float64) -> torch.Tensor:
+    """Scores of +-1000, where exp overflows without the max-subtraction."""
+    return torch.tensor(EXTREME, dtype=dtype)
+
+
 def doc_inputs() -> torch.Tensor:
     """The six tokens "Your journey starts with one step", d_in = 3."""
     return doc("inputs")

@@ -50,11 +50,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-# Per item; the same default as `attnkit grade`. Read by whichever process
-# grades: the course's helper gets it from nbgrader_config.py.
-ITEM_SECONDS_VAR = "ATTNKIT_ITEM_SECONDS"
-# The Unix socket of the course's grading helper; set for the kernels by nbgrader_config.py.
-GRADER_VAR = "ATTNKIT_GRADER"
+from attnkit import config
+
 NOTEBOOK_LIMIT = 16 << 20  # the same bound as the fast path's
 MESSAGE_LIMIT = 1 << 20  # a request or an answer between a kernel and the helper
 VALIDATOR_WIDTH = 80  # nbgrader validate cuts longer lines of an error with "..."
@@ -210,7 +207,7 @@ def find_notebook(module: str, folder: Path | None = None) -> Path:
 
     folder = folder or Path.cwd()
     candidates = [folder / f"{module}.ipynb"]
-    session = os.environ.get("JPY_SESSION_NAME", "")
+    session = config.JPY_SESSION_NAME.get() or ""
     if session.endswith(".ipynb"):
         candidates.append(Path(session))
     for path in candidates:
@@ -279,12 +276,12 @@ def _grade(item_key: str, hidden: bool, lines: list[str]) -> Grade:
     if _ran_other_code(item.name, saved):
         lines.append(f"note: the saved {path.name} differs from the `{item.name}` you ran last; "
                      f"save the notebook (Ctrl-S) and run this cell again")
-    address = os.environ.get(GRADER_VAR)
+    address = config.GRADER.get()
     if address:  # under nbgrader in an attnkit course: never grade in this kernel
         return ask_helper(address, path, item_key, hidden)
     global _local
     if _local is None:
-        _local = NotebookGrader(float(os.environ.get(ITEM_SECONDS_VAR, "10")))
+        _local = NotebookGrader(config.item_seconds())
     return _local.grade(path, item_key, hidden)
 
 
@@ -335,7 +332,7 @@ def score(item_key: str, hidden: bool = False) -> float:
         except Exception as exc:  # noqa: BLE001 - a test cell must end in a number, never a traceback
             head, where, reasons = f"{item_key}: not graded: {exc}", "", []
     print("\n".join(notes + [head] + ([where] if where else []) + reasons))
-    if short and os.environ.get("NBGRADER_EXECUTION") == "validate":
+    if short and config.NBGRADER_EXECUTION.get() == "validate":
         # The validator shows a failed cell's stderr, nothing else: the reasons go there too.
         lines = [textwrap.fill(line, VALIDATOR_WIDTH, subsequent_indent="    ") for line in [head] + reasons]
         sys.stderr.write("\n".join(lines) + "\n")

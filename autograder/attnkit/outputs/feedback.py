@@ -16,7 +16,7 @@ import base64
 import html
 import os
 
-from attnkit.outputs.report import write_atomic
+from attnkit.files import write_atomic
 from attnkit.judge.scoring import CheckResult, ItemResult, Report
 
 # What each check kind tried, in the student's words.

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
+from attnkit.files import write_atomic
 from attnkit.text import one_line
 from attnkit.judge.scoring import Report
 
@@ -40,26 +39,6 @@ def gradescope(report: Report) -> dict:
     if report.notes:
         result["output"] = "\n".join(report.notes)
     return result
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write a file so that a reader sees the old or the new content, never half.
-
-    Write to a temporary file, then rename it over the target. No fsync: the
-    runs this protects against are killed processes (SIGKILL, Ctrl-C), after
-    which the kernel still holds every byte written; fsync only matters for a
-    power cut and costs milliseconds per student."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_json(report: Report, path: str) -> None:

@@ -6,7 +6,7 @@ from attnkit.judge.checks.common import (F32, against_reference, build_witnessed
                                    module_against_reference, random_state, seeded_matches_doc, verify)
 from attnkit.judge.diagnosis import Call
 from attnkit.judge.registry import check
-from attnkit.authoring.public_data import extreme
+from attnkit.judge.reference import extreme
 from attnkit.errors import CheckFailure
 
 M = "self_attention."

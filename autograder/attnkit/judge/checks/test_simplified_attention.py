@@ -8,7 +8,7 @@ from attnkit.judge import reference as ref
 from attnkit.judge.checks.common import against_reference
 from attnkit.judge.diagnosis import Call
 from attnkit.judge.registry import check
-from attnkit.authoring.public_data import extreme
+from attnkit.judge.reference import extreme
 from attnkit.errors import CheckFailure
 
 M = "simplified_attention."
