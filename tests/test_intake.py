@@ -197,7 +197,7 @@ def walk(request, monkeypatch):
     """Both ways of walking a folder: relative to open folders (Linux, macOS) and the
     portable one, lstat before every step (where the OS has no dir_fd, e.g. Windows)."""
     if request.param == "portable":
-        monkeypatch.setattr(intake, "_AT", False)
+        monkeypatch.setattr(intake.files, "_AT", False)
     return request.param
 
 

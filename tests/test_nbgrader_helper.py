@@ -150,7 +150,7 @@ def test_a_kernel_of_the_same_user_cannot_read_the_grader_processes():
 
 
 def test_the_helper_ends_with_nbgrader_even_after_kill_9(tmp_path):
-    script = ("import os, sys\nfrom attnkit import nbgrader_helper\n"
+    script = ("import os, sys\nfrom attnkit.frontends import nbgrader_helper\n"
               "address = nbgrader_helper.start(warm=False)\n"
               "print(address, nbgrader_helper._helper.proc.pid, flush=True)\n"
               "os.kill(os.getpid(), 9)\n")

@@ -40,8 +40,7 @@ import stat
 from dataclasses import dataclass
 
 from attnkit.exercises import MODULES, items_of
-from attnkit.intake.files import (_AT, NOTEBOOK_LIMIT, PY_LIMIT, IntakeError, _kind, _Root,  # noqa: F401
-                                  read_regular)
+from attnkit.intake.files import NOTEBOOK_LIMIT, PY_LIMIT, IntakeError, _kind, _Root, read_regular  # noqa: F401
 from attnkit.intake.submission import Submission
 from attnkit.text import one_line
 
