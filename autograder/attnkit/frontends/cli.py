@@ -65,7 +65,7 @@ def cmd_grade(args) -> int:
     print(render.table(report, f"attnkit grade {args.path}"))
     if notice:
         print(notice, file=sys.stderr)
-    return write_outputs(args, report)
+    return write_outputs(args, report, label=target.label)
 
 
 def cmd_course(args) -> int:
@@ -128,8 +128,9 @@ def fail_under(args, report) -> int:
     return 1
 
 
-def write_outputs(args, report, public: bool = False) -> int:
-    """``--json``, ``--report`` and ``--fail-under`` of a command that grades one submission."""
+def write_outputs(args, report, public: bool = False, label: str | None = None) -> int:
+    """``--json``, ``--report`` and ``--fail-under`` of a command that grades one submission.
+    The feedback names the submission by ``label``: never a grader's path."""
     if args.json:
         from attnkit.outputs.report import write_json
 
@@ -137,7 +138,7 @@ def write_outputs(args, report, public: bool = False) -> int:
         print(f"results written to {args.json}")
     if args.report:
         from attnkit.outputs import feedback as feedback_html
-        path = feedback_html.write(report, args.report, f"attnkit feedback: {args.path}", public=public)
+        path = feedback_html.write(report, args.report, f"attnkit feedback: {label or args.path}", public=public)
         print(f"feedback written to {path}")
     return fail_under(args, report)
 
