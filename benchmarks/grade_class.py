@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--round-trips", type=int, default=218)
     args = parser.parse_args()
-    attnkit = [sys.executable, "-m", "attnkit.cli"]
+    attnkit = [sys.executable, "-m", "attnkit.frontends.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         klass, out = Path(tmp) / "class", Path(tmp) / "out"
         wrong = build_class(klass, args.students)

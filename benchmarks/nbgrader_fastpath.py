@@ -89,13 +89,13 @@ def build_class(course: Path, n: int) -> None:
 
 def nbgrader_totals(course: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "autograder"))
-    from attnkit.nbgrader_tree import gradebook_scores
+    from attnkit.frontends.nbgrader_tree import gradebook_scores
 
     return {s: sum(v.values()) for s, v in gradebook_scores(course / "gradebook.db").items()}
 
 
 def fast_path(course: Path, out: Path, jobs: int) -> tuple[float, str]:
-    return (sh([sys.executable, "-m", "attnkit.cli", "grade-class", str(course / "submitted"), "--out", str(out),
+    return (sh([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(course / "submitted"), "--out", str(out),
                 "--jobs", str(jobs), "--quiet"], cwd=course), "attnkit grade-class submitted/")
 
 
@@ -109,7 +109,7 @@ def main() -> int:
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="attnkit-bench-"))
     course = base / "course"
     try:
-        sh([sys.executable, "-m", "attnkit.cli", "course", str(course)], cwd=base)
+        sh([sys.executable, "-m", "attnkit.frontends.cli", "course", str(course)], cwd=base)
         for module in MODULES:
             sh([sys.executable, "-m", "nbgrader", "generate_assignment", module], cwd=course)
         build_class(course, args.students)

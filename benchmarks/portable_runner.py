@@ -47,7 +47,7 @@ def timed(cmd: list[str], runner: str | None = None) -> float:
 
 
 def grade(path: Path | str, limit: float | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "attnkit.cli", "grade", str(path)]
+    cmd = [sys.executable, "-m", "attnkit.frontends.cli", "grade", str(path)]
     return cmd + (["--timeout", str(limit)] if limit else [])
 
 
@@ -93,7 +93,7 @@ def sessions_in_a_row(runner: str, n: int) -> list[float]:
     grading softmax of the solutions on the public checks, timed one by one."""
     code = f"""
 import sys, time
-from attnkit.grading import grade
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
 from attnkit.sandbox import Zygote
 z = Zygote()

@@ -105,7 +105,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     handout = work / "handout"
     shutil.rmtree(handout, ignore_errors=True)
-    done = run([sys.executable, "-m", "attnkit.cli", "handout", "--out", handout])
+    done = run([sys.executable, "-m", "attnkit.frontends.cli", "handout", "--out", handout])
     if done.returncode:
         print(done.stderr, file=sys.stderr)
         return 1

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.grading import grade
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import MODULES
+from attnkit.exercises import MODULES
 from attnkit.sandbox import Limits, Zygote, confine
 from attnkit.sandbox.client import runner
-from attnkit.settings import secret_paths
+from attnkit.config import secret_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -68,6 +68,6 @@ def scores(report) -> dict[str, int]:
 
 
 def full_marks(modules=MODULES) -> dict[str, int]:
-    from attnkit.items import items
+    from attnkit.exercises import items
 
     return {k: i.points for k, i in items().items() if i.module in modules}

@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from attnkit.items import MODULES
+from attnkit.exercises import MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"

@@ -154,7 +154,7 @@ def test_secret_never_reaches_the_student_process(tmp_path, token):
     env = dict(os.environ, ATTNKIT_SECRET=f"secret-{token}")
     folder = make(tmp_path / "hunt", (ATTACKS / "secret_hunt.py").read_text(), False, TOKEN=token)
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(folder / f"{S}.py"), "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(folder / f"{S}.py"), "--json", str(out)],
                           env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     text = out.read_text() + proc.stdout
@@ -165,7 +165,7 @@ def test_secret_never_reaches_the_student_process(tmp_path, token):
 def test_forged_results_and_fake_scores_do_not_reach_the_output(tmp_path, token):
     out = tmp_path / "results.json"
     folder = make(tmp_path / "forge", (ATTACKS / "forge_results.py").read_text(), False, RESULTS=out, TOKEN=token)
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(folder), "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(folder), "--json", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -178,7 +178,7 @@ def test_conftest_and_pytest_ini_in_the_submission_are_ignored(tmp_path):
     marker = Path("/tmp/attnkit-conftest-loaded")
     marker.unlink(missing_ok=True)
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(ATTACKS / "conftest_injection"),
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(ATTACKS / "conftest_injection"),
                            "--json", str(out)], capture_output=True, text=True, timeout=120,
                           cwd=ATTACKS / "conftest_injection")
     assert proc.returncode == 0, proc.stderr

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from attnkit.build import BuildError, build, generated_files, stub_source
-from attnkit.items import MODULES
+from attnkit.authoring.build import BuildError, build, generated_files, stub_source
+from attnkit.exercises import MODULES
 
 
 def test_generated_files_are_up_to_date():
@@ -72,8 +72,7 @@ def _perturbed(text: str, name: str, change) -> str:
 def test_a_last_bit_change_in_stored_data_is_not_stale_but_a_real_change_is():
     """Other CPUs compute float32 results a few units in the last place apart;
     the committed data must not be stale there, yet any real change must be."""
-    from attnkit import public_data
-
+    from attnkit.authoring import public_data
     text = public_data.render()
     name = "simplified.weights"  # float32, computed by the solutions
     last_bit = _perturbed(text, name, lambda v: float(np.nextafter(np.float32(v), np.float32(2))))
@@ -89,8 +88,7 @@ def test_a_last_bit_change_in_stored_data_is_not_stale_but_a_real_change_is():
 
 def test_build_check_accepts_data_from_another_cpu(tmp_path):
     """`build --check` on a kit whose stored data differs in the last bits."""
-    from attnkit import public_data
-
+    from attnkit.authoring import public_data
     kit = tmp_path / "kit"
     for part in ("solutions", "assignments", "source", "autograder"):
         shutil.copytree(ROOT / part, kit / part, ignore=shutil.ignore_patterns("__pycache__"))

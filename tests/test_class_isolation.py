@@ -21,9 +21,9 @@ from conftest import ASSIGNMENTS, SOLUTIONS, make_submission
 from hostile import MALFORMED, fifo, huge_notebook, sparse
 from notebook_samples import source_notebook
 
-from attnkit import classgrade
+from attnkit.frontends import classgrade
 from attnkit.intake import NOTEBOOK_LIMIT
-from attnkit.items import MODULES
+from attnkit.exercises import MODULES
 from attnkit.sandbox import Zygote
 
 S, SA, CA, MH = MODULES

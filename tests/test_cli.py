@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-from attnkit import __version__, cli
+from attnkit import __version__
+
+from attnkit.frontends import cli
 from conftest import ASSIGNMENTS, SOLUTIONS
 
 # the options that mean the same thing wherever they appear
@@ -85,7 +87,7 @@ def test_out_missing_or_given_twice_is_a_usage_error(capsys):
 
 
 def test_version():
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "--version"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0
     assert done.stdout.startswith(f"attnkit {__version__} (the kit), Python ")
@@ -93,7 +95,7 @@ def test_version():
 
 
 def test_fail_under_says_why(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(ASSIGNMENTS / "simplified_attention.py"),
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(ASSIGNMENTS / "simplified_attention.py"),
                            "--fail-under", "5", "--json", str(tmp_path / "r.json")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -101,7 +103,7 @@ def test_fail_under_says_why(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["score"] == 0
     (tmp_path / "solved").mkdir()
     (tmp_path / "solved" / "simplified_attention.py").write_bytes((SOLUTIONS / "simplified_attention.py").read_bytes())
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "check", str(tmp_path / "solved"),
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "check", str(tmp_path / "solved"),
                            "--fail-under", "6", "--json", str(tmp_path / "c.json")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "fail-under" not in done.stderr, done.stdout + done.stderr
@@ -126,7 +128,7 @@ def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_i
     (folder / "simplified_attention.ipynb").write_text((SOURCE / "simplified_attention" / "simplified_attention.ipynb")
                                                        .read_text())
     (course / "gradebook.db").write_bytes(b"")
-    boot = ("import sys; sys.modules['nbgrader'] = None; from attnkit.cli import main; "
+    boot = ("import sys; sys.modules['nbgrader'] = None; from attnkit.frontends.cli import main; "
             f"sys.exit(main({['grade-class', str(course / 'submitted'), '--out', str(tmp_path / 'out'), '--quiet']!r}))")
     done = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -136,8 +138,8 @@ def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_i
 
 
 def test_extras_match_pyproject():
-    from attnkit.distribution import KIT_ROOT
-    from attnkit.items import tomllib
+    from attnkit.authoring.distribution import KIT_ROOT
+    from attnkit.exercises import tomllib
 
     declared = tomllib.loads((KIT_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     for extra, modules in cli.EXTRAS.items():

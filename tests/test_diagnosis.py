@@ -12,10 +12,10 @@ import pytest
 import torch
 from mutants import mutant
 
-from attnkit import reference
-from attnkit.diagnosis import BY_ID, ENTRIES, Call, Case, variants
-from attnkit.diagnosis.conclude import fits_every_case
-from attnkit.grading import grade
+from attnkit.judge import reference
+from attnkit.judge.diagnosis import BY_ID, ENTRIES, Call, Case, variants
+from attnkit.judge.diagnosis.conclude import fits_every_case
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
 
 S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"

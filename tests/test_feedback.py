@@ -12,10 +12,10 @@ import pytest
 import torch
 from mutants import mutant
 
-from attnkit import feedback_html
-from attnkit.grading import grade
+from attnkit.outputs import feedback as feedback_html
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.heatmap import heatmap_png
+from attnkit.outputs.heatmap import heatmap_png
 
 CA = "causal_attention"
 MASK_WITH_ZERO = ('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")
@@ -84,7 +84,7 @@ def test_public_mode_is_stated(zygote, tmp_path):
     path = mutant(tmp_path / "sub", CA)
     report = grade(zygote, from_folder(str(path.parent), (CA,), str(path)), public=True)
     assert "Public mode" in feedback_html.render(report)  # the report knows it was graded in public mode
-    # out of the public points, by hand from points.toml: 1 + (1 + 2) + (1 + 1) + (2 + 3 + 1 + 1)
+    # out of the public points, by hand from exercises.toml: 1 + (1 + 2) + (1 + 1) + (2 + 3 + 1 + 1)
     assert "Score: 13 / 13" in feedback_html.render(report)
 
 
@@ -100,7 +100,7 @@ def test_grade_report_writes_feedback_html(tmp_path):
     """The command line end to end: the pytest path carries the pictures too."""
     path = mutant(tmp_path / "sub", CA, MASK_WITH_ZERO)
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(path.parent), "--report", str(out)],
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(path.parent), "--report", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"feedback written to {out / 'feedback.html'}" in done.stdout
@@ -112,7 +112,7 @@ def test_grade_report_writes_feedback_html(tmp_path):
 def test_a_wrong_causal_module_gets_a_picture_of_its_weights(zygote, tmp_path):
     """The module's output hides its weights; the probe run shows them: here the
     rows of a mask applied after the softmax no longer sum to 1."""
-    from attnkit.diagnosis.pictures import PROBE_TITLE
+    from attnkit.judge.diagnosis.pictures import PROBE_TITLE
 
     softmax = "weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)"
     path = mutant(tmp_path / "sub", CA,

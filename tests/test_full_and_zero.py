@@ -6,7 +6,7 @@ import sys
 
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, grade_folder
 
-from attnkit.items import items
+from attnkit.exercises import items
 
 
 def test_solutions_score_full_marks(zygote):
@@ -33,7 +33,7 @@ def test_every_item_is_graded(zygote):
 
 
 def run_cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "attnkit.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import ASSIGNMENTS, ROOT, make_submission
 
-from attnkit.items import items
+from attnkit.exercises import items
 
 S = "simplified_attention"
 
 
 def attnkit(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "attnkit.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", *args], capture_output=True, text=True,
                           timeout=600, cwd=ROOT, **kw)
 
 
@@ -108,7 +108,7 @@ def test_a_run_killed_with_sigkill_loses_nothing(tmp_path):
         make_submission(klass / f"s{i}")
     make_submission(klass / "stub", base=ASSIGNMENTS)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "attnkit.cli", "grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet"]
+    cmd = [sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 120

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 import fresh_venv
-from attnkit import wheel
-from attnkit.distribution import kit
-from attnkit.handout import UPLOAD, create
-from attnkit.items import MODULES, PUBLIC_KINDS, items
-from attnkit.outcomes import GraderError
+from attnkit.authoring import wheel
+from attnkit.authoring.distribution import kit
+from attnkit.authoring.handout import UPLOAD, create
+from attnkit.exercises import MODULES, PUBLIC_KINDS, items
+from attnkit.errors import GraderError
 from notebook_samples import ROOT, SOLUTIONS, SOURCE
 
 PUBLIC_TOTAL = sum(p for i in items().values() for k, p in i.checks.items() if k in PUBLIC_KINDS)
@@ -132,7 +132,7 @@ def test_checker_holds_no_working_reference(handout):
 
     import torch
 
-    path = handout / "checker" / "attnkit" / "diagnosis" / "variants.py"
+    path = handout / "checker" / "attnkit" / "judge" / "diagnosis" / "variants.py"
     spec = importlib.util.spec_from_file_location("handout_variants", path)
     variants = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(variants)
@@ -140,7 +140,7 @@ def test_checker_holds_no_working_reference(handout):
         variants.module_forward("multihead_attention.MultiHeadAttention", {}, {}, torch.zeros(1, 2, 2))
     assert "torch.softmax" not in path.read_text() and "transpose" not in path.read_text()
     with zipfile.ZipFile(handout / UPLOAD / WHEEL) as z:
-        assert z.read("attnkit/diagnosis/variants.py") == path.read_bytes()
+        assert z.read("attnkit/judge/diagnosis/variants.py") == path.read_bytes()
     assert not (handout / "checker" / "solutions").exists()
     for path in list(handout.rglob("*.py")) + list(handout.rglob("*.ipynb")):
         lines = path.read_text().replace("\\n", "\n").splitlines()
@@ -349,7 +349,7 @@ def test_grade_class_over_collected_classroom_repositories(handout, tmp_path):
         shutil.copytree(handout, klass / name, ignore=shutil.ignore_patterns(UPLOAD))
     for module in MODULES:
         shutil.copyfile(SOLUTIONS / f"{module}.py", klass / "alice" / f"{module}.py")
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(klass), "--out", str(tmp_path / "out"),
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(tmp_path / "out"),
                            "--jobs", "2", "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r.split(",")[0]: r.split(",")[1] for r in (tmp_path / "out" / "grades.csv").read_text().splitlines()[1:]}

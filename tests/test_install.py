@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import zipfile
 
-from attnkit import distribution, gradescope, handout
-from attnkit.items import tomllib
+from attnkit.authoring import distribution, handout
+
+from attnkit.frontends import gradescope
+from attnkit.exercises import tomllib
 from conftest import ROOT
 
 CPU_TORCH = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"

@@ -11,8 +11,8 @@ from conftest import ASSIGNMENTS, ROOT, make_submission
 CHECK = '''
 import torch
 
-from attnkit import compare
-from attnkit.items import check
+from attnkit.judge import compare
+from attnkit.judge.registry import check
 
 
 @check("simplified_attention.softmax", "uniform_scores")
@@ -26,12 +26,12 @@ def test_an_added_check_counts_on_both_paths(tmp_path):
     kit = tmp_path / "kit"
     shutil.copytree(ROOT / "autograder", kit / "autograder", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(ROOT / "solutions", kit / "solutions")
-    (kit / "autograder" / "attnkit" / "checks" / "test_instructor.py").write_text(CHECK)
-    points = kit / "autograder" / "attnkit" / "points.toml"
+    (kit / "autograder" / "attnkit" / "judge" / "checks" / "test_instructor.py").write_text(CHECK)
+    points = kit / "autograder" / "attnkit" / "exercises.toml"
     points.write_text(points.read_text().replace('["simplified_attention.softmax"]\n',
                                                  '["simplified_attention.softmax"]\nuniform_scores = 1\n'))
     env = dict(os.environ, PYTHONPATH=str(kit / "autograder"))
-    grade = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(ROOT / "solutions")],
+    grade = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(ROOT / "solutions")],
                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert grade.returncode == 0, grade.stderr
     assert "simplified_attention.softmax                     6/6" in grade.stdout
@@ -39,7 +39,7 @@ def test_an_added_check_counts_on_both_paths(tmp_path):
     klass = tmp_path / "class"
     make_submission(klass / "ok")
     make_submission(klass / "stub", base=ASSIGNMENTS)
-    run = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(klass), "--out", str(tmp_path / "out"),
+    run = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(tmp_path / "out"),
                           "--quiet"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     csv = (tmp_path / "out" / "grades.csv").read_text().splitlines()

@@ -17,11 +17,13 @@ from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, make_submission, 
 from hostile import MALFORMED, fifo, huge_notebook, sparse
 from notebook_samples import SOURCE, source_notebook
 
-from attnkit import intake, notebooks
-from attnkit.grading import grade
+from attnkit import intake
+
+from attnkit.authoring import notebooks
+from attnkit.judge.engine import grade
 from attnkit.intake import NBGRADER, NOTEBOOK_LIMIT, IntakeError, collect, find, from_folder
-from attnkit.items import MODULES
-from attnkit.notebook_code import module_source
+from attnkit.exercises import MODULES
+from attnkit.intake.notebooks import module_source
 
 S, SA, CA, MH = MODULES
 
@@ -195,7 +197,7 @@ def walk(request, monkeypatch):
     """Both ways of walking a folder: relative to open folders (Linux, macOS) and the
     portable one, lstat before every step (where the OS has no dir_fd, e.g. Windows)."""
     if request.param == "portable":
-        monkeypatch.setattr(intake, "_AT", False)
+        monkeypatch.setattr(intake.files, "_AT", False)
     return request.param
 
 
@@ -296,9 +298,9 @@ def test_messages_never_name_the_graders_paths(tmp_path):
 
 NO_WORKER = """
 import sys
-from attnkit.cli import main
+from attnkit.frontends.cli import main
 code = main(sys.argv[1:])
-started = [m for m in ("torch", "attnkit.sandbox", "attnkit.grading") if m in sys.modules]
+started = [m for m in ("torch", "attnkit.sandbox", "attnkit.judge.engine") if m in sys.modules]
 print(code, started)
 """
 
@@ -319,7 +321,7 @@ def test_grade_takes_a_nested_folder_and_reports_without_the_graders_paths(tmp_p
     put_notebook(eve / "hw3" / f"{SA}.ipynb", source_notebook(SA))
     (eve / "hw3" / f"{CA}.py").unlink()
     (eve / "hw3" / f"{CA}.py").symlink_to(SOLUTIONS / f"{CA}.py")
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", str(eve), "--report", str(tmp_path / "fb")],
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(eve), "--report", str(tmp_path / "fb")],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Total: 75/100" in proc.stdout  # causal_attention refused: its 25 points

@@ -9,10 +9,12 @@ import re
 
 from conftest import ASSIGNMENTS, SHARED, SOLUTIONS, full_marks, make_submission, scores
 
-from attnkit import classgrade, integrity
-from attnkit.grading import grade
+from attnkit.frontends import classgrade
+
+from attnkit.judge import integrity
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import MODULES
+from attnkit.exercises import MODULES
 
 S = "simplified_attention"
 

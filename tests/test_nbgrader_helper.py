@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.grading import grade
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import items_of
-from attnkit.nbgrader_helper import PACKAGE_PARENT, Scrub
+from attnkit.exercises import items_of
+from attnkit.frontends.nbgrader_helper import PACKAGE_PARENT, Scrub
 from notebook_samples import SOLUTIONS, source_notebook, student_notebook, write_modules
 
 SECRET = "instructor-secret-71b3"
@@ -31,7 +31,7 @@ MODULE = "simplified_attention"
 # The nbgrader process: what nbgrader_config.py does, then one "kernel" in argv[1].
 NBGRADER = """\
 import ctypes, json, os, subprocess, sys
-from attnkit import nbgrader_helper
+from attnkit.frontends import nbgrader_helper
 nbgrader_helper.start(item_seconds=10)
 kernel = subprocess.run([sys.executable, "-c", sys.argv[2]], cwd=sys.argv[1], capture_output=True, text=True)
 print(json.dumps({"dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
@@ -40,7 +40,7 @@ print(json.dumps({"dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_
 """
 KERNEL = """\
 import json, os
-from attnkit.notebook import score
+from attnkit.kernel.notebook import score
 keys = {keys!r}
 values = [score(k, hidden=True) for k in keys]
 print(json.dumps({{"environ": dict(os.environ), "values": values}}))
@@ -97,7 +97,7 @@ def test_what_the_helper_sends_is_scrubbed_of_the_secret_and_the_path():
 # against a process of the same user that reads their /proc files.
 SAME_USER = """\
 import json, os, subprocess, sys
-from attnkit import nbgrader_helper
+from attnkit.frontends import nbgrader_helper
 nbgrader_helper.start(warm=False)
 helper = nbgrader_helper._helper.proc.pid
 control = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
@@ -150,7 +150,7 @@ def test_a_kernel_of_the_same_user_cannot_read_the_grader_processes():
 
 
 def test_the_helper_ends_with_nbgrader_even_after_kill_9(tmp_path):
-    script = ("import os, sys\nfrom attnkit import nbgrader_helper\n"
+    script = ("import os, sys\nfrom attnkit.frontends import nbgrader_helper\n"
               "address = nbgrader_helper.start(warm=False)\n"
               "print(address, nbgrader_helper._helper.proc.pid, flush=True)\n"
               "os.kill(os.getpid(), 9)\n")

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pytest
 
-from attnkit.grading import grade
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import MODULES, items_of, module_points
-from attnkit.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
+from attnkit.exercises import MODULES, items_of, module_points
+from attnkit.frontends.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
 from attnkit.sandbox import Limits, Zygote
 from notebook_samples import EDITS, SOLUTIONS, student_notebook, submit, write_modules
 
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 ATTACK = """try:  # what can this kernel learn of the grader's secret and solutions?
     import json as _json
     import os as _os
-    from attnkit import reference as _reference
+    from attnkit.judge import reference as _reference
     print("environment:", _json.dumps(dict(_os.environ)))
     print("secret:", _reference.secret(), "solutions:", _reference.solutions_dir())
     print("reference softmax:", _reference.solution("simplified_attention.softmax")(torch.tensor([1.0, 2.0])))
@@ -56,8 +56,8 @@ except Exception as _exc:
 
 
 """
-FORGERY = ("import attnkit.notebook\n"
-           "attnkit.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
+FORGERY = ("import attnkit.kernel.notebook\n"
+           "attnkit.kernel.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
 # In the first solution cell, so that every test cell after it is forged. The
 # module rebuilt from these cells imports attnkit, which the sandbox does not
 # offer: graded where it counts, it does not even import.
@@ -89,7 +89,7 @@ def course(tmp_path_factory):
     root = base / "course"
     solutions = shutil.copytree(SOLUTIONS, base / PRIVATE)
     instructor = dict(os.environ, ATTNKIT_SECRET=SECRET, ATTNKIT_SOLUTIONS=str(solutions))
-    run(["attnkit.cli", "course", str(root), "--cell-timeout", str(CELL_TIMEOUT),
+    run(["attnkit.frontends.cli", "course", str(root), "--cell-timeout", str(CELL_TIMEOUT),
          "--item-timeout", str(ITEM_SECONDS)], cwd=base, env=instructor)
     timings = {}
     start = time.monotonic()
@@ -219,7 +219,7 @@ def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_
 
 
 def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnkit_items, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(course / "submitted"),
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(course / "submitted"),
                            "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -236,7 +236,7 @@ def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnk
 
 
 def test_no_kernel_sees_the_secret_or_the_solutions_path(course):
-    """The forger's kernel printed its environment and what attnkit.reference
+    """The forger's kernel printed its environment and what attnkit.judge.reference
     tells it; the test cells were graded by the helper, outside the kernels."""
     forger = (course / "feedback" / "forger" / "simplified_attention" / "simplified_attention.html").read_text()
     assert "environment:" in forger and "ATTNKIT_GRADER" in forger, "the attack did not run under the helper"

@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from attnkit import notebooks
-from attnkit.grading import grade
+from attnkit.authoring import notebooks
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import MODULES, module_points
-from attnkit.nbgrader_tree import (extract, higher_in_nbgrader, is_submitted_tree, module_scores,
+from attnkit.exercises import MODULES, module_points
+from attnkit.frontends.nbgrader_tree import (extract, higher_in_nbgrader, is_submitted_tree, module_scores,
                                    submitted_to_folders)
-from attnkit.notebook_code import NotebookError
+from attnkit.intake.notebooks import NotebookError
 from attnkit.sandbox import Limits, Zygote
 from notebook_samples import source_notebook, student_notebook
 

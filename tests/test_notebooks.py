@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from attnkit import build, notebooks
-from attnkit.grading import grade
+from attnkit.authoring import build, notebooks
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import MODULES, items, items_of
-from attnkit.notebook_code import definitions, module_source
-from attnkit.reference import doc_inputs
+from attnkit.exercises import MODULES, items, items_of
+from attnkit.intake.notebooks import definitions, module_source
+from attnkit.judge.reference import doc_inputs
 from attnkit.sandbox import Limits, Zygote
 from notebook_samples import ROOT, source_notebook, write_modules
 
@@ -134,7 +134,7 @@ def test_release_has_stub_bodies_and_no_hidden_tests(module, zygote, tmp_path):
 
 def run_cells(folder: Path, calls: str, env: dict | None = None) -> list:
     """Test-cell calls in a fresh process in ``folder`` (a kernel without nbgrader); their values."""
-    script = f"import json\nfrom attnkit.notebook import score\nprint(json.dumps({calls}))"
+    script = f"import json\nfrom attnkit.kernel.notebook import score\nprint(json.dumps({calls}))"
     run = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, text=True,
                          timeout=300, env=env)
     assert run.stderr == "", "score() must keep stderr clean, or nbgrader gives the cell 0"
@@ -170,7 +170,7 @@ def test_notebook_scores_equal_attnkit_grade_on_the_same_code(zygote, tmp_path):
 
 
 def test_a_public_score_is_scaled_to_the_cell_and_says_so():
-    from attnkit.notebook import Grade, describe, points_of
+    from attnkit.kernel.notebook import Grade, describe, points_of
 
     key = "simplified_attention.softmax"  # 5 points: example 1, hidden 2, stability 2
     partial = Grade(key, 2, 3, public=True, reasons=("example: off",))
@@ -197,14 +197,14 @@ def test_stage_four_never_pays_for_stage_three(tmp_path):
 
 
 def test_course_folder_and_its_refusals(tmp_path, monkeypatch):
-    from attnkit.course import create
-    from attnkit.outcomes import GraderError
+    from attnkit.authoring.course import create
+    from attnkit.errors import GraderError
 
     monkeypatch.delenv("ATTNKIT_SOLUTIONS", raising=False)
     written = create(str(tmp_path / "course"), cell_timeout=30, item_seconds=5)
     config = (tmp_path / "course" / "nbgrader_config.py").read_text()
     assert "c.Execute.timeout = 30" in config
-    assert "attnkit.nbgrader_helper.start(solutions=None, item_seconds=5.0)" in config
+    assert "attnkit.frontends.nbgrader_helper.start(solutions=None, item_seconds=5.0)" in config
     assert "ATTNKIT_SECRET" not in config.replace("export ATTNKIT_SECRET", "")
     assert sorted(Path(p).relative_to(tmp_path / "course").as_posix() for p in written) == sorted(
         [f"source/{m}/{m}.ipynb" for m in MODULES] + ["source/multihead_attention/causal_attention.py",

@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 from conftest import make_submission
 
-from attnkit import classgrade, feedback_html
-from attnkit.grading import grade
+from attnkit.frontends import classgrade
+
+from attnkit.outputs import feedback as feedback_html
+from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.items import Check
-from attnkit.outcomes import CheckFailure, StudentError
-from attnkit.report import gradescope, table
-from attnkit.safe_text import one_line, printable, spreadsheet_cell
-from attnkit.scoring import build_report, outcome
+from attnkit.judge.registry import Check
+from attnkit.errors import CheckFailure, StudentError
+from attnkit.outputs.report import gradescope, table
+from attnkit.text import one_line, printable, spreadsheet_cell
+from attnkit.judge.scoring import build_report, outcome
 
 S = "simplified_attention"
 FORGED = "boom\n\x1b[32mok simplified_attention.softmax      5/5\x1b[0m\r\nTotal: 100/100\r\x1b[2K\x9b31m\u202eevil"

@@ -34,7 +34,7 @@ from test_student_view import run_pytest
 from attnkit.sandbox import Limits, Session, SandboxError, Zygote, confine
 from attnkit.sandbox.client import runner
 from attnkit.sandbox.portable import PortableZygote, SpawnedChild, default_transport
-from attnkit.settings import secret_paths
+from attnkit.config import secret_paths
 
 # The student side's own tests, collected here again, on the portable runner below
 # (CI runs all of their files on it): the rest of this file is the runner's own.
@@ -129,7 +129,7 @@ def test_the_fork_runner_may_grade_for_credit():
 @pytest.mark.slow
 def test_grade_class_refuses_it_even_when_told_unconfined(tmp_path):
     make_submission(tmp_path / "class" / "ada")
-    proc = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade-class", str(tmp_path / "class"),
+    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(tmp_path / "class"),
                            "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet", "--unconfined"],
                           env=dict(os.environ, **PORTABLE_ENV), capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
@@ -140,8 +140,7 @@ def test_grade_class_refuses_it_even_when_told_unconfined(tmp_path):
 
 
 def test_gradescope_refuses_it_and_writes_no_grade(tmp_path, portable_env, capsys):
-    from attnkit import gradescope
-
+    from attnkit.frontends import gradescope
     make_submission(tmp_path / "submission")
     (tmp_path / "results").mkdir()
     assert gradescope.main(str(tmp_path)) == 2
@@ -261,7 +260,7 @@ def test_the_grader_side_needs_neither_fork_nor_resource(tmp_path):
             del os.fork
         from attnkit.sandbox.client import runner
         from attnkit.sandbox import Zygote
-        from attnkit.grading import grade
+        from attnkit.judge.engine import grade
         from attnkit.intake import from_folder
         z = Zygote()
         report = grade(z, from_folder({str(SOLUTIONS)!r}, ({S!r},), "x"), public=True)

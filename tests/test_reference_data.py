@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import ROOT, SHARED
 
-from attnkit import compare, reference
-from attnkit.outcomes import CheckFailure
+from attnkit.judge import compare, reference
+from attnkit.errors import CheckFailure
 
 VENDORED = ROOT / "autograder" / "attnkit" / "data" / "reference_tensors.json"
 
@@ -105,7 +105,7 @@ def test_every_printed_entry_is_reproduced_or_is_dropout():
 
 def test_every_entry_the_checks_use_exists_with_values():
     used = set()
-    for path in (ROOT / "autograder" / "attnkit" / "checks").glob("*.py"):
+    for path in (ROOT / "autograder" / "attnkit" / "judge" / "checks").glob("*.py"):
         used |= set(re.findall(r'"(s3_[0-9a-zA-Z_]+)"', path.read_text()))
     assert len(used) >= 15
     for entry_id in used:
@@ -128,7 +128,7 @@ def test_matches_doc_accepts_the_reference_and_rejects_a_fourth_decimal_error():
 def test_public_example_data_matches_the_solutions():
     """At the precision the data is kept at: float32 results differ in their last
     bits between CPUs, so the stored file may come from another machine."""
-    from attnkit.public_data import SAME, recipes
+    from attnkit.authoring.public_data import SAME, recipes
 
     for name, value in recipes().items():
         stored = reference.public(name)
@@ -138,7 +138,8 @@ def test_public_example_data_matches_the_solutions():
 
 
 def test_points_table_totals_and_split():
-    from attnkit.items import items, module_points, registry
+    from attnkit.exercises import items, module_points
+    from attnkit.judge.registry import registry
 
     assert sum(i.points for i in items().values()) == 100
     assert [module_points(m) for m in ("simplified_attention", "self_attention", "causal_attention",

@@ -22,8 +22,8 @@ import pytest
 import torch
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, confined_only, grade_folder, make_submission, scores
 
-from attnkit import reference
-from attnkit.items import MODULES
+from attnkit.judge import reference
+from attnkit.exercises import MODULES
 from attnkit.sandbox import Limits, Zygote, confine
 
 S, SA, CA, MH = MODULES
@@ -232,8 +232,9 @@ def test_nothing_importable_in_the_child_computes_a_reference(zygote, tmp_path):
     found = probe(zygote, tmp_path, '''
 found["loaded"] = sorted(m for m in sys.modules if m == "attnkit" or m.startswith("attnkit."))
 found["imported"] = []
-for name in ("attnkit.reference", "attnkit.diagnosis.variants", "attnkit.diagnosis", "attnkit.checks.common",
-             "attnkit.items", "attnkit.compare", "attnkit.public_data", "attnkit.grading"):
+for name in ("attnkit.judge.reference", "attnkit.judge.diagnosis.variants", "attnkit.judge.diagnosis",
+             "attnkit.judge.checks.common", "attnkit.exercises", "attnkit.judge.compare",
+             "attnkit.authoring.public_data", "attnkit.judge.engine", "attnkit.config"):
     try:
         __import__(name)
         found["imported"].append(name)
@@ -264,7 +265,7 @@ found["here"] = sorted(os.listdir("."))
 found["cwd"] = os.getcwd()
 found["readable"] = [p for p in {json.dumps([str(SOLUTIONS / "softmax.py"), str(SOLUTIONS / f"{S}.py"),
                                              str(ROOT / "tests" / "conftest.py"), str(ROOT / "README.md"),
-                                             str(ROOT / "autograder" / "attnkit" / "points.toml"),
+                                             str(ROOT / "autograder" / "attnkit" / "exercises.toml"),
                                              str(ROOT / "autograder" / "attnkit" / "data" / "public_examples.json"),
                                              str(marker), "/etc/passwd", "/etc/shadow", "/dev/shm"])}
                      if readable(p) or os.path.exists(p)]
@@ -393,7 +394,7 @@ def test_kill_9_leaves_nothing_another_user_could_read(tmp_path, after):
     scratch = tmp_path / "tmp"
     scratch.mkdir(mode=0o755)
     env = dict(os.environ, TMPDIR=str(scratch))
-    proc = subprocess.Popen([sys.executable, "-m", "attnkit.cli", "grade", str(SOLUTIONS)], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(SOLUTIONS)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(after)
     proc.kill()
@@ -466,7 +467,7 @@ def test_grade_class_refuses_to_grade_unconfined_unless_told(tmp_path):
     classroom = tmp_path / "class"
     make_submission(classroom / "ada")
     env = dict(os.environ, ATTNKIT_SANDBOX="none")
-    cmd = [sys.executable, "-m", "attnkit.cli", "grade-class", str(classroom), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(classroom), "--out", str(tmp_path / "out"),
            "--jobs", "1", "--quiet"]
     refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert refused.returncode == 2 and "cannot confine student code" in refused.stderr

@@ -28,7 +28,7 @@ def run_pytest(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Com
 
 def test_registered_as_a_pytest_plugin():
     plugins = {e.name: e.value for e in entry_points(group="pytest11")}
-    assert plugins.get("attnkit-student") == "attnkit.student_view"
+    assert plugins.get("attnkit-student") == "attnkit.frontends.student_view"
 
 
 def test_handout_shows_every_item_not_implemented(tmp_path):
@@ -90,7 +90,7 @@ def test_explicit_option_activates_it_elsewhere(tmp_path):
 def test_attnkit_grade_in_the_folder_is_unchanged(tmp_path):
     """`attnkit grade .` runs its own pytest in the folder: the view stays out of it."""
     folder = mutant(tmp_path / "sub", "causal_attention", MASK_WITH_ZERO).parent
-    done = subprocess.run([sys.executable, "-m", "attnkit.cli", "grade", "."], cwd=folder,
+    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", "."], cwd=folder,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Total: 95/100" in done.stdout

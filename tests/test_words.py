@@ -16,8 +16,7 @@ import torch
 from conftest import grade_folder, make_submission
 from test_alternatives import body
 
-from attnkit import compare
-
+from attnkit.judge import compare
 S, SA, CA, MH = "simplified_attention", "self_attention", "causal_attention", "multihead_attention"
 MHA_SOFTMAX = "torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)"
 

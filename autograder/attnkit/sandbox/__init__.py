@@ -6,7 +6,8 @@
 - ``zygote``: the warm worker that forks one child per submission;
 - ``child``, ``standins``: what runs in the child: the request server and the
   stand-ins for the stages an item may call;
-- ``client``: the grader's side: ``Zygote``, ``Session``, ``Limits``;
+- ``client``: the grader's side: the fork runner's ``ForkZygote``, ``Session``, ``Limits``;
+- ``runners``: ``Zygote``, the warm worker for this machine (fork or portable);
 - ``portable``, ``spawned``: the portable runner (macOS, Windows, or
   ``ATTNKIT_SANDBOX=portable``): one spawned process per submission behind the
   same ``Zygote`` interface, with reduced isolation.
@@ -22,6 +23,10 @@ def __getattr__(name: str):
     # Lazily: the worker imports this package before it enters its user namespace,
     # which the kernel allows only while the process has a single thread, and the
     # client's numpy would start a thread pool.
+    if name == "Zygote":
+        from attnkit.sandbox.runners import Zygote
+
+        return Zygote
     if name in __all__:
         from attnkit.sandbox import client
 

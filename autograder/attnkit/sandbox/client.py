@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 
 from attnkit.sandbox import confine, protocol
-from attnkit.sandbox.protocol import Fault, Kind, Op
+from attnkit.sandbox.protocol import Fault, Kind, Limit, Op
 
 SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.dirname(SANDBOX_DIR)  # attnkit
@@ -167,21 +167,14 @@ def remove_stale_sessions(folder: str | None = None) -> list[str]:
     return removed
 
 
-class Zygote:
-    """The warm worker. Starting it is cheap for the caller: the torch import
+class ForkZygote:
+    """The warm worker of the fork runner (Linux). Starting it is cheap for the caller: the torch import
     runs in the worker while the grader goes on with its own start-up.
 
     ``hide``: paths the child must never see even where they lie inside the
     Python installation (the solutions, the kit's checkout, a class folder).
     With ``channels`` > 1, processes forked from this one after construction
     share the worker, each on its own channel (``use_channel``)."""
-
-    def __new__(cls, *args, **kwargs):
-        if cls is Zygote and runner()[0] == "portable":
-            from attnkit.sandbox.portable import PortableZygote
-
-            cls = PortableZygote
-        return super().__new__(cls)
 
     def __init__(self, hide=(), channels: int = 1):
         # The grader holds the hidden-case secret: keep its /proc files unreadable.
@@ -338,7 +331,7 @@ class Session:
     student's own code runs.
     """
 
-    def __init__(self, zygote: Zygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
+    def __init__(self, zygote: ForkZygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
                  answer=None, limits: Limits | None = None):
         self.zygote = zygote
         self.limits = limits or Limits()
@@ -439,9 +432,9 @@ class Session:
                 reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
                                           [], start + self.limits.seconds, item=None)
             except LimitHit as hit:
-                what = {"time": f"importing {m}.py did not finish within the time limit "
+                what = {Limit.TIME: f"importing {m}.py did not finish within the time limit "
                                 f"({self.limits.seconds:g} s; an infinite loop at top level?)",
-                        "crash": f"importing {m}.py ended the grading process "
+                        Limit.CRASH: f"importing {m}.py ended the grading process "
                                  f"(os._exit, sys.exit or a crash at top level)"}.get(hit.kind, hit.message)
                 self.unavailable[m] = (hit.kind, what, "")
                 continue
@@ -461,12 +454,12 @@ class Session:
         self._ensure_imported(module)
         if module in self.unavailable:
             kind, message, tb = self.unavailable[module]
-            if kind in ("time", "crash", "memory", "output", "protocol"):
+            if kind in set(Limit):
                 raise LimitHit(kind, message)
             raise ChildFault(kind, message, tb)
         used = self.used.get(item, 0.0)
         if used >= self.limits.seconds:
-            raise LimitHit("time", self._time_message())
+            raise LimitHit(Limit.TIME, self._time_message())
         bufs: list = []
         header = {"op": Op(op), "item": item, "args": protocol.encode_value(list(args), bufs),
                   "kwargs": protocol.encode_value(dict(kwargs or {}), bufs)}
@@ -480,11 +473,11 @@ class Session:
             message = str(reply.get("message", ""))[:2000]
             if kind == Fault.MEMORY:
                 self._stop()
-                raise LimitHit("memory", f"memory limit exceeded ({self.limits.memory_bytes >> 20} MiB "
+                raise LimitHit(Limit.MEMORY, f"memory limit exceeded ({self.limits.memory_bytes >> 20} MiB "
                                          f"above the worker's baseline): {message}")
             if kind == Fault.OUTPUT:
                 self._stop()
-                raise LimitHit("output", self._output_message())
+                raise LimitHit(Limit.OUTPUT, self._output_message())
             raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000])
         if reply.get("kind") != Kind.RESULT:
             self._stop()
@@ -511,17 +504,17 @@ class Session:
                     return reply, rbufs
         except protocol.Timeout:
             self._stop()
-            raise LimitHit("time", self._time_message()) from None
+            raise LimitHit(Limit.TIME, self._time_message()) from None
         except (protocol.PeerClosed, BrokenPipeError, ConnectionResetError):
             ended_by = self.child.ended_by() if self.child is not None else None
             self._stop()
             if ended_by == "output":  # the portable runner's cap on output it could not refuse
-                raise LimitHit("output", self._output_message()) from None
-            raise LimitHit("crash", "the process running your code ended unexpectedly "
+                raise LimitHit(Limit.OUTPUT, self._output_message()) from None
+            raise LimitHit(Limit.CRASH, "the process running your code ended unexpectedly "
                                     "(os._exit, a crash or a signal); nothing was returned") from None
         except protocol.ProtocolError as exc:
             self._stop()
-            raise LimitHit("protocol", f"the process running your code sent malformed data ({exc})") from None
+            raise LimitHit(Limit.PROTOCOL, f"the process running your code sent malformed data ({exc})") from None
         finally:
             self.current = None
 

@@ -44,7 +44,7 @@ import threading
 import time
 
 from attnkit.sandbox import confine, protocol
-from attnkit.sandbox.client import PACKAGE_PARENT, SandboxError, Zygote, remove_stale_sessions, runner
+from attnkit.sandbox.client import PACKAGE_PARENT, ForkZygote, SandboxError, remove_stale_sessions, runner
 from attnkit.sandbox.protocol import Kind, Op
 
 STARTUP_SECONDS = 120.0  # a spawned process's torch import, on a slow laptop
@@ -71,8 +71,8 @@ class _Alive:
         return self.returncode
 
 
-class PortableZygote(Zygote):
-    """The portable runner, behind ``Zygote``'s interface (``client.Zygote``
+class PortableZygote(ForkZygote):
+    """The portable runner, behind the fork runner's interface (``runners.Zygote``
     returns one where it must). ``transport``: "fds" or "tcp" (the Windows
     channel; any platform can use it, which is how it is tested on Linux)."""
 

@@ -74,6 +74,16 @@ class Fault(str, Enum):
     PROTOCOL = "protocol"
 
 
+class Limit(str, Enum):
+    """Which limit an item hit (``client.LimitHit.kind``); any of them scores the item 0."""
+
+    TIME = "time"
+    MEMORY = "memory"
+    OUTPUT = "output"
+    CRASH = "crash"  # the process ended (os._exit, a signal, a crash)
+    PROTOCOL = "protocol"  # it sent what is not a frame of this protocol
+
+
 class ProtocolError(Exception):
     """The other side sent something that is not a valid frame."""
 

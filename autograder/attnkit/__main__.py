@@ -1,0 +1,5 @@
+"""``python -m attnkit``: the command line (``frontends/cli.py``)."""
+
+from attnkit.frontends.cli import run
+
+run()

@@ -1,0 +1,143 @@
+"""The one engine: grading one submission.
+
+Every path grades through ``Grading``: ``attnkit grade`` and ``check``,
+``grade-class`` and the Gradescope bundle (``grade`` below), the notebooks'
+test cells and the nbgrader helper, the student's pytest view, and the
+instructor's pytest plugin, which only hands pytest the checks to run one by
+one (``Grading.run``) and reports what the engine concluded. The rules live
+here once: which checks run (``selected_checks``), a limit hit by one check
+skips the rest of its item (``Run.run``), and an item's reasons are settled on
+all its checks (``Run.results``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit.judge import diagnosis, reference
+from attnkit.intake import Submission
+from attnkit.exercises import MODULES, allowed_calls, items, stand_ins
+from attnkit.judge.registry import Check, registry
+from attnkit.errors import GraderError
+from attnkit.sandbox import Limits, Session, Zygote
+from attnkit.judge.scoring import CheckResult, Report, build_report, outcome
+from attnkit.judge.student import Student
+
+
+def solutions_available() -> bool:
+    try:
+        reference.solutions()
+    except GraderError:
+        return False
+    return True
+
+
+def open_session(zygote: Zygote, submission: Submission, limits: Limits | None = None,
+                 public: bool = False) -> Session:
+    """A session for one submission. ``public`` sessions (no reference solution
+    at hand) stand no reference results in for other stages."""
+    # The grader's tensors are tiny: a second intra-op thread only fights the
+    # student process for the CPU (measured: 6x slower per submission).
+    torch.set_num_threads(1)
+    if not public:
+        reference.warm_up()
+    return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
+                   None if public else reference.upcall, limits)
+
+
+def selected_checks(submission: Submission, public: bool = False) -> list[Check]:
+    """The checks of the submission's assignments; only public kinds in public mode."""
+    return [c for c in registry()
+            if c.item.split(".", 1)[0] in submission.modules and (c.public or not public)]
+
+
+class Run:
+    """Checks of one submission, in order; a limit hit by one check skips the
+    rest of that item (it scores 0 whatever they would say).
+
+    The comparisons each check makes are kept per item (``collecting``), so
+    that ``results`` names a misconception only when it fits all of an
+    item's checks (``attnkit.judge.diagnosis.conclude``)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.outcomes: list[tuple[Check, BaseException | None]] = []
+        self.cases: dict[str, list] = {}
+        self.limited: set[str] = set()
+        self._results: list[CheckResult] | None = None
+
+    def student(self, check: Check) -> Student:
+        return Student(self.session, items()[check.item])
+
+    def collecting(self, check: Check):
+        """While ``check`` runs, keep the comparisons it makes."""
+        return diagnosis.collecting(self.cases.setdefault(check.item, []), check.kind)
+
+    def record(self, check: Check, exc: BaseException | None) -> CheckResult:
+        result = outcome(check, exc)
+        if result.limit:
+            self.limited.add(check.item)
+        self.outcomes.append((check, exc))
+        self._results = None
+        return result
+
+    @property
+    def results(self) -> list[CheckResult]:
+        """Every check's result, with each item's reasons settled on all its checks."""
+        if self._results is None:
+            self._results = [outcome(c, e) for c, e in diagnosis.conclude(self.outcomes, self.cases)]
+        return self._results
+
+    def run(self, check: Check) -> CheckResult | None:
+        if check.item in self.limited:
+            return None
+        try:
+            with self.collecting(check):
+                check.func(self.student(check))
+        except Exception as exc:  # noqa: BLE001 - classified by outcome()
+            return self.record(check, exc)
+        return self.record(check, None)
+
+
+class Grading:
+    """One submission in the sandbox: its checks, each run on demand, and its report."""
+
+    def __init__(self, zygote: Zygote, submission: Submission, limits: Limits | None = None,
+                 public: bool = False):
+        self.submission = submission
+        self.public = public
+        self.run_ = Run(open_session(zygote, submission, limits, public))
+
+    @property
+    def checks(self) -> list[Check]:
+        return selected_checks(self.submission, self.public)
+
+    def run(self, check: Check) -> CheckResult | None:
+        """Run one check; None when it was skipped (its item already hit a limit)."""
+        return self.run_.run(check)
+
+    def student(self, check: Check) -> Student:
+        return self.run_.student(check)
+
+    def report(self) -> Report:
+        notes = list(self.submission.notes) + self.submission.missing_notes()
+        return build_report(self.run_.results, self.submission.modules, notes, public=self.public)
+
+    def close(self) -> None:
+        self.run_.session.close()
+
+    def __enter__(self) -> Grading:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def grade(zygote: Zygote, submission: Submission, limits: Limits | None = None, public: bool = False) -> Report:
+    """Grade one submission: every check of its assignments, in order. In
+    ``public`` mode only the public checks run, and items are out of their
+    public points."""
+    with Grading(zygote, submission, limits, public) as grading:
+        for check in grading.checks:
+            grading.run(check)
+        return grading.report()

@@ -1,0 +1,147 @@
+"""What a check holds in its ``student`` fixture: the item under test, reached
+through the sandbox. Calls go to the student process; what comes back is plain
+data, checked here for the things every call must get right (no argument
+modified in place, a well-formed reply)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+
+from attnkit.judge import compare, reference
+from attnkit.exercises import Item
+from attnkit.judge.diagnosis import errors
+from attnkit.errors import CheckFailure, GraderError, LimitExceeded, StudentError
+from attnkit.sandbox import ChildFault, LimitHit, SandboxError
+
+
+@dataclass
+class ModuleRun:
+    """What the student's module did, as the child reported it. Nothing here is
+    trusted as such: parameters come as values, so that the checks can
+    recompute the forward from them (``checks.common.verify``)."""
+
+    params: dict = field(default_factory=dict)  # name -> tensor, right after construction
+    buffers: dict = field(default_factory=dict)  # name -> tensor (or its shape, when large)
+    attrs: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)
+    inputs_after: list = field(default_factory=list)
+    grads: dict | None = None
+    input_grad: object = None
+    state_mismatch: bool = False
+    witness: object = None  # the eval-mode output on the witness input, when one was sent
+    # what the grader sent, for the checks' recomputation
+    init_args: tuple = ()
+    init: dict = field(default_factory=dict)
+    state: dict | None = None
+    witness_input: object = None
+
+    def shapes(self) -> dict:
+        return {n: tuple(getattr(p, "shape", ())) for n, p in dict(self.params).items()}
+
+
+class Student:
+    def __init__(self, session, item: Item):
+        self.session = session
+        self.item = item
+
+    @property
+    def verifies(self) -> bool:
+        """The grader holds the reference here, so module reports can be checked
+        (the public checker has none, and nothing to protect)."""
+        return getattr(self.session, "answer", None) is not None
+
+    @property
+    def name(self) -> str:
+        return self.item.key
+
+    def _arg_names(self, n: int) -> list[str]:
+        return (list(_parameter_names(self.item.key)) + [f"argument {i + 1}" for i in range(n)])[:n]
+
+    def _request(self, op: str, args=(), kwargs=None):
+        """One request to the sandbox, its outcomes in the grader's terms."""
+        try:
+            return self.session.request(self.item.key, op, args, kwargs)
+        except ChildFault as fault:
+            raise StudentError(fault.kind, fault.message, fault.traceback) from None
+        except LimitHit as hit:
+            raise LimitExceeded(hit.kind, hit.message) from None
+        except SandboxError as exc:
+            raise GraderError(str(exc)) from None
+
+    def __call__(self, *args, **kwargs):
+        """Call the student's function; returns what it returned."""
+        try:
+            reply = self._request("call", args, kwargs)
+        except StudentError as exc:  # the grader knows what it sent: say it, and what the error shows
+            raise errors.explain(self.name, exc, args, kwargs, self._arg_names(len(args))) from None
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        after = reply.get("args_after") or []
+        tensors = [(n, a) for n, a in zip(self._arg_names(len(args)), args) if isinstance(a, torch.Tensor)]
+        if len(after) != len(tensors):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
+        return reply["result"]
+
+    def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
+              seed: int | None = None, dtype: str | None = None, repeat: int = 1,
+              grad_output: torch.Tensor | None = None, describe=(), witness: torch.Tensor | None = None,
+              **init) -> ModuleRun:
+        """Construct the student's module and run it. With ``state``, the
+        parameters are set by name first; a different set of names or shapes
+        fails with a reason that lists the differences. With ``witness``, the
+        module also runs (eval mode) on that input, for ``checks.common.verify``."""
+        spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
+                "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
+                "grad_output": grad_output, "describe": list(describe), "witness": witness}
+        try:
+            reply = self._request("module", (), spec)
+        except StudentError as exc:
+            raise errors.explain(self.name, exc, spec=spec) from None
+        if not isinstance(reply, dict):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        fields = {k: v for k, v in reply.items() if k in ("params", "buffers", "attrs", "outputs", "inputs_after",
+                                                          "grads", "input_grad", "state_mismatch", "witness")}
+        run = ModuleRun(**fields, init_args=tuple(init_args), init=dict(init), state=state, witness_input=witness)
+        if not isinstance(run.params, dict) or not all(isinstance(p, torch.Tensor) for p in run.params.values()):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        if state is not None:
+            # the child's word that the names differ is checked against what it sent
+            differs = run.shapes() != {n: tuple(t.shape) for n, t in state.items()}
+            if run.state_mismatch or differs:
+                if not differs:
+                    raise CheckFailure("the process running your code sent back a malformed reply")
+                raise CheckFailure(parameter_difference(run.shapes(), state))
+        if len(run.inputs_after) == len(inputs):
+            compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
+        return run
+
+
+@functools.cache
+def _parameter_names(item: str) -> tuple[str, ...]:
+    """The reference's argument names, for messages; once per item, not per call."""
+    try:
+        return tuple(inspect.signature(reference.solution(item)).parameters)
+    except (TypeError, ValueError, GraderError):
+        return ()  # the public checker has no reference to take names from
+
+
+def parameter_difference(params: dict, state: dict) -> str:
+    """Explain how the module's parameters (name -> shape) differ from the expected ones."""
+    want = {n: list(t.shape) for n, t in state.items()}
+    have = {str(n): list(s) for n, s in dict(params).items()}
+    parts = []
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    if missing:
+        parts.append("missing " + ", ".join(missing))
+    if extra:
+        parts.append("unexpected " + ", ".join(extra))
+    for n in want:
+        if n in have and list(have[n]) != want[n]:
+            parts.append(f"{n} has shape {tuple(have[n])}, expected {tuple(want[n])}")
+    return "the module's parameters are not the expected ones: " + "; ".join(parts or ["(none)"])

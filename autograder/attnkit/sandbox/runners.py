@@ -1,0 +1,14 @@
+"""Which runner grades on this machine: the fork runner where Linux and fork
+are there (``client.ForkZygote``), the portable one elsewhere or when asked for
+(``portable.PortableZygote``); ``client.runner`` decides."""
+
+from __future__ import annotations
+
+from attnkit.sandbox.client import ForkZygote, runner
+from attnkit.sandbox.portable import PortableZygote
+
+
+def Zygote(*args, **kwargs) -> ForkZygote:  # noqa: N802 - used like the class it returns
+    """The warm worker for this machine, behind one interface."""
+    cls = PortableZygote if runner()[0] == "portable" else ForkZygote
+    return cls(*args, **kwargs)
