@@ -7,8 +7,11 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
+import json
+import os
 import re
 import subprocess
+import sys
 import zipfile
 
 import jinja2
@@ -19,8 +22,9 @@ from conftest import ROOT
 from attnkit import config
 from attnkit.authoring import course, distribution, handout
 from attnkit.frontends import gradescope
-from attnkit.outputs import templating
+from attnkit.outputs import feedback, templating
 from attnkit.exercises import MODULES
+from attnkit.judge.scoring import build_report
 
 PACKAGE = ROOT / "autograder" / "attnkit"
 TEMPLATE_FILES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.glob("*/templates/*") if p.is_file())
@@ -37,6 +41,7 @@ def render_every_writer() -> dict[str, str]:
         "edition.py": handout._text("checker_edition.py.j2"),
         "variants.py": handout._text("checker_variants.py.j2"),
         ".gitignore": handout._text("handout_gitignore.j2", upload=handout.UPLOAD),
+        "feedback.html": feedback.render(build_report([], MODULES, ["a note"])),
     }
 
 
@@ -59,7 +64,7 @@ def test_every_template_is_package_data_and_every_one_is_used(monkeypatch):
 def test_no_writer_keeps_a_file_in_a_python_string():
     """The old constants are gone; the writers render templates."""
     for module, names in ((gradescope, ("SETUP_SH", "RUN_AUTOGRADER")), (course, ("CONFIG",)),
-                          (handout, ("README", "WORKFLOW", "EDITION", "VARIANTS_STUB"))):
+                          (handout, ("README", "WORKFLOW", "EDITION", "VARIANTS_STUB")), (feedback, ("STYLE",))):
         assert [n for n in names if hasattr(module, n)] == [], module.__name__
 
 
@@ -143,20 +148,39 @@ def test_the_classroom_workflow_keeps_githubs_expressions():
 def test_a_value_the_template_names_but_was_not_given_is_an_error():
     with pytest.raises(jinja2.UndefinedError, match="upload"):
         handout._text("handout_gitignore.j2")
+    with pytest.raises(jinja2.UndefinedError):
+        templating.render("attnkit.outputs", "feedback.html.j2", title="t")
 
 
-def test_text_files_are_not_escaped():
+def test_html_escapes_and_text_files_do_not():
+    """Autoescape follows the file: HTML escapes by default, a shell script or YAML must not."""
+    assert templating.environment(True).autoescape is True
+    assert templating.template("attnkit.outputs", "feedback.html.j2").environment is templating.environment(True)
     assert templating.template("attnkit.frontends", "setup.sh.j2").environment is templating.environment(False)
     assert "echo \"attnkit needs Python" in gradescope.setup_sh()  # not &#34;
 
 
-def test_the_gradescope_bundle_carries_the_templates(tmp_path):
+def test_the_gradescope_bundle_carries_the_templates_and_its_kit_renders_from_them(tmp_path):
     bundle = gradescope.build_bundle(str(tmp_path / "autograder.zip"))
     with zipfile.ZipFile(bundle) as z:
         names = set(z.namelist())
         assert {f"attnkit/autograder/attnkit/{t}" for t in TEMPLATE_FILES} <= names
         assert z.read("setup.sh").decode() == gradescope.setup_sh()
         assert z.read("run_autograder").decode() == gradescope.run_autograder()
+        z.extractall(tmp_path / "source")
+    kit = tmp_path / "source" / "attnkit" / "autograder"
+    probe = ("import json, importlib.resources as r, attnkit\n"
+             "from attnkit.outputs import feedback\nfrom attnkit.judge.scoring import build_report\n"
+             "from attnkit.exercises import MODULES\n"
+             "page = feedback.render(build_report([], MODULES, ['<b>from the bundle</b>']))\n"
+             "print(json.dumps([attnkit.__file__, str(r.files('attnkit.outputs') / 'templates'), page]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "ATTNKIT_"))}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=dict(env, PYTHONPATH=str(kit)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    where, templates, page = json.loads(done.stdout)
+    assert where.startswith(str(kit)) and templates.startswith(str(kit))
+    assert "<h1>attnkit feedback</h1>" in page and "&lt;b&gt;from the bundle&lt;/b&gt;" in page
 
 
 def test_attnkit_course_writes_the_rendered_config(tmp_path, monkeypatch):
