@@ -129,7 +129,7 @@ def main() -> int:
         whole = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rerun = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rows = (out / "grades.csv").read_text().splitlines()
-        pictures = sum((p / "feedback.html").read_text().count("<img") for p in out.iterdir() if p.is_dir())
+        pictures = sum((p / "feedback.html").read_text().count("<svg") for p in out.iterdir() if p.is_dir())
         # the marginal cost of one more student, one job: the difference of two class sizes
         sizes = {}
         for n in (10, 40):

@@ -202,6 +202,41 @@ def test_check_on_the_stubs_and_on_the_solutions(student, handout, tmp_path):
     assert sum(t["score"] for t in result["tests"]) == PUBLIC_TOTAL
 
 
+TEMPLATES = sorted(p.relative_to(ROOT / "autograder" / "attnkit").as_posix()
+                   for p in (ROOT / "autograder" / "attnkit").glob("*/templates/*") if p.is_file())
+
+
+def test_the_checker_carries_its_templates(handout):
+    """The checker's copy, its pyproject's package-data and its wheel all hold the templates."""
+    assert "outputs/templates/feedback.html.j2" in TEMPLATES
+    for name in TEMPLATES:
+        assert (handout / "checker" / "attnkit" / name).read_bytes() == (ROOT / "autograder" / "attnkit" / name).read_bytes()
+    assert '"*/templates/*"' in (handout / "checker" / "pyproject.toml").read_text()
+    with zipfile.ZipFile(handout / UPLOAD / WHEEL) as z:
+        assert {f"attnkit/{t}" for t in TEMPLATES} <= set(z.namelist())
+
+
+def test_installed_checker_writes_feedback_from_its_templates(student, handout, tmp_path):
+    """pip installed the templates with the checker; its feedback.html is rendered from
+    them: the reason escaped, the heatmaps drawn as SVG (no matplotlib figure)."""
+    assert (student.site / "attnkit" / "outputs" / "templates" / "feedback.html.j2").is_file()
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for module in MODULES:
+        (wrong / f"{module}.py").write_text((SOLUTIONS / f"{module}.py").read_text())
+    text = (wrong / "causal_attention.py").read_text()
+    old = 'return scores.masked_fill(mask, float("-inf"))'
+    assert text.count(old) == 1
+    (wrong / "causal_attention.py").write_text(text.replace(old, "return scores.masked_fill(mask, 0.0)"))
+    done = student.run("attnkit", "check", wrong, "--report", tmp_path / "report", cwd=handout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (tmp_path / "report" / "feedback.html").read_text()
+    section = page[page.index('<section class="item" id="causal_attention.mask_scores">'):]
+    section = section[:section.index("</section>")]
+    assert "You mask with 0 instead of -inf" in section
+    assert section.count("<svg ") >= 1 and "-inf (masked)" in section and "<img" not in page
+
+
 def test_check_grades_the_notebooks(student, handout, tmp_path):
     done = student.run("attnkit", "check", ".", "--notebooks", cwd=handout)
     assert done.returncode == 0, done.stderr

@@ -43,7 +43,7 @@ def test_one_account_of_cpu_torch():
     """The README, the handout's README and Gradescope's setup.sh install torch the same way."""
     readme = (ROOT / "README.md").read_text()
     assert CPU_TORCH in readme
-    assert CPU_TORCH in handout.README
+    assert CPU_TORCH in handout.readme()
     assert f"/autograder/venv/bin/{CPU_TORCH}" in gradescope.setup_sh()
     # and setup.sh installs it before the rest, which then keeps it
     setup = gradescope.setup_sh()

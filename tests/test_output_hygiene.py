@@ -76,5 +76,5 @@ def test_feedback_html_escapes_what_a_submission_wrote():
     page = feedback_html.render(_hostile_report(), 'attnkit feedback for <img src=x onerror="alert(4)">')
     for raw in ("<script>", "<img src=x", "<b onmouseover", "<iframe", "</details><script>"):
         assert raw not in page
-    assert "&lt;script&gt;alert(&quot;reason&quot;)&lt;/script&gt;" in page
-    assert "&lt;iframe src=//evil&gt;" in page and "&lt;img src=x onerror=&quot;alert(4)&quot;&gt;" in page
+    assert "&lt;script&gt;alert(&#34;reason&#34;)&lt;/script&gt;" in page
+    assert "&lt;iframe src=//evil&gt;" in page and "&lt;img src=x onerror=&#34;alert(4)&#34;&gt;" in page

@@ -59,6 +59,10 @@ GITHUB_OUTPUT = Variable(
 AUTOGRADER_ROOT = Variable(
     "AUTOGRADER_ROOT", "/autograder",
     "Gradescope's autograder folder (submission/, results/, source/); the bundle's run_autograder reads it.")
+GRADESCOPE_PYTHON = Variable(
+    "ATTNKIT_PYTHON", None,
+    "The Python the Gradescope bundle's run_autograder grades with (read by that shell script). Default: "
+    "the venv setup.sh made, $AUTOGRADER_ROOT/venv/bin/python, else python3; the tests point it at their own.")
 JPY_SESSION_NAME = Variable(
     "JPY_SESSION_NAME", None,
     "Set by Jupyter in a kernel: the notebook's path, where a test cell finds the saved notebook.")
@@ -66,8 +70,8 @@ NBGRADER_EXECUTION = Variable(
     "NBGRADER_EXECUTION", None,
     "Set by nbgrader in the kernels it runs (validate, autograde): a test cell that `nbgrader validate` "
     "runs also writes its reasons to stderr, the only output the validator shows.")
-VARIABLES = (SECRET, SOLUTIONS, ITEM_SECONDS, GRADER, SANDBOX, GITHUB_OUTPUT, AUTOGRADER_ROOT, JPY_SESSION_NAME,
-             NBGRADER_EXECUTION)
+VARIABLES = (SECRET, SOLUTIONS, ITEM_SECONDS, GRADER, SANDBOX, GITHUB_OUTPUT, AUTOGRADER_ROOT, GRADESCOPE_PYTHON,
+             JPY_SESSION_NAME, NBGRADER_EXECUTION)
 
 ITEM_SECONDS_DEFAULT = 10.0  # wall time per graded item; the sandbox's Limits says the same
 CELL_SECONDS_DEFAULT = 60  # nbgrader's c.Execute.timeout in a course made by `attnkit course`

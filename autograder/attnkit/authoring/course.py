@@ -15,27 +15,18 @@ from pathlib import Path
 from attnkit import config
 from attnkit.exercises import MODULES
 from attnkit.errors import GraderError
+from attnkit.outputs import templating
 
-CONFIG = '''\
-# nbgrader configuration of the attention course, written by `attnkit course`.
-# Run every nbgrader command from this folder: nbgrader reads ./nbgrader_config.py only.
-import attnkit.frontends.nbgrader_helper
+HELPER = "attnkit.frontends.nbgrader_helper"  # the grading helper the config starts
 
-c = get_config()  # noqa: F821 - provided by nbgrader
-c.CourseDirectory.course_id = "attnkit"
-
-# A cell that runs longer than this is interrupted and the notebook goes on.
-# A student's infinite loop costs one "try it" cell this long. The first test
-# cell of a notebook grades all its items, each stopped after {item_seconds:g} s.
-c.Execute.timeout = {cell_timeout}
-
-# The test cells are graded by a helper process outside the students' kernels.
-# It holds the hidden-case secret (export ATTNKIT_SECRET in the shell that runs
-# nbgrader; never write it here: a kernel can read this file) and the reference
-# solutions; the kernels get neither, only the helper's socket.
-attnkit.frontends.nbgrader_helper.start(solutions={solutions!r}, item_seconds={item_seconds!r})
-'''
 HELPER_SECONDS = 15  # the helper's first start of its worker (torch) and of the reference
+
+
+def nbgrader_config(cell_timeout: int, item_seconds: float, solutions: str | None) -> str:
+    """``nbgrader_config.py`` (``templates/nbgrader_config.py.j2``); its values written as Python literals."""
+    return templating.render(__package__, "nbgrader_config.py.j2", helper=HELPER, cell_timeout=int(cell_timeout),
+                             item_seconds=f"{item_seconds:g}", item_seconds_literal=repr(float(item_seconds)),
+                             solutions=repr(solutions), secret_var=config.SECRET.name)
 
 
 def create(directory: str, cell_timeout: int = config.CELL_SECONDS_DEFAULT,
@@ -72,7 +63,6 @@ def create(directory: str, cell_timeout: int = config.CELL_SECONDS_DEFAULT,
     # The kit's own solutions are found through the installed kit; only a folder
     # chosen with ATTNKIT_SOLUTIONS is named in the config.
     chosen = os.fspath(solutions) if config.SOLUTIONS.get() else None
-    config_file.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=float(item_seconds),
-                                         solutions=chosen))
+    config_file.write_text(nbgrader_config(cell_timeout, item_seconds, chosen))
     written.append(str(config_file))
     return written

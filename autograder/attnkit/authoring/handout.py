@@ -18,142 +18,54 @@ is written to ``OUT/upload/`` for the instructor to host there.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from attnkit import config
 from attnkit.authoring import distribution, wheel
-from attnkit.exercises import MODULES, items
-from attnkit.errors import GraderError
-
 from attnkit.config import PACKAGE_DIR as PACKAGE
+from attnkit.errors import GraderError
+from attnkit.exercises import MODULES, items
+from attnkit.outputs import templating
+
 UPLOAD = "upload"  # OUT/upload/: the checker's wheel, for the instructor to host; never committed
 
 CHECKER_COMMENT = """\
 The public checker of the attention exercises: a copy of attnkit without the
 reference solutions. Install torch first (see ../README.md), then: pip install ./checker"""
 
-EDITION = '''"""Which attnkit this is: the public checker of a handout (written by attnkit handout)."""
 
-EDITION = "checker"
-'''
-
-README = '''\
-# Attention mechanisms: exercises
-
-You will write, step by step, the four attention mechanisms behind GPT-style
-language models: simplified self-attention, scaled dot-product self-attention,
-causal attention and multi-head attention.
-
-| stage | file | notebook | points |
-| --- | --- | --- | --- |
-{rows}
-
-## Set up (once)
-
-With Python {python} or newer, in this folder:
-
-    python -m venv .venv && . .venv/bin/activate
-    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-    pip install ./checker jupyterlab
-
-The second line installs the CPU build of torch (about 750 MB; pip's default
-torch on Linux is the CUDA build, several GB). On macOS and Windows the
-default build is the CPU one: `pip install torch==2.13.0` there. The third
-installs the checker (`attnkit`, with numpy, pytest and matplotlib; the torch
-already installed is kept) and Jupyter for the notebooks.
-
-## Work
-
-Either in the notebooks (`jupyter lab`, then open `simplified_attention.ipynb`):
-each stage is explained there, every item has a cell for your code, a cell to
-try it on the example sentence, and a test cell. Save (Ctrl-S) before you run
-a test cell: it grades the saved notebook, in a separate process.
-
-Or in the `.py` files, with your own editor: replace each
-`raise NotImplementedError(...)` by your code, then run
-
-    attnkit check .              # grades the .py files
-    attnkit check . --notebooks  # grades the notebooks' code instead
-    pytest                       # the same, one test per graded item
-
-Stage 4 imports `CausalAttention` from `causal_attention.py`: if you solved
-stage 3 in its notebook, copy your `causal_mask` and `CausalAttention` into
-that file before you try stage 4 in its notebook.
-
-## What the checker can tell you
-
-It prints one line per graded item with your points and the reason for any
-point lost. It runs the **public checks only**: the numbers of the document's
-example and the properties of each stage (rows summing to one, no NaN for
-large scores, the masked weights exactly zero, the right parameters, ...).
-It holds no reference solution and no hidden test cases. Your course's grade
-also runs hidden randomized cases against a reference, so full marks here are
-necessary, not sufficient: test your code on other shapes and batch sizes too.
-Each item has a time limit of a few seconds; an infinite loop costs that item
-only.
-'''
-
-WORKFLOW = '''\
-# GitHub Classroom autograding: the public checks of the attention exercises,
-# reported per item through GitHub Classroom's autograding reporter.
-name: Autograding Tests
-"on":
-  - push
-  - repository_dispatch
-permissions:
-  checks: write
-  actions: read
-  contents: read
-jobs:
-  run-autograding-tests:
-    runs-on: ubuntu-latest
-    if: github.actor != 'github-classroom[bot]'
-    steps:
-      - name: Checkout code
-        uses: actions/checkout@v4
-      - name: Set up Python
-        uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - name: Install the checker
-        # The instructor's checker, pinned by its sha256: not ./checker, which this
-        # repository could change. (The scores are self-reported all the same: this
-        # file is in the student's repository too; the grades that count come from
-        # attnkit grade-class over the collected repositories.)
-        run: |
-          python -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-          python -m pip install "attnkit @ {checker_url}#sha256={sha256}"
-      - name: Public checks
-        id: attnkit
-        # Writes result=<base64 JSON> to $GITHUB_OUTPUT: one test per item, its points.
-        run: attnkit check . --github-output
-      - name: Autograding Reporter
-        if: always()
-        uses: classroom-resources/autograding-grading-reporter@v1
-        env:
-          ATTNKIT_RESULTS: "${{{{ steps.attnkit.outputs.result }}}}"
-        with:
-          runners: attnkit
-'''
+def _text(name: str, **values) -> str:
+    return templating.render(__package__, name, **values)
 
 
-VARIANTS_STUB = '''"""Not part of a handout: the known-wrong variants of the reference live with the grader.
-
-Any variant asked for here raises, and the diagnosis treats that as no evidence.
-"""
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(@]", requirement, maxsplit=1)[0]
 
 
-class VariantsUnavailable(NotImplementedError):
-    pass
+def _listed(names: list[str]) -> str:
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
 
 
-def __getattr__(name):
-    def unavailable(*args, **kwargs):
-        raise VariantsUnavailable(f"diagnosis variant {name!r} is not part of the public checker")
+def readme() -> str:
+    """The handout's README (``templates/handout_README.md.j2``): its points table from
+    exercises.toml, the install from the kit's pyproject and ``config``."""
+    dist = distribution.kit()
+    stages = [{"module": m, "points": sum(i.points for i in items().values() if i.module == m)} for m in MODULES]
+    # What `pip install ./checker` brings besides torch (installed first): the unconditional dependencies.
+    brings = [_requirement_name(d) for d in dist.dependencies if ";" not in d and _requirement_name(d) != "torch"]
+    return _text("handout_README.md.j2", stages=stages, python=dist.requires_python.removeprefix(">="),
+                 cpu_torch_install=config.CPU_TORCH_INSTALL, torch_pin=config.TORCH_PIN,
+                 checker_brings=_listed(brings),
+                 item_seconds=f"{config.ITEM_SECONDS_DEFAULT:g}")
 
-    return unavailable
-'''
+
+def classroom_workflow(checker_url: str, sha256: str) -> str:
+    """The GitHub Classroom workflow (``templates/classroom.yml.j2``)."""
+    return _text("classroom.yml.j2", cpu_torch_install=config.CPU_TORCH_INSTALL, checker_url=checker_url,
+                 sha256=sha256, github_output=config.GITHUB_OUTPUT.name)
 
 
 def _ignore(_dir, names):
@@ -216,24 +128,18 @@ def create(out: str, classroom: bool = False, checker_url: str | None = None) ->
     # The wrong variants of the reference are computed by the grader only: with
     # their settings at default they would be a working reference. The public
     # checker names mistakes by their signatures alone.
-    (checker / "attnkit" / "judge" / "diagnosis" / "variants.py").write_text(VARIANTS_STUB)
+    (checker / "attnkit" / "judge" / "diagnosis" / "variants.py").write_text(_text("checker_variants.py.j2"))
     # Its command line offers only what works without the kit's repository (cli.COMMANDS).
-    (checker / "attnkit" / "edition.py").write_text(EDITION)
+    (checker / "attnkit" / "edition.py").write_text(_text("checker_edition.py.j2"))
     (checker / "pyproject.toml").write_text(dist.pyproject(CHECKER_COMMENT))
     written.append(checker)
-    rows = []
-    for n, module in enumerate(MODULES, 1):
-        pts = sum(i.points for i in items().values() if i.module == module)
-        rows.append(f"| {n} | `{module}.py` | `{module}.ipynb` | {pts} |")
-    floor = dist.requires_python.removeprefix(">=")
-    (root / "README.md").write_text(README.format(rows="\n".join(rows), python=floor))
+    (root / "README.md").write_text(readme())
     written.append(root / "README.md")
     if classroom:
         built = wheel.build(checker / "attnkit", dist, root / UPLOAD)
-        (root / ".gitignore").write_text(f"# the checker's wheel, hosted by the instructor: not part of the repository\n"
-                                         f"/{UPLOAD}/\n")
+        (root / ".gitignore").write_text(_text("handout_gitignore.j2", upload=UPLOAD))
         workflow = root / ".github" / "workflows" / "classroom.yml"
         workflow.parent.mkdir(parents=True, exist_ok=True)
-        workflow.write_text(WORKFLOW.format(checker_url=checker_url, sha256=wheel.sha256(built)))
+        workflow.write_text(classroom_workflow(checker_url, wheel.sha256(built)))
         written += [built, root / ".gitignore", workflow]
     return [str(p) for p in written]

@@ -360,19 +360,18 @@ def refuse_unconfined(zygote, unconfined: bool, close: bool = True) -> None:
 
 def _warm_up() -> None:
     """Pay once, here, what every job would pay again after the fork: the torch
-    and matplotlib imports, torch's first operations, and the reference results
-    that every student's checks share (grading the solutions fills the memo)."""
+    import, torch's first operations, the feedback page's template, and the reference
+    results that every student's checks share (grading the solutions fills the memo)."""
     if id(_ZYGOTE) in _WARM:
         return
     _WARM.add(id(_ZYGOTE))
-    import torch
+    import torch  # noqa: F401 - imported here, before the jobs fork
 
     from attnkit.judge.engine import grade
-    from attnkit.outputs.heatmap import heatmap_png
     from attnkit.intake import from_folder
     from attnkit.config import solutions_dir
 
-    heatmap_png(torch.zeros(2, 2), torch.ones(2, 2), "warm-up")
+    feedback_html.warm()
     integrity.own_units({})  # the reference's hashes, once, before the fork
     if solutions_dir().is_dir():
         grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))

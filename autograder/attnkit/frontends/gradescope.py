@@ -18,50 +18,36 @@ import time
 import zipfile
 from pathlib import Path
 
+from attnkit import config
 from attnkit.authoring import distribution
-from attnkit.config import KIT_ROOT
+from attnkit.config import KIT_ROOT, PACKAGE_DIR
+from attnkit.outputs import templating
 
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once, when the autograder image is built.
-set -euo pipefail
-apt-get update -qq
-apt-get install -y -qq python3 python3-pip python3-venv > /dev/null
-python3 -c 'import sys; sys.exit(sys.version_info < (@FLOOR@))' || {
-  echo "attnkit needs Python @FLOOR_TEXT@ or newer; this image has $(python3 -V): choose a newer base image" >&2
-  exit 1
-}
-python3 -m venv /autograder/venv
-# torch 2.13.0, the CPU build, from PyTorch's CPU index: pip's default torch on
-# Linux is the CUDA build (several GB), of no use to the grader.
-/autograder/venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-# The kit's dependencies, as its pyproject.toml lists them; the torch above is kept.
-/autograder/venv/bin/pip install -q -r /autograder/source/requirements.txt
-"""
-
-RUN_AUTOGRADER = """#!/usr/bin/env bash
-# Gradescope runs this for every submission.
-set -uo pipefail
-ROOT="${AUTOGRADER_ROOT:-/autograder}"
-SOURCE="$ROOT/source"
-PYTHON="${ATTNKIT_PYTHON:-$ROOT/venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-if [ -f "$SOURCE/attnkit_secret" ]; then
-  ATTNKIT_SECRET="$(cat "$SOURCE/attnkit_secret")"
-  export ATTNKIT_SECRET
-fi
-# Student code runs as a user of its own: where the container forbids namespaces,
-# these permissions are what keeps the kit, the secret and the results from it.
-chmod -R go-rwx "$SOURCE" "$ROOT/submission" "$ROOT/results" 2>/dev/null || true
-cd "$SOURCE"
-PYTHONPATH="$SOURCE/attnkit/autograder" ATTNKIT_SOLUTIONS="$SOURCE/attnkit/solutions" \\
-  exec "$PYTHON" -m attnkit.frontends.gradescope "$ROOT"
-"""
+# The bundle's layout: the kit's package and its solutions, under source/ once Gradescope unpacks it.
+BUNDLED_PACKAGE_ROOT = "attnkit/autograder"  # the folder that holds the attnkit package: run_autograder's PYTHONPATH
+BUNDLED_SOLUTIONS = "attnkit/solutions"
+SECRET_FILE = "attnkit_secret"  # the bundle's copy of --secret-file, read by run_autograder
+REQUIREMENTS = "requirements.txt"  # the kit's dependencies, installed by setup.sh
+SCRIPTS = ("setup.sh", "run_autograder")  # Gradescope runs these: executable in the zip
+ENTRY = "attnkit.frontends.gradescope"  # what run_autograder runs: this module's main()
 
 
 def setup_sh() -> str:
-    """SETUP_SH with the kit's Python floor (``requires-python = ">=3.10"``)."""
+    """setup.sh (``templates/setup.sh.j2``) with the kit's Python floor (pyproject's
+    ``requires-python``) and the CPU build of torch (``config.CPU_TORCH_INSTALL``)."""
     floor = distribution.kit().requires_python.removeprefix(">=")
-    return SETUP_SH.replace("@FLOOR@", floor.replace(".", ", ")).replace("@FLOOR_TEXT@", floor)
+    return templating.render(__package__, "setup.sh.j2", floor=floor, floor_tuple=floor.replace(".", ", "),
+                             root=config.AUTOGRADER_ROOT.default, cpu_torch_install=config.CPU_TORCH_INSTALL,
+                             requirements=REQUIREMENTS)
+
+
+def run_autograder() -> str:
+    """run_autograder (``templates/run_autograder.j2``), with the variables it reads named as config declares them."""
+    return templating.render(__package__, "run_autograder.j2", root_var=config.AUTOGRADER_ROOT.name,
+                             root=config.AUTOGRADER_ROOT.default, python_var=config.GRADESCOPE_PYTHON.name,
+                             secret_var=config.SECRET.name, secret_file=SECRET_FILE,
+                             solutions_var=config.SOLUTIONS.name, package_root=BUNDLED_PACKAGE_ROOT,
+                             solutions=BUNDLED_SOLUTIONS, module=ENTRY)
 
 
 UNCONFINED_MARK = "attnkit_unconfined"  # in the bundle: grade even without every guarantee of the sandbox
@@ -73,15 +59,14 @@ def build_bundle(out: str, secret_file: str | None = None, unconfined: bool = Fa
     out_path = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
-        kit = stage / "attnkit"
-        shutil.copytree(KIT_ROOT / "autograder", kit / "autograder",
+        shutil.copytree(PACKAGE_DIR, stage / BUNDLED_PACKAGE_ROOT / PACKAGE_DIR.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
-        shutil.copytree(KIT_ROOT / "solutions", kit / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(KIT_ROOT / "solutions", stage / BUNDLED_SOLUTIONS, ignore=shutil.ignore_patterns("__pycache__"))
         (stage / "setup.sh").write_text(setup_sh())
-        (stage / "run_autograder").write_text(RUN_AUTOGRADER)
-        (stage / "requirements.txt").write_text("".join(f"{d}\n" for d in distribution.kit().dependencies))
+        (stage / "run_autograder").write_text(run_autograder())
+        (stage / REQUIREMENTS).write_text("".join(f"{d}\n" for d in distribution.kit().dependencies))
         if secret_file:
-            (stage / "attnkit_secret").write_text(Path(secret_file).read_text().strip())
+            (stage / SECRET_FILE).write_text(Path(secret_file).read_text().strip())
         if unconfined:
             (stage / UNCONFINED_MARK).write_text("grade even without every guarantee of the sandbox\n")
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +74,7 @@ def build_bundle(out: str, secret_file: str | None = None, unconfined: bool = Fa
             for path in sorted(stage.rglob("*")):
                 if path.is_file():
                     info = zipfile.ZipInfo(str(path.relative_to(stage)), date_time=(2026, 1, 1, 0, 0, 0))
-                    executable = path.name in ("setup.sh", "run_autograder")
+                    executable = path.name in SCRIPTS
                     info.external_attr = (0o755 if executable else 0o644) << 16
                     info.compress_type = zipfile.ZIP_DEFLATED
                     z.writestr(info, path.read_bytes())
