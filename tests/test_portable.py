@@ -310,3 +310,20 @@ def test_scores_and_words_match_the_machine_runner(zygote, machine_zygote, tmp_p
     assert scores(here)["causal_attention.mask_scores"] == 0
     assert {r.item.key: (r.score, r.reasons) for r in here.results} == \
         {r.item.key: (r.score, r.reasons) for r in there.results}
+
+
+def test_a_notebook_test_cell_says_once_that_isolation_is_reduced(portable_env, tmp_path):
+    """On the portable runner a notebook's first graded cell carries the sandbox's
+    one-line note (on stdout: stderr would cost the cell its points); later ones do not."""
+    from attnkit.kernel.notebook import NotebookGrader
+
+    module = "simplified_attention"
+    (tmp_path / f"{module}.ipynb").write_text((ROOT / "source" / module / f"{module}.ipynb").read_text())
+    grader = NotebookGrader(5.0)
+    try:
+        first = grader.grade(tmp_path / f"{module}.ipynb", f"{module}.softmax", hidden=False)
+        second = grader.grade(tmp_path / f"{module}.ipynb", f"{module}.query_scores", hidden=False)
+    finally:
+        grader.close()
+    assert [n for n in first.notes if "isolation is reduced" in n] and first.score == first.max_score
+    assert not [n for n in second.notes if "isolation is reduced" in n]

@@ -139,12 +139,23 @@ class NotebookGrader:
         self.zygote = None
         self.reports: OrderedDict[tuple, object] = OrderedDict()
         self.lock = threading.Lock()
+        self.noticed = False  # the reduced-isolation note is said once per kernel
 
     def worker(self):
         if self.zygote is None or self.zygote.proc.poll() is not None:
             self.zygote = _start_worker(self.hide)
             atexit.register(self.zygote.close)
         return self.zygote
+
+    def notice(self) -> list[str]:
+        """The sandbox's one-line note where isolation is reduced (the portable runner of
+        macOS and Windows, say), the first time only; to stdout, never stderr (nbgrader
+        gives 0 to a cell that writes to stderr)."""
+        if self.noticed or self.zygote is None:
+            return []
+        self.noticed = True
+        text = self.zygote.notice()
+        return [text] if text else []
 
     def grade(self, notebook: Path, item_key: str, hidden: bool) -> Grade:
         from attnkit.judge import engine as grading
@@ -172,7 +183,7 @@ class NotebookGrader:
                     self.reports.popitem(last=False)
         result = report.by_item()[item_key]
         return Grade(item_key, result.score, result.max_score, public, tuple(result.reasons),
-                     tuple(notes + list(report.notes)))
+                     tuple(self.notice() + notes + list(report.notes)))
 
     def close(self) -> None:
         if self.zygote is not None:
