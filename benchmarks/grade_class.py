@@ -39,8 +39,7 @@ MODULES = ("simplified_attention", "self_attention", "causal_attention", "multih
 # Wrong submissions: one edit of the reference solution each, with a number that
 # differs from student to student ({k} = 1, 2, ...), so every wrong answer is unique.
 MISTAKES = [
-    ("simplified_attention", "return torch.exp(shifted) / torch.exp(shifted).sum(dim=dim, keepdim=True)",
-     "return torch.exp(shifted * (1 + {k} / 997)) / torch.exp(shifted * (1 + {k} / 997)).sum(dim=dim, keepdim=True)"),
+    ("simplified_attention", "exps = torch.exp(shifted)", "exps = torch.exp(shifted * (1 + {k} / 997))"),
     ("self_attention", "return torch.softmax(scores / d_k ** 0.5, dim=-1)",
      "return torch.softmax(scores / d_k ** (0.5 + {k} / 991), dim=-1)"),
     ("causal_attention", 'return scores.masked_fill(mask, float("-inf"))',

@@ -163,6 +163,9 @@ def _init_job() -> None:
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1
     _ZYGOTE.use_channel(index)
+    # A job grades one student after another: each next child is forked and
+    # confined while the current student is graded.
+    _ZYGOTE.keep_spare()
 
 
 def _grade_one(student: str, submission: Submission, out_dir: str, fingerprint: str, version: str,

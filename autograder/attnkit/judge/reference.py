@@ -77,6 +77,11 @@ def _floats(v):
 
 def doc(entry_id: str) -> torch.Tensor:
     """A reference tensor of the document, float32, exactly as printed (4 decimals)."""
+    return _doc(entry_id).clone()  # the caller's own copy: the one kept here never changes
+
+
+@cache
+def _doc(entry_id: str) -> torch.Tensor:
     values = entry(entry_id)["values"]
     if values is None:
         raise GraderError(f"reference entry {entry_id} has no printed values")
@@ -120,6 +125,11 @@ def _public() -> dict[str, dict]:
 
 def public(name: str) -> torch.Tensor:
     """A tensor of the public example data (see attnkit.authoring.public_data)."""
+    return _public_tensor(name).clone()  # the caller's own copy: the one kept here never changes
+
+
+@cache
+def _public_tensor(name: str) -> torch.Tensor:
     spec = _public()[name]
     return torch.tensor(_floats(spec["values"]), dtype=getattr(torch, spec["dtype"])).reshape(spec["shape"])
 
@@ -148,6 +158,29 @@ def reference_module(item: str, state: dict[str, torch.Tensor], *args, train: bo
     module = solution(item)(*args, **kwargs).to(next(iter(state.values())).dtype)
     module.load_state_dict(state, strict=False)  # buffers (the mask) keep their own values
     return module.train(train)
+
+
+_MODULES: OrderedDict = OrderedDict()  # (item, args, kwargs, dtype) -> a reference module, never modified
+
+
+def forward(item: str, state: dict[str, torch.Tensor], x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """The reference class's eval-mode output on ``x`` with the parameters of
+    ``state`` (all of them, by name and shape), in the state's dtype. The same
+    as ``reference_module(item, state, ...)(x)``, without building the module
+    each time: one module per constructor call and dtype is kept, and the
+    parameters are passed in (``torch.func.functional_call``), never copied
+    into it, so what it holds never changes."""
+    dtype = next(iter(state.values())).dtype
+    key = (item, args, tuple(sorted(kwargs.items())), dtype)
+    module = _MODULES.get(key)
+    if module is None:
+        module = solution(item)(*args, **kwargs).to(dtype).eval()
+        _MODULES[key] = module
+        if len(_MODULES) > 64:
+            _MODULES.popitem(last=False)
+    _MODULES.move_to_end(key)
+    with torch.no_grad():
+        return torch.func.functional_call(module, state, (x,))
 
 
 # --------------------------------------------------------------------------- hidden cases

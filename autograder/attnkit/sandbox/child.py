@@ -24,6 +24,7 @@ from attnkit.sandbox.protocol import Fault, Kind, Op
 
 _MISSING = object()
 BUFFER_VALUES = 1 << 16  # buffers up to this many elements are sent as values, larger ones by shape
+ANSWERED_BYTES = 32 << 20  # stand-in answers kept for questions asked again (see Child._upcall)
 
 
 class StudentFault(Exception):
@@ -49,6 +50,9 @@ class Child:
         self.modules: dict[str, object] = {}
         self.upcalls = standins.Upcalls(self._upcall, torch)
         self.proxies: dict = {}
+        self.item: str | None = None  # the item whose request is under way
+        self.answered: dict = {}  # (item, question) -> the grader's answer, as it came
+        self.answered_bytes = 0
 
     # -- channel
     def serve(self) -> None:
@@ -72,10 +76,28 @@ class Child:
         header = {"kind": Kind.UPCALL, "spec": spec,
                   "tensors": protocol.encode_value(list(tensors), bufs),
                   "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+        # A question this child already had answered for this item is answered
+        # from that answer: it holds nothing the child was not given, and the
+        # grader's answer to (item, question) never changes (train-mode
+        # questions, dropout draws, aside: those are always asked).
+        key = None
+        if self.item is not None and isinstance(spec, dict) and not spec.get("training"):
+            try:
+                key = (self.item, protocol.question_key(spec, header["tensors"], header["grads"], bufs))
+            except (TypeError, ValueError):
+                key = None
+        known = self.answered.get(key) if key is not None else None
+        if known is not None:
+            return Kind.UPCALL_RESULT, protocol.decode_value(*known)  # fresh tensors each time
         protocol.send(self.sock, header, bufs)
         reply, rbufs = protocol.recv(self.sock)
         if reply.get("kind") == Kind.UPCALL_RESULT:
-            return Kind.UPCALL_RESULT, protocol.decode_value(reply["value"], rbufs)
+            value = protocol.decode_value(reply["value"], rbufs)
+            size = sum(len(b) for b in rbufs)
+            if key is not None and self.answered_bytes + size <= ANSWERED_BYTES:
+                self.answered[key] = (reply["value"], rbufs)
+                self.answered_bytes += size
+            return Kind.UPCALL_RESULT, value
         return Kind.UPCALL_ERROR, str(reply.get("message", "refused"))
 
     # -- requests
@@ -96,15 +118,19 @@ class Child:
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
             return "ok"
-        args = protocol.decode_value(header.get("args", {"t": "list", "items": []}), bufs)
-        kwargs = protocol.decode_value(header.get("kwargs", {"t": "dict", "items": {}}), bufs)
+        args = protocol.decode_value(header.get("args", ["l"]), bufs)
+        kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs)
         item = str(header.get("item"))
-        with self.isolated(item):
-            target = self.resolve(item)
-            if op == Op.CALL:
-                return self.run(lambda: self.call(target, args, kwargs))
-            if op == Op.MODULE:
-                return self.run(lambda: self.module(target, kwargs))
+        self.item = item
+        try:
+            with self.isolated(item):
+                target = self.resolve(item)
+                if op == Op.CALL:
+                    return self.run(lambda: self.call(target, args, kwargs))
+                if op == Op.MODULE:
+                    return self.run(lambda: self.module(target, kwargs))
+        finally:
+            self.item = None
         raise StudentFault(Fault.PROTOCOL, f"unknown request {op!r}")
 
     def run(self, fn):
@@ -249,7 +275,9 @@ class Child:
         if not isinstance(cls, type):
             raise StudentFault(Fault.MISSING, f"`{getattr(cls, '__name__', cls)}` is not a class")
         if spec.get("seed") is not None:
-            torch.manual_seed(spec["seed"])
+            # the CPU generator is all a child has: torch.manual_seed would also queue
+            # a seeding for each accelerator, with a formatted stack each (milliseconds)
+            torch.random.default_generator.manual_seed(int(spec["seed"]))
         module = cls(*spec.get("init_args", ()), **spec.get("init", {}))
         if not isinstance(module, torch.nn.Module):
             raise StudentFault(Fault.EXCEPTION, f"{cls.__name__} is not an nn.Module")

@@ -19,6 +19,8 @@ one spawned process per submission, and reduced isolation, said in one line.
 from __future__ import annotations
 
 import ast
+import collections
+import functools
 import itertools
 import json
 import os
@@ -88,6 +90,7 @@ class _Channel:
         self.lock = threading.Lock()
         self.buf = b""
         self.ready: dict | None = None
+        self.spare: _Spare | None = None  # a child forked ahead of need, its reply still to be read
 
     def line(self, timeout: float = 120.0) -> tuple[dict, list[int]]:
         deadline = time.monotonic() + timeout
@@ -202,9 +205,21 @@ class ForkZygote:
         self._index = 0
         self._owner = os.getpid()
         self._uids = itertools.count()
+        self._orders = itertools.count()
+        self._keep_spare = False
 
     def use_channel(self, index: int) -> None:
         self._index = index % len(self._channels)
+
+    def keep_spare(self, keep: bool = True) -> None:
+        """Fork each session's next child ahead of need: while one submission is
+        graded, the next child is forked and confined in the background, so a
+        session starts with a child that only waits for its files. For a process
+        that grades submission after submission on its channel (a job of
+        ``grade-class``)."""
+        self._keep_spare = keep
+        if not keep:
+            self.release_spares()
 
     @property
     def _ch(self) -> _Channel:
@@ -237,23 +252,88 @@ class ForkZygote:
             return None
         return UID_BASE + (os.getpid() % 25_000) * 32 + next(self._uids) % 32
 
-    def spawn(self, request: dict) -> ForkedChild:
-        """A new child, forked by the worker."""
-        ours, theirs = socket.socketpair()
-        output_file = tempfile.TemporaryFile()  # unnamed where the OS allows: nothing left behind
+    def spawn(self, request: dict, spare_ok: bool = True) -> ForkedChild:
+        """A child for ``request``: the spare forked for it ahead of need when there
+        is one (``keep_spare``; ``spare_ok=False`` refuses it), else a new one.
+        A spare differs from a child forked now only in its user id, which is as
+        fresh: one of this process's own, never used by another session."""
         self.ready()
         ch = self._ch
+        spare = None
+        if self._keep_spare and _spare_fits(request):
+            spare = dict(request, limits=dict(request.get("limits", {}), uid=self.new_uid()))
         with ch.lock:
-            try:
-                socket.send_fds(ch.sock, [json.dumps(request).encode()], [theirs.fileno(), output_file.fileno()])
-            finally:
-                theirs.close()
-            reply, fds = ch.line()
-        return ForkedChild(ours, fds[0] if fds else None, int(reply.get("pid", -1)), output_file)
+            child = self._take_spare(ch, request if spare_ok else None)
+            if child is None:
+                child = self._fork(ch, request)
+            if spare is not None:
+                ch.spare = self._order(ch, spare)
+        return child
+
+    def _order(self, ch: _Channel, request: dict) -> _Spare:
+        """Ask the worker for a child; its reply is read by ``_fork`` or ``_take_spare``.
+        The order's token comes back with the reply: a reply owed to an order
+        nobody collects (a job process that died with a spare on order) is
+        skipped by whoever uses the channel next, never taken for theirs."""
+        request = dict(request, order=f"{os.getpid()}-{next(self._orders)}")
+        ours, theirs = socket.socketpair()
+        output_file = tempfile.TemporaryFile()  # unnamed where the OS allows: nothing left behind
+        try:
+            socket.send_fds(ch.sock, [json.dumps(request).encode()], [theirs.fileno(), output_file.fileno()])
+        except OSError:
+            ours.close()
+            output_file.close()
+            raise
+        finally:
+            theirs.close()
+        return _Spare(request, ours, output_file, os.getpid())
+
+    def _fork(self, ch: _Channel, request: dict) -> ForkedChild:
+        return self._collect(ch, self._order(ch, request))
+
+    @staticmethod
+    def _collect(ch: _Channel, ordered: _Spare) -> ForkedChild:
+        try:
+            while True:
+                reply, fds = ch.line()
+                if reply.get("order") == ordered.request["order"]:
+                    break
+                for fd in fds:  # another order's child, nobody's now: its own socket end ends it
+                    os.close(fd)
+        except BaseException:
+            ordered.sock.close()
+            ordered.output_file.close()
+            raise
+        child = ForkedChild(ordered.sock, fds[0] if fds else None, int(reply.get("pid", -1)), ordered.output_file)
+        child.uid = ordered.request.get("limits", {}).get("uid")
+        return child
+
+    def _take_spare(self, ch: _Channel, request: dict | None) -> ForkedChild | None:
+        spare, ch.spare = ch.spare, None
+        if spare is None or spare.owner != os.getpid():
+            return None  # none, or ordered by the process this one was forked from: its reply is skipped
+        child = self._collect(ch, spare)
+        if request is not None and _without_uid(spare.request) == _without_uid(request):
+            child.spare = True
+            return child
+        child.close()
+        return None
+
+    def release_spares(self) -> None:
+        """Kill this process's spares (a spare also ends by itself when the process
+        that ordered it exits: its socket closes)."""
+        for ch in self._channels:
+            if ch.spare is not None and ch.spare.owner == os.getpid():
+                with ch.lock:
+                    try:
+                        self._take_spare(ch, None)
+                    except (SandboxError, OSError):
+                        ch.spare = None
 
     def close(self) -> None:
         if os.getpid() != self._owner:
             return  # a forked job process: the worker belongs to the process that started it
+        self.release_spares()
         for ch in self._channels:
             ch.sock.close()
         try:
@@ -263,9 +343,36 @@ class ForkZygote:
         self.proc.wait()
 
 
+@dataclass
+class _Spare:
+    """A child ordered from the worker: what it was ordered for, the grader's ends
+    of its socket and output, and the process that ordered it."""
+
+    request: dict
+    sock: socket.socket
+    output_file: object
+    owner: int
+
+
+def _without_uid(request: dict) -> dict:
+    """What a child is forked for, but for its user id and the order's token."""
+    out = {k: v for k, v in request.items() if k != "order"}
+    out["limits"] = {k: v for k, v in dict(request.get("limits", {})).items() if k != "uid"}
+    return out
+
+
+def _spare_fits(request: dict) -> bool:
+    """Spares only where the child makes its own root: a session folder on the
+    host (``workdir``) belongs to one session and its user id."""
+    return request.get("workdir") is None
+
+
 class ForkedChild:
     """The grader's handle on one forked child: its socket, a pidfd (or its
     pid, as the worker sees it) and the unnamed file its output goes to."""
+
+    uid: int | None = None
+    spare = False  # forked ahead of need (``ForkZygote.keep_spare``)
 
     def __init__(self, sock: socket.socket, pidfd: int | None, pid: int, output_file):
         self.sock, self.pidfd, self.pid, self.output_file = sock, pidfd, pid, output_file
@@ -318,6 +425,75 @@ def _site_dirs() -> list[str]:
     return dirs + ([user] if user else [])
 
 
+# --------------------------------------------------------------------------- stand-in answers
+
+@functools.lru_cache(maxsize=256)
+def _top_level_imports(source: bytes) -> tuple[str, ...]:
+    """The modules a file imports at its top level, in order (parsed once per
+    distinct file: a class hands in the same stubs and solutions again and again)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ()
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return tuple(dict.fromkeys(names))
+
+
+class AnswerMemo:
+    """Stand-in answers already given, kept as the frames that carried them.
+
+    Correct submissions ask the stand-ins the same questions, student after
+    student: a question asked again (the same answering service, the same
+    stage and arguments, byte for byte) is answered with the frame sent
+    before, without decoding, recomputing or encoding anything. Only the
+    grader reads this: the child asks and is answered exactly as before, and
+    every check on the request (the stages its item may call, the size
+    bounds) runs first. Train-mode questions (dropout draws) are never kept;
+    the memo is bounded in bytes, least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes = max_bytes
+        self.frames: collections.OrderedDict = collections.OrderedDict()  # key -> (frame, answer bytes)
+        self.held = 0
+
+    @staticmethod
+    def key(service, header: dict, bufs: list) -> tuple | None:
+        spec = header.get("spec")
+        if not isinstance(spec, dict) or spec.get("training"):
+            return None
+        try:
+            return service, protocol.question_key(spec, header.get("tensors"), header.get("grads"), bufs)
+        except (TypeError, ValueError):
+            return None
+
+    def get(self, key, bound: int) -> bytes | None:
+        if key is None or key not in self.frames:
+            return None
+        frame, size = self.frames[key]
+        if size > bound:
+            return None  # within another session's bound, not this one's: asked again, refused again
+        self.frames.move_to_end(key)
+        return frame
+
+    def put(self, key, frame: bytes, size: int) -> None:
+        if key is None or len(frame) > self.max_bytes // 8 or key in self.frames:
+            return
+        self.frames[key] = (frame, size)
+        self.held += len(frame)
+        while self.held > self.max_bytes:
+            _, (old, _) = self.frames.popitem(last=False)
+            self.held -= len(old)
+
+
+ANSWERS = AnswerMemo()
+
+
 # --------------------------------------------------------------------------- one submission
 
 class Session:
@@ -364,14 +540,25 @@ class Session:
             self.child.close()
         request = {"limits": dict(self.limits.for_child(), uid=self.uid), "workdir": self.workdir,
                    "exclude": checkout_paths()}
-        self.child = self.zygote.spawn(request)
-        self.sock = self.child.sock
         bufs = [self.files[n] for n in sorted(self.files)]
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
                  "unavailable": sorted(self.unavailable)}
         self.imported = set()
-        self._exchange(hello, bufs, time.monotonic() + 60)
+        self.child = self.zygote.spawn(request)
+        self.sock = self.child.sock
+        if not getattr(self.child, "spare", False):
+            self._exchange(hello, bufs, time.monotonic() + 60)
+            return
+        try:
+            self._exchange(hello, bufs, time.monotonic() + 60)
+        except LimitHit:
+            # a spare that died while it waited (no student code had run in it):
+            # not the submission's doing, so a child forked now takes its place
+            self.child.close()
+            self.child = self.zygote.spawn(request, spare_ok=False)
+            self.sock = self.child.sock
+            self._exchange(hello, bufs, time.monotonic() + 60)
 
     def _stop(self) -> None:
         """Kill the child (through its runner: a pidfd, or a process handle); its
@@ -402,18 +589,8 @@ class Session:
                 self._deps[module] = self._dependencies(module, set())
             return self._deps[module]
         seen.add(module)
-        try:
-            tree = ast.parse(self.files.get(f"{module}.py", b""))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return []
-        names = []
-        for node in tree.body:
-            if isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.append(node.module)
         out: list[str] = []
-        for name in dict.fromkeys(names):
+        for name in _top_level_imports(self.files.get(f"{module}.py", b"")):
             if name in self.modules and name not in seen:
                 out += [d for d in self._dependencies(name, seen) if d not in out] + [name]
         return out
@@ -531,17 +708,25 @@ class Session:
                 raise PermissionError(f"{target!r} is not a stage that {item or 'an import'} may call")
             if sum(len(b) for b in bufs) > self.limits.upcall_bytes:
                 raise PermissionError(f"arguments over {self.limits.upcall_bytes >> 20} MiB")
+            key = ANSWERS.key(self.answer, header, bufs)
+            known = ANSWERS.get(key, self.limits.upcall_bytes)
+            if known is not None:
+                protocol.send_packed(self.sock, known, deadline)
+                return
             tensors = protocol.decode_value(header.get("tensors"), bufs)
             grads = protocol.decode_value(header.get("grads"), bufs)
             value = self.answer(spec, tensors, grads, self.limits.upcall_bytes)
             out: list = []
             encoded = protocol.encode_value(value, out)
-            if sum(len(b) for b in out) > self.limits.upcall_bytes:
+            size = sum(len(b) for b in out)
+            if size > self.limits.upcall_bytes:
                 raise PermissionError(f"an answer over {self.limits.upcall_bytes >> 20} MiB")
         except Exception as exc:  # noqa: BLE001 - any failure must still answer, or the channel desyncs
             protocol.send(self.sock, {"kind": Kind.UPCALL_ERROR, "message": f"refused: {exc}"[:500]}, deadline=deadline)
             return
-        protocol.send(self.sock, {"kind": Kind.UPCALL_RESULT, "value": encoded}, out, deadline=deadline)
+        data = protocol.pack({"kind": Kind.UPCALL_RESULT, "value": encoded}, out)
+        ANSWERS.put(key, data, size)
+        protocol.send_packed(self.sock, data, deadline)
 
     def _output_message(self) -> str:
         return f"output limit exceeded: your code printed more than {self.limits.output_bytes >> 10} KiB"

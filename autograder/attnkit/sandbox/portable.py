@@ -97,6 +97,12 @@ class PortableZygote(ForkZygote):
     def use_channel(self, index: int) -> None:
         pass  # one process per session already; class grading refuses this runner
 
+    def keep_spare(self, keep: bool = True) -> None:
+        pass  # this runner always keeps one warming
+
+    def release_spares(self) -> None:
+        pass  # closed with the runner
+
     def ready(self) -> dict:
         return {"runner": "portable", "mode": "portable", "why": self.why,
                 "filesystem": False, "network": False, "processes": False, "user": False, "seccomp": False,

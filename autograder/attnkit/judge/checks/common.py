@@ -173,9 +173,7 @@ def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool)
     (when the parameters are the reference's), and with ``lenient`` every
     catalogued mistake's (an honest module with a known bug still computes)."""
     if _same_layout(item, run, state):
-        module = reference.reference_module(item, state, *run.init_args, **run.init)
-        with torch.no_grad():
-            yield module(x.to(next(iter(state.values())).dtype))
+        yield reference.forward(item, state, x.to(next(iter(state.values())).dtype), *run.init_args, **run.init)
     if lenient:
         from attnkit.judge.diagnosis import ENTRIES
 
@@ -197,9 +195,7 @@ def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.T
         return False
     from attnkit.judge.diagnosis import ENTRIES
 
-    module = reference.reference_module(item, state, *run.init_args, **run.init)
-    with torch.no_grad():
-        expected = module(x.to(next(iter(state.values())).dtype))
+    expected = reference.forward(item, state, x.to(next(iter(state.values())).dtype), *run.init_args, **run.init)
     call = Call(item, run.init_args, run.init, state=state, x=x)
     for entry in ENTRIES:
         signature = entry.signatures.get(item)
@@ -212,7 +208,8 @@ def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.T
 
 
 def _same_layout(item: str, run, state: dict) -> bool:
-    return {n: tuple(t.shape) for n, t in state.items()} == _parameter_shapes(item, *run.init_args, **run.init)
+    return {n: tuple(t.shape) for n, t in state.items()} == reference.memo(
+        "shapes", _parameter_shapes, item, *run.init_args, **run.init)
 
 
 def verify(student, run, what: str, lenient: bool = False) -> None:
@@ -234,7 +231,7 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
         if lenient and _fits_a_signature(student.name, run, state, x, got):
             return
     if state and not _same_layout(student.name, run, state):
-        want = _parameter_shapes(student.name, *run.init_args, **run.init)
+        want = reference.memo("shapes", _parameter_shapes, student.name, *run.init_args, **run.init)
         raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
                                                 {n: torch.empty(s) for n, s in want.items()}))
     raise CheckFailure(
