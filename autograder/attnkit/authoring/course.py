@@ -55,8 +55,8 @@ def create(directory: str, cell_timeout: int = config.CELL_SECONDS_DEFAULT,
         raise GraderError(f"{solutions}: no reference solution for {', '.join(missing)}; `attnkit course` "
                           f"runs from the kit's repository (or set ATTNKIT_SOLUTIONS)")
     root = Path(directory)
-    config = root / "nbgrader_config.py"
-    if config.exists() or (root / "source").exists():
+    config_file = root / "nbgrader_config.py"
+    if config_file.exists() or (root / "source").exists():
         raise GraderError(f"{directory} already holds a course (nbgrader_config.py or source/); "
                           f"choose a new folder, or delete those to regenerate them")
     written = []
@@ -72,7 +72,7 @@ def create(directory: str, cell_timeout: int = config.CELL_SECONDS_DEFAULT,
     # The kit's own solutions are found through the installed kit; only a folder
     # chosen with ATTNKIT_SOLUTIONS is named in the config.
     chosen = os.fspath(solutions) if config.SOLUTIONS.get() else None
-    config.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=float(item_seconds),
-                                    solutions=chosen))
-    written.append(str(config))
+    config_file.write_text(CONFIG.format(cell_timeout=int(cell_timeout), item_seconds=float(item_seconds),
+                                         solutions=chosen))
+    written.append(str(config_file))
     return written
