@@ -1,8 +1,17 @@
-"""Shared fixtures: one warm worker for the whole test session, and a way to
-build submissions from the reference solutions so they never drift."""
+"""Shared fixtures: one warm worker for the whole test session, the command
+line run in-process on it, and a way to build submissions from the reference
+solutions so they never drift.
+
+The fast loop (``pytest -m "not slow"``) skips the end-to-end runs of real
+tools: a test is slow when marked so, or when it uses a fixture its module
+lists in ``SLOW_FIXTURES`` (a pip-installed venv, an nbgrader course)."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -27,6 +36,13 @@ confined_only = pytest.mark.skipif(PORTABLE, reason="a guarantee of the Linux sa
                                                     "does not give (README: Student code is untrusted)")
 
 
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        slow_fixtures = getattr(item.module, "SLOW_FIXTURES", ()) if item.module else ()
+        if set(slow_fixtures) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def machine_zygote():
     """The runner this machine chooses (a module may replace ``zygote``, never this)."""
@@ -38,6 +54,100 @@ def machine_zygote():
 @pytest.fixture(scope="session")
 def zygote(machine_zygote):
     return machine_zygote
+
+
+class Lent:
+    """A warm worker lent to code that starts and closes its own (a command run
+    in-process): everything but ``close``, which leaves it to its owner."""
+
+    def __init__(self, zygote):
+        self._zygote = zygote
+
+    def __getattr__(self, name):
+        return getattr(self._zygote, name)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def class_zygote(tmp_path_factory):
+    """A warm worker for grading a class in-process: a channel per job process
+    (grade-class asks for four per job), each greeting read here so that a job
+    forked later never waits for one."""
+    z = Zygote(hide=secret_paths(), channels=8)
+    for index in range(8):
+        z.use_channel(index)
+        z.ready()
+    z.use_channel(0)
+    yield Lent(z)
+    z.close()
+
+
+def cli_in_process(monkeypatch, lend):
+    """A runner of ``attnkit ARGS`` in this process, whose commands get their warm
+    worker from ``lend(*args, **kwargs)`` instead of starting one; each run returns
+    a CompletedProcess (exit code, stdout, stderr) like a subprocess run."""
+    import attnkit.sandbox
+    from attnkit.frontends import cli
+
+    monkeypatch.setattr(attnkit.sandbox, "Zygote", lend)
+
+    def run(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        argv = [str(a) for a in args]
+        out, err = io.StringIO(), io.StringIO()
+        with monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(err):
+            if cwd is not None:
+                m.chdir(cwd)
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code
+        return subprocess.CompletedProcess(["attnkit", *argv], code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+@pytest.fixture
+def attnkit_cli(zygote, monkeypatch, request):
+    """``attnkit ARGS`` run in this process, on the session's warm workers.
+
+    A new process would import torch and start a worker again, seconds a run, and
+    prove nothing more of what the command does. Tests of what only a process
+    shows (its exit through ``os._exit``, its environment, a kill) still start one."""
+    lent = Lent(zygote)
+
+    def lend(*args, channels: int = 1, **kwargs):
+        return request.getfixturevalue("class_zygote") if channels > 1 else lent
+
+    return cli_in_process(monkeypatch, lend)
+
+
+def in_process_pytest(monkeypatch, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """pytest run in ``cwd`` in this process, its plugins loaded from their entry
+    points as in a new process, its output captured; a CompletedProcess of it.
+
+    Unlike pytester's in-process run, the modules it imports stay imported: a
+    grading run imports torch's lazy parts (sympy among them), which pytester
+    would drop and the next run import again, a second each. Only the modules
+    of ``cwd`` itself (the kit's excepted) are forgotten, so that another folder's are imported afresh."""
+    out, err = io.StringIO(), io.StringIO()
+    folder = str(Path(cwd).resolve())
+    with monkeypatch.context() as m, redirect_stdout(out), redirect_stderr(err):
+        m.chdir(cwd)
+        m.delenv("PYTEST_ADDOPTS", raising=False)
+        m.setattr(sys, "path", list(sys.path))
+        try:
+            code = pytest.main(["-p", "no:cacheprovider", *map(str, args)])
+        finally:
+            for name, module in list(sys.modules.items()):
+                # The kit itself stays: forgetting it would leave two copies of
+                # its classes and functions (the kit's root is a folder run here).
+                if name == "attnkit" or name.startswith("attnkit.") or name in ("conftest", "notebook_samples"):
+                    continue
+                if str(getattr(module, "__file__", None) or "").startswith(folder + "/"):
+                    del sys.modules[name]
+    return subprocess.CompletedProcess(["pytest", *map(str, args)], int(code), out.getvalue(), err.getvalue())
 
 
 def make_submission(folder: Path, edits: dict[str, list[tuple[str, str]]] | None = None,

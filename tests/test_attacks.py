@@ -84,8 +84,11 @@ def token():
                                   for n in sorted(EXPECTED)])
 def test_attack_gains_nothing(zygote, tmp_path, name, token, monkeypatch):
     port = _closed_port()
+    start = time.monotonic()
     hostile, honest = both(zygote, tmp_path, name, TOKEN=token, PORT=port,
                            RESULTS=tmp_path / "forged-results.json")
+    if name == "infinite_loop":  # one timeout, not one per check
+        assert time.monotonic() - start < 3 * LIMITS.seconds + 10
     by_hostile, by_honest = hostile.by_item(), honest.by_item()
     for key in by_hostile:
         assert by_hostile[key].score <= by_honest[key].score, (name, key, by_hostile[key].reasons)
@@ -112,22 +115,27 @@ def test_no_network(zygote, tmp_path, token):
     server.listen()
     server.settimeout(0.2)
     got = []
+    graded = threading.Event()
 
     def accept():
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not got:
             try:
                 conn, _ = server.accept()
                 got.append(conn.recv(100))
-            except OSError:
-                pass
+            except OSError:  # nothing waiting for 0.2 s: once grading is over, nothing more can come
+                if graded.is_set():
+                    return
 
     thread = threading.Thread(target=accept)
     thread.start()
     iso = zygote.ready()
-    both(zygote, tmp_path, "network", PORT=server.getsockname()[1])
-    thread.join()
-    server.close()
+    try:
+        both(zygote, tmp_path, "network", PORT=server.getsockname()[1])
+    finally:
+        graded.set()
+        thread.join()
+        server.close()
     if not iso.get("network"):
         pytest.skip("this machine gives the grader no network namespace")
     assert got == []
@@ -162,11 +170,10 @@ def test_secret_never_reaches_the_student_process(tmp_path, token):
     assert f"secret-{token}" not in text and "ATTNKIT_SECRET" not in text
 
 
-def test_forged_results_and_fake_scores_do_not_reach_the_output(tmp_path, token):
+def test_forged_results_and_fake_scores_do_not_reach_the_output(attnkit_cli, tmp_path, token):
     out = tmp_path / "results.json"
     folder = make(tmp_path / "forge", (ATTACKS / "forge_results.py").read_text(), False, RESULTS=out, TOKEN=token)
-    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(folder), "--json", str(out)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = attnkit_cli("grade", folder, "--json", out, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["score"] == 3 and data["max_score"] == 100
@@ -174,25 +181,16 @@ def test_forged_results_and_fake_scores_do_not_reach_the_output(tmp_path, token)
     assert not (folder / "results.json").exists()  # graded from a copy: the original folder is untouched
 
 
-def test_conftest_and_pytest_ini_in_the_submission_are_ignored(tmp_path):
+def test_conftest_and_pytest_ini_in_the_submission_are_ignored(attnkit_cli, tmp_path):
     marker = Path("/tmp/attnkit-conftest-loaded")
     marker.unlink(missing_ok=True)
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(ATTACKS / "conftest_injection"),
-                           "--json", str(out)], capture_output=True, text=True, timeout=120,
-                          cwd=ATTACKS / "conftest_injection")
+    proc = attnkit_cli("grade", ATTACKS / "conftest_injection", "--json", out, cwd=ATTACKS / "conftest_injection")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     softmax = next(t for t in data["tests"] if t["name"] == f"{S}.softmax")
     assert softmax["score"] == 0 and data["score"] == 3
     assert not marker.exists()
-
-
-def test_time_limit_costs_one_item_and_the_run_goes_on(zygote, tmp_path):
-    start = time.monotonic()
-    hostile, _ = both(zygote, tmp_path, "infinite_loop")
-    assert time.monotonic() - start < 3 * LIMITS.seconds + 10  # one timeout, not one per check
-    assert hostile.by_item()[f"{S}.attention_scores"].score == 3
 
 
 def test_exit_at_import_costs_only_that_file(zygote, tmp_path):

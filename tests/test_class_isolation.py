@@ -6,7 +6,7 @@ stage) is graded once alone, then once with each hostile folder added. Every
 honest student's results.json and grades.csv row must be the same, byte for
 byte, as in the run without it; the hostile student gets its own row, graded
 or "could not be graded: <reason>". The runs share one warm worker (a channel
-per job) and take a few seconds each.
+per job: conftest's ``class_zygote``) and take a few seconds each.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from notebook_samples import source_notebook
 from attnkit.frontends import classgrade
 from attnkit.intake import NOTEBOOK_LIMIT
 from attnkit.exercises import MODULES
-from attnkit.sandbox import Zygote
 
 S, SA, CA, MH = MODULES
 HONEST = ("full", "stubs", "wrong")
@@ -124,15 +123,13 @@ HOSTILE = [link_to_solutions, link_folder, a_fifo, dev_zero, proc_self_mem, unre
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
+def shared(tmp_path_factory, class_zygote):
     root = tmp_path_factory.mktemp("isolation")
-    zygote = Zygote(hide=[str(root)], channels=8)
     base_out = root / "alone-out"
     run = classgrade.grade_class(str(honest_class(root / "alone")), str(base_out), jobs=2, seconds=3,
-                                 progress=False, zygote=zygote)
-    assert [o.student for o in run.outcomes] == list(HONEST) and not any(o.error for o in run.outcomes)
-    yield root, zygote, base_out
-    zygote.close()
+                                 progress=False, zygote=class_zygote)
+    assert [o.student for o in run.outcomes] == list(HONEST) and not any(o.error for o in run.outcomes), [o.error for o in run.outcomes]
+    return root, class_zygote, base_out
 
 
 def rows(out: Path) -> dict[str, dict]:

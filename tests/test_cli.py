@@ -94,18 +94,14 @@ def test_version():
     assert importlib.metadata.version("attnkit") == __version__  # pyproject's version is attnkit.__version__
 
 
-def test_fail_under_says_why(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(ASSIGNMENTS / "simplified_attention.py"),
-                           "--fail-under", "5", "--json", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, timeout=300)
+def test_fail_under_says_why(attnkit_cli, tmp_path):
+    done = attnkit_cli("grade", ASSIGNMENTS / "simplified_attention.py", "--fail-under", "5", "--json", tmp_path / "r.json")
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1] == "attnkit grade: 0/20 is under --fail-under 5: exit 1"
     assert json.loads((tmp_path / "r.json").read_text())["score"] == 0
     (tmp_path / "solved").mkdir()
     (tmp_path / "solved" / "simplified_attention.py").write_bytes((SOLUTIONS / "simplified_attention.py").read_bytes())
-    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "check", str(tmp_path / "solved"),
-                           "--fail-under", "6", "--json", str(tmp_path / "c.json")],
-                          capture_output=True, text=True, timeout=300)
+    done = attnkit_cli("check", tmp_path / "solved", "--fail-under", "6", "--json", tmp_path / "c.json")
     assert done.returncode == 0 and "fail-under" not in done.stderr, done.stdout + done.stderr
     assert json.loads((tmp_path / "c.json").read_text())["score"] > 0
 
@@ -118,7 +114,8 @@ def test_course_without_the_extra_says_which_to_install(monkeypatch, capsys, tmp
     assert not (tmp_path / "course").exists()
 
 
-def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_install(tmp_path):
+def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_install(attnkit_cli, monkeypatch,
+                                                                                      tmp_path):
     """The grades need no nbgrader; only the comparison with nbgrader's gradebook does."""
     from notebook_samples import SOURCE
 
@@ -128,9 +125,8 @@ def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_i
     (folder / "simplified_attention.ipynb").write_text((SOURCE / "simplified_attention" / "simplified_attention.ipynb")
                                                        .read_text())
     (course / "gradebook.db").write_bytes(b"")
-    boot = ("import sys; sys.modules['nbgrader'] = None; from attnkit.frontends.cli import main; "
-            f"sys.exit(main({['grade-class', str(course / 'submitted'), '--out', str(tmp_path / 'out'), '--quiet']!r}))")
-    done = subprocess.run([sys.executable, "-c", boot], capture_output=True, text=True, timeout=300)
+    monkeypatch.setitem(sys.modules, "nbgrader", None)  # as if nbgrader were not installed
+    done = attnkit_cli("grade-class", course / "submitted", "--out", tmp_path / "out", "--quiet")
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'not compared: needs nbgrader, which the instructors\' extra brings: pip install "attnkit[course]"' in done.stderr
     assert "Traceback" not in done.stderr

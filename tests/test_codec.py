@@ -3,6 +3,7 @@
 import json
 import socket
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -104,3 +105,128 @@ def test_random_bytes_never_escape_as_other_errors(data):
 def test_json_values_round_trip(value):
     out = roundtrip(value)
     assert json.dumps(out, default=str, allow_nan=True) == json.dumps(value, default=str, allow_nan=True)
+
+
+# --------------------------------------------------------------------------- exact bytes, hand-written
+
+def test_a_frame_is_magic_length_json_then_the_raw_buffers():
+    frame = codec.pack({"op": codec.Op.CALL}, [b"abc", b""])
+    body = b'{"op": "call", "bufs": [3, 0]}'  # the enum travels as its plain string
+    assert frame == b"AKv1" + len(body).to_bytes(4, "big") + body + b"abc"
+
+
+def test_a_tensor_is_described_and_its_bytes_shipped_as_they_are():
+    bufs = []
+    node = codec.encode_value(torch.tensor([[1.0, -2.0]], dtype=torch.float32), bufs)
+    assert node == {"t": "tensor", "dtype": "float32", "shape": [1, 2], "cls": "torch.Tensor", "buf": 0}
+    assert bufs == [struct.pack("=2f", 1.0, -2.0)]
+    node = codec.encode_value(torch.tensor([True, False]), bufs)
+    assert node["dtype"] == "bool" and node["buf"] == 1 and bufs[1] == b"\x01\x00"
+
+
+def test_hand_written_bytes_decode_to_a_fresh_writable_tensor():
+    data = struct.pack("=4q", 1, 2, 3, -4)
+    out = codec.decode_value({"t": "tensor", "dtype": "int64", "shape": [2, 2], "buf": 0}, [data])
+    assert out.dtype == torch.int64 and out.tolist() == [[1, 2], [3, -4]]
+    out += 1  # its own memory: writable, and the received bytes stay as they were
+    assert out.tolist() == [[2, 3], [4, -3]] and data == struct.pack("=4q", 1, 2, 3, -4)
+    f16 = codec.decode_value({"t": "tensor", "dtype": "float16", "shape": [], "buf": 0}, [struct.pack("=e", 0.5)])
+    assert f16.dtype == torch.float16 and f16.shape == () and float(f16) == 0.5
+
+
+def test_arrays_decode_as_numpy_where_asked_and_a_students_ndarray_stays_foreign():
+    data = struct.pack("=2d", 0.25, 8.0)
+    arr = codec.decode_value({"t": "tensor", "dtype": "float64", "shape": [2], "buf": 0}, [data], as_torch=False)
+    assert isinstance(arr, np.ndarray) and arr.tolist() == [0.25, 8.0]
+    foreign = codec.decode_value({"t": "ndarray", "dtype": "float64", "shape": [2], "buf": 0}, [data])
+    assert isinstance(foreign, codec.Foreign) and foreign.type_name == "numpy.ndarray"
+    assert foreign.array.tolist() == [0.25, 8.0]
+
+
+def test_an_unshippable_dtype_is_described_without_bytes():
+    bufs = []
+    node = codec.encode_value(torch.ones(2, dtype=torch.complex64), bufs)
+    assert node == {"t": "tensor", "dtype": "complex64", "shape": [2], "cls": "torch.Tensor"} and bufs == []
+    assert codec.decode_value(node, bufs).type_name == "torch tensor of dtype complex64"
+
+
+def test_scalars_and_their_edge_cases():
+    assert codec.encode_value(True, []) == {"t": "bool", "v": True}  # a bool is no int
+    assert codec.encode_value(2 ** 62, []) == {"t": "other", "type": "int"}
+    assert codec.encode_value(2 ** 62 - 1, []) == {"t": "int", "v": 2 ** 62 - 1}
+    assert codec.encode_value(float("nan"), []) == {"t": "float", "v": "nan"}
+    assert codec.encode_value(float("inf"), []) == {"t": "float", "v": "inf"}
+    assert codec.decode_value({"t": "float", "v": 3}, []) == 3.0
+    with pytest.raises(codec.ProtocolError):
+        codec.decode_value({"t": "float", "v": "1e400"}, [])  # only the three names travel as strings
+    with pytest.raises(codec.ProtocolError):
+        codec.decode_value({"t": "int", "v": True}, [])
+
+
+def test_sizes_are_cut_on_the_way_out_and_refused_on_the_way_in():
+    assert codec.encode_value("x" * 5000, [])["v"] == "x" * 4000
+    assert len(codec.encode_value(list(range(300)), [])["items"]) == 256
+    assert list(codec.encode_value({"k" * 300: 1}, [])["items"]) == ["k" * 200]
+    nested: list = []
+    for _ in range(20):
+        nested = [nested]
+    node = codec.encode_value(nested, [])
+    for _ in range(13):  # depth 0 to 12 are kept
+        node = node["items"][0]
+    assert node == {"t": "other", "type": "nested too deeply"}
+    with pytest.raises(codec.ProtocolError, match="malformed sequence"):
+        codec.decode_value({"t": "list", "items": [{"t": "none"}] * 257}, [])
+    deep = {"t": "none"}
+    for _ in range(13):
+        deep = {"t": "list", "items": [deep]}
+    with pytest.raises(codec.ProtocolError, match="malformed value"):
+        codec.decode_value(deep, [])
+    assert codec.decode_value({"t": "str", "v": "y" * 5000}, []) == "y" * 4000
+
+
+@pytest.mark.parametrize("bufs", [{"a": 1}, [-1], [True], ["3"], [0] * (4 * codec.MAX_ITEMS + 1)])
+def test_a_bad_buffer_table_is_refused(bufs):
+    a, b = _pair()
+    body = json.dumps({"bufs": bufs}).encode()
+    a.sendall(struct.pack(">4sI", codec.MAGIC, len(body)) + body)
+    with pytest.raises(codec.ProtocolError, match="bad buffer table"):
+        codec.recv(b)
+
+
+def test_a_header_over_the_json_limit_is_refused_before_it_is_read():
+    a, b = _pair()
+    a.sendall(struct.pack(">4sI", codec.MAGIC, codec.MAX_JSON + 1))  # and nothing more
+    with pytest.raises(codec.ProtocolError, match="bad frame header"):
+        codec.recv(b, deadline=time.monotonic() + 5)
+
+
+def test_frames_round_trip_over_a_socket_in_order():
+    a, b = _pair()
+    codec.send(a, {"kind": codec.Kind.RESULT, "n": 1}, [b"\x00" * 10])
+    codec.send(a, {"kind": codec.Kind.ERROR, "error": codec.Fault.NOT_IMPLEMENTED}, [])
+    assert codec.recv(b) == ({"kind": "result", "n": 1, "bufs": [10]}, [b"\x00" * 10])
+    assert codec.recv(b) == ({"kind": "error", "error": "not_implemented", "bufs": []}, [])
+
+
+def test_a_peer_that_stops_reading_cannot_hold_the_sender_past_its_deadline():
+    a, b = _pair()
+    start = time.monotonic()
+    with pytest.raises(codec.Timeout):
+        codec.send(a, {}, [b"\x00" * (64 << 20)], deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - start < 5
+
+
+def test_a_frame_cut_short_times_out_at_the_deadline():
+    a, b = _pair()
+    a.sendall(codec.pack({}, [b"abcdef"])[:-2])
+    with pytest.raises(codec.Timeout):
+        codec.recv(b, deadline=time.monotonic() + 0.2)
+
+
+def test_the_wire_names_of_the_messages():
+    """Both sides of the channel speak these strings; renaming one breaks an older child."""
+    assert [m.value for m in codec.Op] == ["hello", "import", "call", "module", "start"]
+    assert [m.value for m in codec.Kind] == ["ready", "warm", "result", "error", "upcall", "upcall_result",
+                                             "upcall_error"]
+    assert codec.Fault("not_implemented") is codec.Fault.NOT_IMPLEMENTED and len(codec.Fault) == 9
+    assert [m.value for m in codec.Limit] == ["time", "memory", "output", "crash", "protocol"]

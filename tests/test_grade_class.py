@@ -1,5 +1,8 @@
 """`attnkit grade-class`: a whole class, in parallel, resumable, and unbothered
-by one student's hostility."""
+by one student's hostility.
+
+The command runs in this process on a shared warm worker (conftest's
+``class_zygote``), but for the run killed with SIGKILL, which must be a process."""
 
 import csv
 import json
@@ -10,16 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ASSIGNMENTS, ROOT, make_submission
+from conftest import ASSIGNMENTS, ROOT, cli_in_process, make_submission
 
 from attnkit.exercises import items
 
 S = "simplified_attention"
 
 
-def attnkit(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", *args], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT, **kw)
+@pytest.fixture(scope="module")
+def attnkit(class_zygote):
+    """``attnkit ARGS`` in-process, on the shared class worker, for this module's tests and fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield cli_in_process(mp, lambda *args, **kwargs: class_zygote)
 
 
 def build_class(folder: Path) -> Path:
@@ -39,10 +44,10 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def graded(attnkit, tmp_path_factory):
     base = tmp_path_factory.mktemp("class")
     klass, out = build_class(base / "class"), base / "out"
-    proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--timeout", "3")
+    proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--timeout", "3", cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return klass, out, proc
 
@@ -86,7 +91,7 @@ def test_an_honest_class_has_an_empty_integrity_report(graded):
             "0 nbgrader score above the isolated grade, 0 near-identical code") in proc.stdout
 
 
-def test_rerun_skips_unchanged_students_and_regrades_changed_ones(graded, tmp_path):
+def test_rerun_skips_unchanged_students_and_regrades_changed_ones(attnkit, graded, tmp_path):
     klass, out, _ = graded
     before = (out / "grades.csv").read_text()
     proc = attnkit("grade-class", str(klass), "--out", str(out), "--jobs", "2", "--quiet")
@@ -102,7 +107,8 @@ def test_rerun_skips_unchanged_students_and_regrades_changed_ones(graded, tmp_pa
     assert rows == {"ada": "100", "bob": "0", "cyd": "100", "dee": "97"}
 
 
-def test_a_run_killed_with_sigkill_loses_nothing(tmp_path):
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_loses_nothing(attnkit, tmp_path):
     klass = tmp_path / "class"
     for i in range(6):
         make_submission(klass / f"s{i}")
@@ -129,7 +135,7 @@ def test_a_run_killed_with_sigkill_loses_nothing(tmp_path):
     assert (out / "grades.csv").read_text() == (tmp_path / "clean" / "grades.csv").read_text()
 
 
-def test_a_student_cannot_touch_another_students_files(tmp_path):
+def test_a_student_cannot_touch_another_students_files(attnkit, tmp_path):
     klass, out = tmp_path / "class", tmp_path / "out"
     victim = make_submission(klass / "victim")
     original = (victim / f"{S}.py").read_text()
@@ -150,7 +156,7 @@ def test_a_student_cannot_touch_another_students_files(tmp_path):
     assert rows == {"mallory": "100", "victim": "100"}
 
 
-def test_bad_class_folder_is_a_clear_error(tmp_path):
+def test_bad_class_folder_is_a_clear_error(attnkit, tmp_path):
     proc = attnkit("grade-class", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "not a folder of student folders" in proc.stderr
     assert "Traceback" not in proc.stderr

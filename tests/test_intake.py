@@ -315,14 +315,13 @@ def test_nothing_to_grade_is_one_line_and_exit_2_before_any_worker(tmp_path, com
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"attnkit {command}: ")
 
 
-def test_grade_takes_a_nested_folder_and_reports_without_the_graders_paths(tmp_path):
+def test_grade_takes_a_nested_folder_and_reports_without_the_graders_paths(attnkit_cli, tmp_path):
     eve = tmp_path / "CLASS" / "eve"
     make_submission(eve / "hw3", drop=(SA,))
     put_notebook(eve / "hw3" / f"{SA}.ipynb", source_notebook(SA))
     (eve / "hw3" / f"{CA}.py").unlink()
     (eve / "hw3" / f"{CA}.py").symlink_to(SOLUTIONS / f"{CA}.py")
-    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade", str(eve), "--report", str(tmp_path / "fb")],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = attnkit_cli("grade", eve, "--report", tmp_path / "fb", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Total: 75/100" in proc.stdout  # causal_attention refused: its 25 points
     assert f"note: {SA}: graded hw3/{SA}.ipynb (its solution cells)" in proc.stdout

@@ -1,7 +1,6 @@
 """Bad answers get a clear reason naming the item, and never stop the run."""
 
 from conftest import ROOT, full_marks, grade_folder, make_submission, scores
-from test_full_and_zero import run_cli
 
 S = "simplified_attention"
 
@@ -68,20 +67,20 @@ def test_missing_file_scores_zero_and_names_the_file(zygote, tmp_path):
     assert any("causal_attention.py" in n for n in report.notes)
 
 
-def test_single_file_is_graded_out_of_its_own_points():
-    proc = run_cli("grade", "solutions/causal_attention.py")
+def test_single_file_is_graded_out_of_its_own_points(attnkit_cli):
+    proc = attnkit_cli("grade", "solutions/causal_attention.py", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Total: 25/25" in proc.stdout
     assert "simplified_attention" not in proc.stdout
 
 
-def test_bad_paths_get_a_clear_error_without_traceback(tmp_path):
-    proc = run_cli("grade", str(tmp_path / "nowhere"))
+def test_bad_paths_get_a_clear_error_without_traceback(attnkit_cli, tmp_path):
+    proc = attnkit_cli("grade", str(tmp_path / "nowhere"))
     assert proc.returncode == 2
     assert "no such file or folder" in proc.stderr and "Traceback" not in proc.stderr
     other = tmp_path / "my_softmax.py"
     other.write_text("x = 1\n")
-    proc = run_cli("grade", str(other))
+    proc = attnkit_cli("grade", str(other))
     assert proc.returncode == 2
     assert "not one of the four exercise files" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -233,7 +233,8 @@ def _num(x) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, stream=sys.stderr):
+    def __init__(self, total: int, stream=None):
+        stream = sys.stderr if stream is None else stream  # the stderr of now, not of the import
         self.total, self.done, self.stream = total, 0, stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.start = time.monotonic()
