@@ -39,14 +39,15 @@ def test_foreign_values_are_described_not_rebuilt():
 
 
 @pytest.mark.parametrize("node,bufs", [
-    ({"t": "tensor", "dtype": "float64", "shape": [3], "buf": 0}, [b"\0" * 16]),  # bytes != shape
-    ({"t": "tensor", "dtype": "float64", "shape": [-1], "buf": 0}, [b""]),
-    ({"t": "tensor", "dtype": "float64", "shape": [1] * 9, "buf": 0}, [b"\0" * 8]),
-    ({"t": "tensor", "dtype": "float64", "shape": [1], "buf": 5}, [b"\0" * 8]),
-    ({"t": "tensor", "dtype": "float64", "shape": [True], "buf": 0}, [b"\0" * 8]),
-    ({"t": "pickle", "v": "gASV"}, []),
-    ({"t": "int", "v": "1"}, []),
-    ("not a dict", []),
+    (["T", "float64", [3], 0], [b"\0" * 16]),  # bytes != shape
+    (["T", "float64", [-1], 0], [b""]),
+    (["T", "float64", [1] * 9, 0], [b"\0" * 8]),
+    (["T", "float64", [1], 5], [b"\0" * 8]),
+    (["T", "float64", [True], 0], [b"\0" * 8]),
+    (["pickle", "gASV"], []),
+    (["f", "1"], []),
+    ("not a node", []),
+    ({"t": "tensor", "dtype": "float64", "shape": [1], "buf": 0}, [b"\0" * 8]),  # the old wire format
 ])
 def test_malformed_values_raise_protocol_error(node, bufs):
     with pytest.raises(codec.ProtocolError):
@@ -118,27 +119,27 @@ def test_a_frame_is_magic_length_json_then_the_raw_buffers():
 def test_a_tensor_is_described_and_its_bytes_shipped_as_they_are():
     bufs = []
     node = codec.encode_value(torch.tensor([[1.0, -2.0]], dtype=torch.float32), bufs)
-    assert node == {"t": "tensor", "dtype": "float32", "shape": [1, 2], "cls": "torch.Tensor", "buf": 0}
+    assert node == ["T", "float32", [1, 2], 0]
     assert bufs == [struct.pack("=2f", 1.0, -2.0)]
     node = codec.encode_value(torch.tensor([True, False]), bufs)
-    assert node["dtype"] == "bool" and node["buf"] == 1 and bufs[1] == b"\x01\x00"
+    assert node == ["T", "bool", [2], 1] and bufs[1] == b"\x01\x00"
 
 
 def test_hand_written_bytes_decode_to_a_fresh_writable_tensor():
     data = struct.pack("=4q", 1, 2, 3, -4)
-    out = codec.decode_value({"t": "tensor", "dtype": "int64", "shape": [2, 2], "buf": 0}, [data])
+    out = codec.decode_value(["T", "int64", [2, 2], 0], [data])
     assert out.dtype == torch.int64 and out.tolist() == [[1, 2], [3, -4]]
     out += 1  # its own memory: writable, and the received bytes stay as they were
     assert out.tolist() == [[2, 3], [4, -3]] and data == struct.pack("=4q", 1, 2, 3, -4)
-    f16 = codec.decode_value({"t": "tensor", "dtype": "float16", "shape": [], "buf": 0}, [struct.pack("=e", 0.5)])
+    f16 = codec.decode_value(["T", "float16", [], 0], [struct.pack("=e", 0.5)])
     assert f16.dtype == torch.float16 and f16.shape == () and float(f16) == 0.5
 
 
 def test_arrays_decode_as_numpy_where_asked_and_a_students_ndarray_stays_foreign():
     data = struct.pack("=2d", 0.25, 8.0)
-    arr = codec.decode_value({"t": "tensor", "dtype": "float64", "shape": [2], "buf": 0}, [data], as_torch=False)
+    arr = codec.decode_value(["T", "float64", [2], 0], [data], as_torch=False)
     assert isinstance(arr, np.ndarray) and arr.tolist() == [0.25, 8.0]
-    foreign = codec.decode_value({"t": "ndarray", "dtype": "float64", "shape": [2], "buf": 0}, [data])
+    foreign = codec.decode_value(["A", "float64", [2], 0], [data])
     assert isinstance(foreign, codec.Foreign) and foreign.type_name == "numpy.ndarray"
     assert foreign.array.tolist() == [0.25, 8.0]
 
@@ -146,42 +147,45 @@ def test_arrays_decode_as_numpy_where_asked_and_a_students_ndarray_stays_foreign
 def test_an_unshippable_dtype_is_described_without_bytes():
     bufs = []
     node = codec.encode_value(torch.ones(2, dtype=torch.complex64), bufs)
-    assert node == {"t": "tensor", "dtype": "complex64", "shape": [2], "cls": "torch.Tensor"} and bufs == []
+    assert node == ["T", "complex64", [2], None] and bufs == []
     assert codec.decode_value(node, bufs).type_name == "torch tensor of dtype complex64"
 
 
 def test_scalars_and_their_edge_cases():
-    assert codec.encode_value(True, []) == {"t": "bool", "v": True}  # a bool is no int
-    assert codec.encode_value(2 ** 62, []) == {"t": "other", "type": "int"}
-    assert codec.encode_value(2 ** 62 - 1, []) == {"t": "int", "v": 2 ** 62 - 1}
-    assert codec.encode_value(float("nan"), []) == {"t": "float", "v": "nan"}
-    assert codec.encode_value(float("inf"), []) == {"t": "float", "v": "inf"}
-    assert codec.decode_value({"t": "float", "v": 3}, []) == 3.0
+    assert codec.encode_value(True, []) is True  # a bool stays a bool, never 1
+    assert codec.encode_value(2 ** 62, []) == ["o", "int"]
+    assert codec.encode_value(2 ** 62 - 1, []) == 2 ** 62 - 1
+    assert codec.encode_value(float("nan"), []) == ["f", "nan"]
+    assert codec.encode_value(float("inf"), []) == ["f", "inf"]
+    assert codec.encode_value(float("-inf"), []) == ["f", "-inf"]
+    assert codec.decode_value(["f", "-inf"], []) == float("-inf")
     with pytest.raises(codec.ProtocolError):
-        codec.decode_value({"t": "float", "v": "1e400"}, [])  # only the three names travel as strings
+        codec.decode_value(["f", "1e400"], [])  # only the three names travel as strings
     with pytest.raises(codec.ProtocolError):
-        codec.decode_value({"t": "int", "v": True}, [])
+        codec.decode_value(["i", "1"], [])
 
 
 def test_sizes_are_cut_on_the_way_out_and_refused_on_the_way_in():
-    assert codec.encode_value("x" * 5000, [])["v"] == "x" * 4000
-    assert len(codec.encode_value(list(range(300)), [])["items"]) == 256
-    assert list(codec.encode_value({"k" * 300: 1}, [])["items"]) == ["k" * 200]
+    assert codec.encode_value("x" * 5000, []) == ["s", "x" * 4000]
+    assert len(codec.encode_value(list(range(300)), [])) == 1 + 256
+    assert list(codec.encode_value({"k" * 300: 1}, [])[1]) == ["k" * 200]
     nested: list = []
     for _ in range(20):
         nested = [nested]
     node = codec.encode_value(nested, [])
     for _ in range(13):  # depth 0 to 12 are kept
-        node = node["items"][0]
-    assert node == {"t": "other", "type": "nested too deeply"}
+        node = node[1]
+    assert node == ["o", "nested too deeply"]
     with pytest.raises(codec.ProtocolError, match="malformed sequence"):
-        codec.decode_value({"t": "list", "items": [{"t": "none"}] * 257}, [])
-    deep = {"t": "none"}
+        codec.decode_value(["l"] + [None] * 257, [])
+    deep = None
     for _ in range(13):
-        deep = {"t": "list", "items": [deep]}
+        deep = ["l", deep]
+    codec.decode_value(deep, [])  # depth 0 to 12: kept
+    deep = ["l", deep]
     with pytest.raises(codec.ProtocolError, match="malformed value"):
         codec.decode_value(deep, [])
-    assert codec.decode_value({"t": "str", "v": "y" * 5000}, []) == "y" * 4000
+    assert codec.decode_value(["s", "y" * 5000], []) == "y" * 4000
 
 
 @pytest.mark.parametrize("bufs", [{"a": 1}, [-1], [True], ["3"], [0] * (4 * codec.MAX_ITEMS + 1)])

@@ -39,6 +39,7 @@ from attnkit.config import secret_paths
 # The student side's own tests, collected here again, on the portable runner below
 # (CI runs all of their files on it): the rest of this file is the runner's own.
 from test_full_and_zero import (  # noqa: F401, E402, I001
+    solved,  # its fixture, so that here it grades on this module's runner
     test_solutions_score_full_marks,
     test_stubs_score_zero_and_say_not_implemented,
 )
