@@ -2,9 +2,11 @@
 line run in-process on it, and a way to build submissions from the reference
 solutions so they never drift.
 
-The fast loop (``pytest -m "not slow"``) skips the end-to-end runs of real
-tools: a test is slow when marked so, or when it uses a fixture its module
-lists in ``SLOW_FIXTURES`` (a pip-installed venv, an nbgrader course)."""
+The fast loop (``pytest -m "not slow"``) leaves out the tests marked ``slow``:
+the end-to-end runs of real tools (a pip-installed checker, nbgrader, notebook
+kernels, the command line as a process, whole classes) and any other test that
+takes more than about a second and a half here. DEVELOPERS.md says which to
+run when."""
 
 from __future__ import annotations
 
@@ -36,11 +38,18 @@ confined_only = pytest.mark.skipif(PORTABLE, reason="a guarantee of the Linux sa
                                                     "does not give (README: Student code is untrusted)")
 
 
+# The longest files, first: the README's test command runs the suite on two
+# processes, a file to each (pytest-xdist's loadfile), and a long file taken
+# last would leave the other process idle while it ends.
+LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_handout.py", "test_portable.py", "test_unprivileged.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        slow_fixtures = getattr(item.module, "SLOW_FIXTURES", ()) if item.module else ()
-        if set(slow_fixtures) & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
 
 
 @pytest.fixture(scope="session")

@@ -147,6 +147,7 @@ def test_pickle_is_never_unpickled(zygote, tmp_path, token):
     assert not Path(f"/tmp/attnkit-pickle-{token}").exists()
 
 
+@pytest.mark.slow
 @confined_only
 def test_background_processes_do_not_outlive_grading(zygote, tmp_path, token):
     both(zygote, tmp_path, "background_process", TOKEN=token)
@@ -156,6 +157,7 @@ def test_background_processes_do_not_outlive_grading(zygote, tmp_path, token):
     assert not Path(f"/tmp/attnkit-fork-{token}").exists()
 
 
+@pytest.mark.slow
 @confined_only
 def test_secret_never_reaches_the_student_process(tmp_path, token):
     """Run with a secret of our own; the hunter reports what it finds in its reason."""
@@ -201,6 +203,7 @@ def test_exit_at_import_costs_only_that_file(zygote, tmp_path):
         assert r.score == (r.max_score if key.startswith("self_attention.") else 0), (key, r.reasons)
 
 
+@pytest.mark.slow
 def test_a_hang_at_import_costs_only_that_file_not_the_files_importing_it(zygote, tmp_path):
     """causal_attention.py loops forever when imported; multihead_attention imports it,
     gets stand-ins for it, and keeps every point (and pays for no timeout)."""

@@ -25,6 +25,8 @@ from attnkit.frontends import classgrade
 from attnkit.intake import NOTEBOOK_LIMIT
 from attnkit.exercises import MODULES
 
+pytestmark = pytest.mark.slow  # a class graded once per hostile folder
+
 S, SA, CA, MH = MODULES
 HONEST = ("full", "stubs", "wrong")
 WRONG = {S: [("shifted = scores - scores.amax(dim=dim, keepdim=True)", "shifted = scores")]}  # softmax -2
@@ -128,7 +130,8 @@ def shared(tmp_path_factory, class_zygote):
     base_out = root / "alone-out"
     run = classgrade.grade_class(str(honest_class(root / "alone")), str(base_out), jobs=2, seconds=3,
                                  progress=False, zygote=class_zygote)
-    assert [o.student for o in run.outcomes] == list(HONEST) and not any(o.error for o in run.outcomes), [o.error for o in run.outcomes]
+    assert [o.student for o in run.outcomes] == list(HONEST)
+    assert not any(o.error for o in run.outcomes), [o.error for o in run.outcomes]
     return root, class_zygote, base_out
 
 

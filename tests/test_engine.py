@@ -31,6 +31,7 @@ def plugin_run(zygote, monkeypatch):
     return run
 
 
+@pytest.mark.slow
 def test_the_pytest_plugin_and_attnkit_grade_agree(attnkit_cli, plugin_run, tmp_path):
     """A wrong mask, and a renormalize_masked that never returns: the same report
     both ways, and under pytest the looping item's other checks are skipped."""

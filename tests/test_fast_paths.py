@@ -43,6 +43,7 @@ def _solutions():
     return from_folder(str(SOLUTIONS), MODULES, "solutions")
 
 
+@pytest.mark.slow
 @confined_only
 def test_a_session_starts_on_the_spare_and_grades_the_same(spare_zygote):
     first = grade(spare_zygote, _solutions())
@@ -57,6 +58,7 @@ def test_a_session_starts_on_the_spare_and_grades_the_same(spare_zygote):
     assert scores(first) == scores(again) == full_marks()
 
 
+@pytest.mark.slow
 @confined_only
 def test_a_spare_that_died_while_waiting_costs_nothing(spare_zygote):
     grade(spare_zygote, _solutions())  # orders a spare
@@ -73,6 +75,7 @@ def test_a_spare_that_died_while_waiting_costs_nothing(spare_zygote):
         session.close()
 
 
+@pytest.mark.slow
 @confined_only
 def test_a_reply_nobody_collects_is_skipped_not_taken(spare_zygote):
     """A job process that died with a child on order leaves its reply on the

@@ -71,6 +71,7 @@ def test_cli_grade_assignments_lists_every_item(attnkit_cli, tmp_path):
     assert all("not implemented" in t["output"] for t in data["tests"])
 
 
+@pytest.mark.slow
 def test_fail_under_sets_the_exit_code(attnkit_cli):
     """The process's own exit code once (the console script ends with os._exit), in-process after."""
     assert run_cli("grade", "assignments", "--fail-under", "50").returncode == 1

@@ -17,6 +17,8 @@ from conftest import ASSIGNMENTS, ROOT, cli_in_process, make_submission
 
 from attnkit.exercises import items
 
+pytestmark = pytest.mark.slow  # whole classes graded with two jobs
+
 S = "simplified_attention"
 
 

@@ -7,8 +7,11 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import SOLUTIONS, make_submission
 from test_full_and_zero import run_cli
+
+pytestmark = pytest.mark.slow  # the bundle's run_autograder as a process
 
 
 def unpack(tmp_path, secret=None):

@@ -25,6 +25,8 @@ from attnkit.exercises import MODULES, PUBLIC_KINDS, items
 from attnkit.errors import GraderError
 from notebook_samples import ROOT, SOLUTIONS, SOURCE
 
+pytestmark = pytest.mark.slow  # a pip-installed checker in a fresh venv, its commands as processes
+
 PUBLIC_TOTAL = sum(p for i in items().values() for k, p in i.checks.items() if k in PUBLIC_KINDS)
 WHEEL = wheel.filename(kit())
 KIT_ONLY = ("build", "course", "grade-class", "gradescope-bundle", "grade", "handout")

@@ -6,7 +6,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ASSIGNMENTS, ROOT, make_submission
+
+pytestmark = pytest.mark.slow  # the command line as processes
 
 CHECK = '''
 import torch

@@ -11,8 +11,10 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +23,11 @@ import pytest
 from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
 from attnkit.exercises import items_of
+from attnkit.frontends import nbgrader_helper
 from attnkit.frontends.nbgrader_helper import PACKAGE_PARENT, Scrub
 from notebook_samples import SOLUTIONS, source_notebook, student_notebook, write_modules
+
+pytestmark = pytest.mark.slow  # the helper process and kernels
 
 SECRET = "instructor-secret-71b3"
 PRIVATE = "private-solutions-5a0c"
@@ -149,7 +154,33 @@ def test_a_kernel_of_the_same_user_cannot_read_the_grader_processes():
         assert seen[f"{name} mem"] == "PermissionError", seen
 
 
-def test_the_helper_ends_with_nbgrader_even_after_kill_9(tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A temporary folder short enough to hold a socket (pytest's own may be too deep under xdist)."""
+    folder = Path(tempfile.mkdtemp(prefix="ak-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_helpers_socket_fits_a_socket_path_under_any_tmpdir(tmp_path, short_tmp, monkeypatch):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    folder = nbgrader_helper._socket_folder()
+    try:
+        assert Path(folder).parent == Path("/tmp") and oct(Path(folder).stat().st_mode & 0o777) == "0o700"
+        assert list(deep.iterdir()) == []  # the folder that was too deep is not left behind
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(os.path.join(folder, "grader.sock"))
+    finally:
+        shutil.rmtree(folder)
+    monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
+    folder = nbgrader_helper._socket_folder()
+    assert Path(folder).parent == short_tmp  # where it fits, in the temporary folder as asked
+
+
+def test_the_helper_ends_with_nbgrader_even_after_kill_9(short_tmp):
+    tmp_path = short_tmp
     script = ("import os, sys\nfrom attnkit.frontends import nbgrader_helper\n"
               "address = nbgrader_helper.start(warm=False)\n"
               "print(address, nbgrader_helper._helper.proc.pid, flush=True)\n"

@@ -31,6 +31,7 @@ def write(path, nb):
     path.write_text(json.dumps(nb))
 
 
+@pytest.mark.slow
 def test_tree_to_folders_and_grades(tmp_path, zygote):
     sub = tmp_path / "submitted"
     for module in MODULES:

@@ -23,6 +23,8 @@ from attnkit.judge.reference import doc_inputs
 from attnkit.sandbox import Limits, Zygote
 from notebook_samples import ROOT, source_notebook, write_modules
 
+pytestmark = pytest.mark.slow  # notebook kernels, each importing torch
+
 
 @pytest.fixture(scope="module")
 def zygote():

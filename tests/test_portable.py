@@ -48,6 +48,8 @@ from test_robustness import (  # noqa: F401, E402
     test_each_kind_of_bad_answer_has_its_reason_and_the_run_goes_on,
 )
 
+pytestmark = pytest.mark.slow  # a spawned process per session, each importing torch
+
 S = "simplified_attention"
 PORTABLE_ENV = {"ATTNKIT_SANDBOX": "portable"}
 

@@ -297,6 +297,7 @@ with open({str(left)!r}, "w") as f:
     assert not written  # and they vanish with the child
 
 
+@pytest.mark.slow
 @confined_only
 def test_paths_to_hide_inside_the_python_installation_are_covered(tmp_path):
     """A kit installed into site-packages, or solutions kept inside a virtual
@@ -356,6 +357,7 @@ for path in ("/proc/%d/fd/1" % p for p in range(1, 4096)):
 
 # --------------------------------------------------------------------------- 8. the clock
 
+@pytest.mark.slow
 def test_messages_from_the_child_never_extend_its_time(zygote, tmp_path):
     """The child floods its socket with stand-in requests the grader must answer,
     never reads the answers, then hangs: the item is cut at its limit by the

@@ -74,6 +74,19 @@ class Helper:
 _helper: Helper | None = None
 
 
+SOCKET_PATH_MAX = 107  # bytes of a Unix socket's path (sun_path holds 108 with its NUL)
+
+
+def _socket_folder() -> str:
+    """A new private folder for the helper's socket: in the temporary folder,
+    unless its path is too long for a socket path (a deep TMPDIR), then in /tmp."""
+    folder = tempfile.mkdtemp(prefix="attnkit-grader-")
+    if len(os.fsencode(os.path.join(folder, "grader.sock"))) <= SOCKET_PATH_MAX or not os.path.isdir("/tmp"):
+        return folder
+    os.rmdir(folder)
+    return tempfile.mkdtemp(prefix="attnkit-grader-", dir="/tmp")
+
+
 def start(solutions: str | None = None, item_seconds: float = settings.ITEM_SECONDS_DEFAULT,
           warm: bool | None = None) -> str:
     """Start this process's grading helper (once) and hide the secret from the kernels to come.
@@ -90,7 +103,7 @@ def start(solutions: str | None = None, item_seconds: float = settings.ITEM_SECO
               "solutions": os.fspath(solutions or settings.solutions_dir()),
               "item_seconds": float(item_seconds),
               "warm": any(a in ("autograde", "validate") for a in sys.argv[1:3]) if warm is None else warm}
-    folder = tempfile.mkdtemp(prefix="attnkit-grader-")  # 0700: other users cannot reach the socket
+    folder = _socket_folder()  # 0700: other users cannot reach the socket
     address = os.path.join(folder, "grader.sock")
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN_VARS}
     boot = (f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r}); "
