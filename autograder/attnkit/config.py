@@ -4,7 +4,7 @@ Nothing else in the grader reads the environment for these or spells these
 values. No heavy imports: the class runner reads settings before torch loads.
 
 The sandbox is a package of its own that imports nothing of the grader, so
-it declares its one variable itself (``sandbox.client.ISOLATION_VAR``, listed
+it declares its one variable itself (``sandbox.contract.ISOLATION_VAR``, listed
 here too); ``tests/test_config.py`` keeps the two in step.
 """
 

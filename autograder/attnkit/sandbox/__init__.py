@@ -6,7 +6,10 @@
 - ``zygote``: the warm worker that forks one child per submission;
 - ``child``, ``standins``: what runs in the child: the request server and the
   stand-ins for the stages an item may call;
-- ``client``: the grader's side: the fork runner's ``ForkZygote``, ``Session``, ``Limits``;
+- ``contract``: the terms of the grader's side: ``Limits``, the errors, which runner;
+- ``forking``: the fork runner (Linux): the warm worker ``ForkZygote`` and its children;
+- ``client``: ``Session``, one submission graded in a child (and the grader's side re-exported);
+- ``answers``: the grader's bounded memo of stand-in answers already given;
 - ``runners``: ``Zygote``, the warm worker for this machine (fork or portable);
 - ``portable``, ``spawned``: the portable runner (macOS, Windows, or
   ``ATTNKIT_SANDBOX=portable``): one spawned process per submission behind the
@@ -30,5 +33,5 @@ def __getattr__(name: str):
     if name in __all__:
         from attnkit.sandbox import client
 
-        return getattr(client, name)
+        return getattr(client, name)  # client re-exports what contract.py defines
     raise AttributeError(name)

@@ -2,7 +2,7 @@
 
 macOS and Windows have no Linux namespaces, no ``prctl`` and no seccomp;
 Windows has no fork, and forking a process that has loaded torch is unsafe on
-macOS. There ``client.Zygote`` is a ``PortableZygote``: the same interface for
+macOS. There ``Zygote`` is a ``PortableZygote``: the same interface for
 the grader, the same data-only protocol and the same request server
 (``child.Child``), in a process started with ``subprocess`` that imports torch
 itself (``spawned.py``). ``ATTNKIT_SANDBOX=portable`` forces it anywhere.
@@ -44,7 +44,8 @@ import threading
 import time
 
 from attnkit.sandbox import confine, protocol
-from attnkit.sandbox.client import PACKAGE_PARENT, ForkZygote, SandboxError, remove_stale_sessions, runner
+from attnkit.sandbox.contract import SandboxError, runner
+from attnkit.sandbox.forking import PACKAGE_PARENT, ForkZygote, remove_stale_sessions
 from attnkit.sandbox.protocol import Kind, Op
 
 STARTUP_SECONDS = 120.0  # a spawned process's torch import, on a slow laptop

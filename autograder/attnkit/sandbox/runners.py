@@ -1,10 +1,11 @@
 """Which runner grades on this machine: the fork runner where Linux and fork
-are there (``client.ForkZygote``), the portable one elsewhere or when asked for
-(``portable.PortableZygote``); ``client.runner`` decides."""
+are there (``forking.ForkZygote``), the portable one elsewhere or when asked for
+(``portable.PortableZygote``); ``contract.runner`` decides."""
 
 from __future__ import annotations
 
-from attnkit.sandbox.client import ForkZygote, runner
+from attnkit.sandbox.contract import runner
+from attnkit.sandbox.forking import ForkZygote
 from attnkit.sandbox.portable import PortableZygote
 
 

@@ -1,6 +1,6 @@
 """The warm worker: torch imported once, one forked child per submission.
 
-``python -I -c "...; zygote(FDS, CONFIG)"`` (started by ``client.Zygote``)
+``python -I -c "...; zygote(FDS, CONFIG)"`` (started by ``forking.ForkZygote``)
 first enters the namespaces it needs (``confine.enter_worker_namespaces``,
 while it still has one thread), imports torch and warms it up, decides once
 what a child's new root holds, probes what the machine allows, and then waits
