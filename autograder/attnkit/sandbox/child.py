@@ -27,6 +27,24 @@ BUFFER_VALUES = 1 << 16  # buffers up to this many elements are sent as values, 
 ANSWERED_BYTES = 32 << 20  # stand-in answers kept for questions asked again (see Child._upcall)
 
 
+def receive_hello(sock, workdir: str):
+    """The grader's hello, which comes before any student code: the submission's
+    files (written into ``workdir``, by their base names, ``.py`` only) and the
+    declarations. Returns the hello's header, or None if the first message is
+    not a hello. Both runners' children start with it."""
+    header, bufs = protocol.recv(sock)
+    if header.get("op") != Op.HELLO:
+        return None
+    for name, data in zip(header.get("files", []), bufs):
+        name = os.path.basename(str(name))
+        if name.endswith(".py"):
+            with open(os.path.join(workdir, name), "wb") as f:
+                f.write(data)
+    os.chdir(workdir)
+    sys.dont_write_bytecode = True  # nothing of ours in the student's folder (-I ignores the variable)
+    return header
+
+
 class StudentFault(Exception):
     """An error to report against the student's code."""
 

@@ -28,7 +28,7 @@ import sys
 import threading
 
 from attnkit.sandbox import confine, protocol
-from attnkit.sandbox.child import Child
+from attnkit.sandbox.child import Child, receive_hello
 from attnkit.sandbox.protocol import Kind, Op
 
 
@@ -95,16 +95,9 @@ def _serve(sock: socket.socket, request: dict, torch) -> None:
     if not workdir:  # the grader always sends a folder: the child has no root of its own
         return
     limits = dict(request.get("limits") or {})
-    header, bufs = protocol.recv(sock)
-    if header.get("op") != Op.HELLO:
+    header = receive_hello(sock, workdir)
+    if header is None:
         return
-    for name, data in zip(header.get("files", []), bufs):
-        name = os.path.basename(str(name))
-        if name.endswith(".py"):
-            with open(os.path.join(workdir, name), "wb") as f:
-                f.write(data)
-    os.chdir(workdir)
-    sys.dont_write_bytecode = True  # nothing of ours in the student's folder (-I ignores the variable)
     os.environ.update(HOME=workdir)
     excluded = {os.path.normcase(os.path.realpath(p)) for p in request.get("exclude", [])}
     sys.path[:] = [workdir] + [p for p in sys.path if p and os.path.normcase(os.path.realpath(p)) not in excluded]

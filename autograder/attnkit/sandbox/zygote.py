@@ -132,8 +132,7 @@ def confine_child(plan, mode: str, own_pid_ns: bool, uid: int | None) -> dict:
 def _child(sock_fd: int, out_fd: int, request: dict, plan, mode: str, own_pid_ns: bool, isolation: dict,
            torch) -> None:
     from attnkit.sandbox import protocol
-    from attnkit.sandbox.child import Child
-    from attnkit.sandbox.protocol import Op
+    from attnkit.sandbox.child import Child, receive_hello
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.dup2(out_fd, 1)
@@ -150,17 +149,9 @@ def _child(sock_fd: int, out_fd: int, request: dict, plan, mode: str, own_pid_ns
     workdir = confine.SUBMISSION if applied.get("filesystem") else request.get("workdir")
     if not workdir:  # no new root here and no folder from the grader: nowhere to run
         return
-    # The grader's hello comes before any student code: the files, then the declarations.
-    header, bufs = protocol.recv(sock)
-    if header.get("op") != Op.HELLO:
+    header = receive_hello(sock, workdir)
+    if header is None:
         return
-    for name, data in zip(header.get("files", []), bufs):
-        name = os.path.basename(str(name))
-        if name.endswith(".py"):
-            with open(os.path.join(workdir, name), "wb") as f:
-                f.write(data)
-    os.chdir(workdir)
-    sys.dont_write_bytecode = True  # nothing of ours in the student's folder (-I ignores the variable)
     os.environ.update(HOME="/tmp" if applied.get("filesystem") else workdir, TMPDIR="/tmp")
     sys.path[:] = [workdir] + [p for p in sys.path if p and p not in request.get("exclude", [])]
     sys.stdout = open(1, "w", buffering=1, closefd=False)
