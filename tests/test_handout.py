@@ -23,6 +23,7 @@ from attnkit.authoring.distribution import kit
 from attnkit.authoring.handout import UPLOAD, create
 from attnkit.exercises import MODULES, PUBLIC_KINDS, items
 from attnkit.errors import GraderError
+from conftest import PORTABLE
 from notebook_samples import ROOT, SOLUTIONS, SOURCE
 
 pytestmark = pytest.mark.slow  # a pip-installed checker in a fresh venv, its commands as processes
@@ -378,6 +379,8 @@ def test_the_wheel_is_the_checker_and_is_reproducible(handout, tmp_path):
     assert (handout / ".gitignore").read_text().splitlines()[-1] == f"/{UPLOAD}/"
 
 
+@pytest.mark.skipif(PORTABLE, reason="grade-class grades for credit on the Linux sandbox only; "
+                    "it refuses the portable runner (README: Student code is untrusted)")
 def test_grade_class_over_collected_classroom_repositories(handout, tmp_path):
     """The grades that count: the collected repositories (the handout's layout, exercise
     files at the top) graded by grade-class with every check."""
