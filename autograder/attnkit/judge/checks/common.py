@@ -4,7 +4,7 @@ items and for module items."""
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -124,14 +124,35 @@ def _probe_pictures(student) -> list:
     return [Picture(PROBE_TITLE, expected, got[0, :, :n].detach())]
 
 
-def short_sequence_failure(exc: StudentError, tokens: int = 5, context: int = 9) -> CheckFailure:
-    """Why forward raised on fewer tokens than context_length: the error with
-    the shapes sent, and a hint only where the error shows its cause (an
-    unsliced mask is recognised in ``attnkit.judge.diagnosis.errors``)."""
-    if exc.diagnosis == "mask_not_sliced":
-        return exc
-    facts = f"with {tokens} tokens and context_length {context}, forward {exc.reason}"
-    return CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts)
+def module_matches_doc(student, *args, state: str, x: torch.Tensor, entry: str, what: str, verified: str,
+                       pictures: bool = False) -> None:
+    """The module, constructed with ``args`` and the public weights ``state``,
+    on the document's input ``x`` gives the document's printed ``entry``; then
+    the child's report of that run is verified (``verify``). ``pictures``: the
+    attention weights are drawn for the feedback where the output differs."""
+    weights = reference.public_state(state)
+    run = build_witnessed(student, *args, like=x, state=weights, inputs=[x])
+    with weights_pictures(student) if pictures else nullcontext():
+        compare.matches_doc(run.outputs[0] if run.outputs else None, entry, what,
+                            call=Call(student.name, args, {}, state=weights, x=x))
+    verify(student, run, verified)
+
+
+def short_sequence_matches(student, *args, state, x: torch.Tensor, **kwargs) -> None:
+    """The module (constructed with ``args``, context_length ``args[2]``) on
+    ``x``, fewer tokens than its context_length, against the reference. If its
+    forward raises, the failure says with how many tokens, and names a cause
+    only where the error shows one (an unsliced mask is recognised in
+    ``attnkit.judge.diagnosis.errors``)."""
+    tokens, context = x.shape[1], args[2]
+    try:
+        module_against_reference(student, *args, state=state, inputs=[x],
+                                 what=f"the context vectors of {tokens} tokens with context_length {context}", **kwargs)
+    except StudentError as exc:
+        if exc.kind != "exception" or exc.diagnosis == "mask_not_sliced":
+            raise exc from None
+        facts = f"with {tokens} tokens and context_length {context}, forward {exc.reason}"
+        raise CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts) from None
 
 
 def same_outputs(first: torch.Tensor, second: torch.Tensor) -> bool:

@@ -4,12 +4,12 @@ import torch
 
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
-from attnkit.judge.checks.common import (against_reference, buffer_shape, build_witnessed, dropout_behaves,
+from attnkit.judge.checks.common import (module_matches_doc, against_reference, buffer_shape, build_witnessed, dropout_behaves,
                                    gradients_match, has_types, module_against_reference, random_state,
-                                   seeded_matches_doc, short_sequence_failure, verify, verify_structure, weights_pictures)
+                                   seeded_matches_doc, short_sequence_matches, verify_structure)
 from attnkit.judge.diagnosis import Call
 from attnkit.judge.registry import check
-from attnkit.errors import CheckFailure, StudentError
+from attnkit.errors import CheckFailure
 
 M = "causal_attention."
 CA = M + "CausalAttention"
@@ -98,13 +98,9 @@ def test_renormalize_masked_masking(student):
 
 @check(CA, "example")
 def test_causal_attention_example(student):
-    state = ref.public_state("causal.module")
-    run = build_witnessed(student, 3, 2, 6, 0.0, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
-    with weights_pictures(student):
-        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_5_3_CausalAttention_out",
-                            "the context vectors of the document's batch",
-                            call=Call(CA, (3, 2, 6, 0.0), {}, state=state, x=ref.doc_batch()))
-    verify(student, run, "the context vectors of the document's batch")
+    module_matches_doc(student, 3, 2, 6, 0.0, state="causal.module", x=ref.doc_batch(),
+                       entry="s3_5_3_CausalAttention_out", what="the context vectors of the document's batch",
+                       verified="the context vectors of the document's batch", pictures=True)
 
 
 @check(CA, "hidden")
@@ -118,14 +114,7 @@ def test_causal_attention_hidden(student):
 @check(CA, "short_sequence")
 def test_causal_attention_short_sequence(student):
     g = ref.generator(CA, "short")
-    state = random_state(CA, g, 7, 4, 9, 0.0)
-    try:
-        module_against_reference(student, 7, 4, 9, 0.0, state=state, inputs=[ref.randn(g, 2, 5, 7)],
-                                 what="the context vectors of 5 tokens with context_length 9")
-    except StudentError as exc:
-        if exc.kind != "exception":
-            raise
-        raise short_sequence_failure(exc) from None
+    short_sequence_matches(student, 7, 4, 9, 0.0, state=random_state(CA, g, 7, 4, 9, 0.0), x=ref.randn(g, 2, 5, 7))
 
 
 @check(CA, "dropout")

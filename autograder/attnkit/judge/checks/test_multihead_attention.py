@@ -4,13 +4,12 @@ import torch
 
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
-from attnkit.judge.checks.common import (F32, against_reference, buffer_shape, build_witnessed, dropout_behaves,
+from attnkit.judge.checks.common import (module_matches_doc, F32, against_reference, buffer_shape, build_witnessed, dropout_behaves,
                                    gradients_match, has_types, module_against_reference, random_state,
-                                   raises_value_error, seeded_matches_doc, short_sequence_failure, verify,
-                                   verify_structure, weights_pictures)
+                                   raises_value_error, seeded_matches_doc, short_sequence_matches, verify_structure)
 from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.registry import check
-from attnkit.errors import CheckFailure, StudentError
+from attnkit.errors import CheckFailure
 
 M = "multihead_attention."
 WRAPPER = M + "MultiHeadAttentionWrapper"
@@ -28,12 +27,9 @@ def _doc_heads() -> torch.Tensor:
 
 @check(WRAPPER, "example")
 def test_wrapper_example(student):
-    state = ref.public_state("multihead.wrapper")
-    run = build_witnessed(student, 3, 2, 6, 0.0, 2, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
-    compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_1_MultiHeadAttentionWrapper_out",
-                        "the stacked outputs of two heads",
-                        call=Call(WRAPPER, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
-    verify(student, run, "the stacked outputs of the document's batch")
+    module_matches_doc(student, 3, 2, 6, 0.0, 2, state="multihead.wrapper", x=ref.doc_batch(),
+                       entry="s3_6_1_MultiHeadAttentionWrapper_out", what="the stacked outputs of two heads",
+                       verified="the stacked outputs of the document's batch")
 
 
 @check(WRAPPER, "hidden")
@@ -107,13 +103,9 @@ def test_merge_heads_hidden(student):
 
 @check(MHA, "example")
 def test_mha_example(student):
-    state = ref.public_state("multihead.mha")
-    run = build_witnessed(student, 3, 2, 6, 0.0, 2, like=ref.doc_batch(), state=state, inputs=[ref.doc_batch()])
-    with weights_pictures(student):
-        compare.matches_doc(run.outputs[0] if run.outputs else None, "s3_6_2_MultiHeadAttention_out",
-                            "the context vectors of the document's batch",
-                            call=Call(MHA, (3, 2, 6, 0.0, 2), {}, state=state, x=ref.doc_batch()))
-    verify(student, run, "the context vectors of the document's batch")
+    module_matches_doc(student, 3, 2, 6, 0.0, 2, state="multihead.mha", x=ref.doc_batch(),
+                       entry="s3_6_2_MultiHeadAttention_out", what="the context vectors of the document's batch",
+                       verified="the context vectors of the document's batch", pictures=True)
 
 
 @check(MHA, "hidden")
@@ -127,14 +119,8 @@ def test_mha_hidden(student):
 @check(MHA, "short_sequence")
 def test_mha_short_sequence(student):
     g = ref.generator(MHA, "short")
-    state = random_state(MHA, g, 7, 12, 9, 0.0, 4)
-    try:
-        module_against_reference(student, 7, 12, 9, 0.0, 4, state=state, inputs=[ref.randn(g, 2, 5, 7)],
-                                 what="the context vectors of 5 tokens with context_length 9")
-    except StudentError as exc:
-        if exc.kind != "exception":
-            raise
-        raise short_sequence_failure(exc) from None
+    short_sequence_matches(student, 7, 12, 9, 0.0, 4, state=random_state(MHA, g, 7, 12, 9, 0.0, 4),
+                           x=ref.randn(g, 2, 5, 7))
 
 
 @check(MHA, "dropout")

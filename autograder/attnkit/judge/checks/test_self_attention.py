@@ -2,8 +2,8 @@
 
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
-from attnkit.judge.checks.common import (F32, against_reference, build_witnessed, gradients_match,
-                                   module_against_reference, random_state, seeded_matches_doc, verify)
+from attnkit.judge.checks.common import (module_matches_doc, F32, against_reference, gradients_match,
+                                   module_against_reference, random_state, seeded_matches_doc)
 from attnkit.judge.diagnosis import Call
 from attnkit.judge.registry import check
 from attnkit.judge.reference import extreme
@@ -108,11 +108,9 @@ def _class_checks(name: str, seed: int, entry_id: str, with_bias: bool):
 
     @check(item, "example")
     def example(student):
-        state = ref.public_state("self.v2" if with_bias else "self.v1")
-        run = build_witnessed(student, 3, 2, like=ref.doc_inputs(), state=state, inputs=[ref.doc_inputs()])
-        compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id, "the context vectors",
-                            call=Call(item, (3, 2), {}, state=state, x=ref.doc_inputs()))
-        verify(student, run, "the context vectors of the document's example")
+        module_matches_doc(student, 3, 2, state="self.v2" if with_bias else "self.v1", x=ref.doc_inputs(),
+                           entry=entry_id, what="the context vectors",
+                           verified="the context vectors of the document's example")
 
     @check(item, "hidden")
     def hidden(student):
