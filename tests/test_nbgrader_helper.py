@@ -180,15 +180,14 @@ def test_the_helpers_socket_fits_a_socket_path_under_any_tmpdir(tmp_path, short_
 
 
 def test_the_helper_ends_with_nbgrader_even_after_kill_9(short_tmp):
-    tmp_path = short_tmp
     script = ("import os, sys\nfrom attnkit.frontends import nbgrader_helper\n"
               "address = nbgrader_helper.start(warm=False)\n"
               "print(address, nbgrader_helper._helper.proc.pid, flush=True)\n"
               "os.kill(os.getpid(), 9)\n")
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, TMPDIR=str(tmp_path)))
+                         env=dict(os.environ, TMPDIR=str(short_tmp)))
     address, pid = run.stdout.split()
-    assert Path(address).parent.parent == tmp_path
+    assert Path(address).parent.parent == short_tmp
     deadline = time.monotonic() + 30
     while (Path(f"/proc/{pid}").exists() or Path(address).parent.exists()) and time.monotonic() < deadline:
         time.sleep(0.1)
