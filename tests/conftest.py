@@ -22,7 +22,7 @@ from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
 from attnkit.exercises import MODULES
 from attnkit.sandbox import Limits, Zygote, confine
-from attnkit.sandbox.client import runner
+from attnkit.sandbox.contract import runner
 from attnkit.config import secret_paths
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import ast
 from conftest import ROOT
 
 from attnkit import config
-from attnkit.sandbox import client
+from attnkit.sandbox import contract
 
 PACKAGE = ROOT / "autograder" / "attnkit"
 
@@ -44,13 +44,13 @@ def test_the_grader_reads_the_environment_only_through_config():
 def test_every_variable_is_described_and_the_sandbox_agrees():
     assert len({v.name for v in config.VARIABLES}) == len(config.VARIABLES)
     assert all(len(v.description) > 40 for v in config.VARIABLES)
-    assert config.SANDBOX.name == client.ISOLATION_VAR and config.SANDBOX.default == "auto"
-    assert client.Limits().seconds == config.ITEM_SECONDS_DEFAULT
+    assert config.SANDBOX.name == contract.ISOLATION_VAR and config.SANDBOX.default == "auto"
+    assert contract.Limits().seconds == config.ITEM_SECONDS_DEFAULT
 
 
 def test_the_sandbox_reads_only_its_own_variable():
     reads = [n for path in (PACKAGE / "sandbox").rglob("*.py") for n in _environment_reads(ast.parse(path.read_text()))]
-    assert set(reads) <= {client.ISOLATION_VAR}, reads
+    assert set(reads) <= {contract.ISOLATION_VAR}, reads
 
 
 def test_variables_fall_back_to_their_defaults(monkeypatch):

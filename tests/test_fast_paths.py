@@ -20,7 +20,7 @@ from attnkit.exercises import MODULES
 from attnkit.intake import from_folder
 from attnkit.judge import reference
 from attnkit.judge.engine import grade, open_session
-from attnkit.sandbox import Limits, Session, Zygote, client, protocol
+from attnkit.sandbox import Limits, Session, Zygote, answers, client, forking, protocol
 from attnkit.sandbox.child import Child
 from attnkit.sandbox.protocol import Kind
 from attnkit.config import secret_paths
@@ -104,9 +104,9 @@ def test_only_the_reply_to_this_order_is_taken():
 
     ours, theirs = socket.socketpair()
     stale_handle, other = os.pipe()
-    ordered = client._Spare({"order": "7-1"}, ours, open(os.devnull, "rb"), os.getpid())
+    ordered = forking._Spare({"order": "7-1"}, ours, open(os.devnull, "rb"), os.getpid())
     ch = Channel([({"pid": 111, "order": "5-3"}, [stale_handle]), ({"pid": 222, "order": "7-1"}, [])])
-    child = client.ForkZygote._collect(ch, ordered)
+    child = forking.ForkZygote._collect(ch, ordered)
     assert child.pid == 222 and child.sock is ours and not ch.lines
     with pytest.raises(OSError):
         os.fstat(stale_handle)  # the stale reply's handle is closed, not kept
@@ -161,7 +161,7 @@ def _answer(session, theirs, item, target, x, training=False):
 
 
 def test_an_answer_kept_by_the_grader_is_the_same_and_still_checked(monkeypatch):
-    monkeypatch.setattr(client, "ANSWERS", client.AnswerMemo())
+    monkeypatch.setattr(client, "ANSWERS", answers.AnswerMemo())
     service = _Counting()
     session, theirs = _session(service)
     x = torch.arange(6.0)
@@ -189,7 +189,7 @@ def test_an_answer_kept_by_the_grader_is_the_same_and_still_checked(monkeypatch)
 
 
 def test_the_grader_memo_of_answers_is_bounded():
-    memo = client.AnswerMemo(max_bytes=1 << 16)
+    memo = answers.AnswerMemo(max_bytes=1 << 16)
     for n in range(100):
         memo.put(("s", n), b"x" * 4096, 4096)
     assert memo.held <= 1 << 16 and len(memo.frames) <= 16

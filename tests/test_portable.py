@@ -32,7 +32,7 @@ from test_full_and_zero import run_cli
 from test_student_view import run_pytest
 
 from attnkit.sandbox import Limits, Session, SandboxError, Zygote, confine
-from attnkit.sandbox.client import runner
+from attnkit.sandbox.contract import runner
 from attnkit.sandbox.portable import PortableZygote, SpawnedChild, default_transport
 from attnkit.config import secret_paths
 
@@ -261,7 +261,7 @@ def test_the_grader_side_needs_neither_fork_nor_resource(tmp_path):
         sys.modules["resource"] = None
         if hasattr(os, "fork"):
             del os.fork
-        from attnkit.sandbox.client import runner
+        from attnkit.sandbox.contract import runner
         from attnkit.sandbox import Zygote
         from attnkit.judge.engine import grade
         from attnkit.intake import from_folder

@@ -426,7 +426,7 @@ def _processes_with_env(entry: str) -> list[int]:
 def test_stale_session_folders_of_a_killed_grader_are_removed(tmp_path):
     """Where the child has no private root, its files live in a 0700 session
     folder; one left by a grader killed with -9 goes on the next run."""
-    from attnkit.sandbox.client import SESSION_PREFIX, remove_stale_sessions
+    from attnkit.sandbox.forking import SESSION_PREFIX, remove_stale_sessions
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -8,7 +8,7 @@
   stand-ins for the stages an item may call;
 - ``contract``: the terms of the grader's side: ``Limits``, the errors, which runner;
 - ``forking``: the fork runner (Linux): the warm worker ``ForkZygote`` and its children;
-- ``client``: ``Session``, one submission graded in a child (and the grader's side re-exported);
+- ``client``: ``Session``, one submission graded in a child;
 - ``answers``: the grader's bounded memo of stand-in answers already given;
 - ``runners``: ``Zygote``, the warm worker for this machine (fork or portable);
 - ``portable``, ``spawned``: the portable runner (macOS, Windows, or
@@ -30,8 +30,12 @@ def __getattr__(name: str):
         from attnkit.sandbox.runners import Zygote
 
         return Zygote
-    if name in __all__:
-        from attnkit.sandbox import client
+    if name == "Session":
+        from attnkit.sandbox.client import Session
 
-        return getattr(client, name)  # client re-exports what contract.py defines
+        return Session
+    if name in __all__:
+        from attnkit.sandbox import contract
+
+        return getattr(contract, name)
     raise AttributeError(name)

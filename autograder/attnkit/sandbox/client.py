@@ -25,18 +25,10 @@ import tempfile
 import time
 
 from attnkit.sandbox import protocol
-from attnkit.sandbox.answers import ANSWERS, AnswerMemo
-from attnkit.sandbox.contract import (ISOLATION_VAR, ChildFault, LimitHit, Limits, SandboxError,
-                                      requested_isolation, runner)
-from attnkit.sandbox.forking import (PACKAGE_DIR, PACKAGE_PARENT, SANDBOX_DIR, SESSION_PREFIX, UID_BASE,
-                                     ForkedChild, ForkZygote, _Spare, _top_level_imports, checkout_paths,
-                                     remove_stale_sessions)
+from attnkit.sandbox.answers import ANSWERS
+from attnkit.sandbox.contract import ChildFault, LimitHit, Limits
+from attnkit.sandbox.forking import SESSION_PREFIX, ForkZygote, _top_level_imports, checkout_paths
 from attnkit.sandbox.protocol import Fault, Kind, Limit, Op
-
-# What the grader's side offers, wherever it is defined (contract.py, forking.py, answers.py).
-__all__ = ["ANSWERS", "AnswerMemo", "ChildFault", "ForkZygote", "ForkedChild", "ISOLATION_VAR", "LimitHit",
-           "Limits", "PACKAGE_DIR", "PACKAGE_PARENT", "SANDBOX_DIR", "SESSION_PREFIX", "SandboxError", "Session",
-           "UID_BASE", "_Spare", "checkout_paths", "remove_stale_sessions", "requested_isolation", "runner"]
 
 
 # --------------------------------------------------------------------------- one submission

@@ -76,7 +76,7 @@ class Fault(str, Enum):
 
 
 class Limit(str, Enum):
-    """Which limit an item hit (``client.LimitHit.kind``); any of them scores the item 0."""
+    """Which limit an item hit (``contract.LimitHit.kind``); any of them scores the item 0."""
 
     TIME = "time"
     MEMORY = "memory"
