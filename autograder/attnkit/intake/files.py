@@ -71,9 +71,14 @@ def _read_fd(fd: int, name: str, limit: int) -> bytes:
 def read_regular(path: str, limit: int = PY_LIMIT, name: str | None = None) -> bytes:
     """The bytes of a regular file, never through a link, a device or a FIFO,
     and never more than ``limit``. Messages name it ``name`` (default: ``path``)."""
-    name = name or path
+    return _read_opened(lambda: os.open(path, _FILE_FLAGS), name or path, limit)
+
+
+def _read_opened(open_fd, name: str, limit: int) -> bytes:
+    """The bytes of the file ``open_fd()`` opens (it may raise IntakeError);
+    an OSError on the way is told as an IntakeError naming ``name``."""
     try:
-        fd = os.open(path, _FILE_FLAGS)
+        fd = open_fd()
     except OSError as exc:
         raise _open_error(name, exc) from None
     try:
@@ -148,26 +153,23 @@ class _Root:
     def read(self, parts: tuple[str, ...], limit: int) -> bytes:
         """A regular file below the top, at most ``limit`` bytes; IntakeError naming it otherwise."""
         name = "/".join(parts)
-        try:
+
+        def open_fd() -> int:
             if _AT:
                 parent = self._folder_fd(parts[:-1])
                 try:
-                    fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)
+                    return os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)
                 finally:
                     os.close(parent)
-            else:
-                path = self._checked_path(parts)
-                before = os.lstat(path)
-                if not stat.S_ISREG(before.st_mode):
-                    raise IntakeError(f"{name}: {_kind(before.st_mode)}, not a regular file; not read "
-                                      f"(submit the file itself)")
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-                if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (before.st_ino, before.st_dev):
-                    os.close(fd)
-                    raise IntakeError(f"{name}: changed while being read; not read")
-        except OSError as exc:
-            raise _open_error(name, exc) from None
-        try:
-            return _read_fd(fd, name, limit)
-        finally:
-            os.close(fd)
+            path = self._checked_path(parts)
+            before = os.lstat(path)
+            if not stat.S_ISREG(before.st_mode):
+                raise IntakeError(f"{name}: {_kind(before.st_mode)}, not a regular file; not read "
+                                  f"(submit the file itself)")
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (before.st_ino, before.st_dev):
+                os.close(fd)
+                raise IntakeError(f"{name}: changed while being read; not read")
+            return fd
+
+        return _read_opened(open_fd, name, limit)
