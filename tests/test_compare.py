@@ -100,6 +100,13 @@ def test_nan_fails_where_the_expected_value_is_none():
     assert f.reason == "the result contains NaN at 1 of 4 positions (first at [0, 1])"
 
 
+def test_the_same_bits_pass_but_nan_never_does_even_where_expected_has_it():
+    x = torch.tensor([[1.0, -float("inf")], [0.25, 3.0]], dtype=F64)
+    assert compare.close(x.clone(), x) is not None
+    with_nan = torch.tensor([1.0, float("nan")], dtype=F64)
+    assert failure(with_nan.clone(), with_nan).reason.startswith("the result: values differ at 1 of 2 positions")
+
+
 def test_infinities_must_sit_exactly_where_expected():
     inf = float("inf")
     expected = torch.tensor([-inf, 0.5, inf], dtype=F64)

@@ -325,3 +325,131 @@ def test_grades_stay_the_same_for_every_student_of_a_small_class(zygote, tmp_pat
         assert scores(first) == scores(second)
         assert [r.reasons for r in first.results] == [r.reasons for r in second.results]
     assert scores(grade(zygote, from_folder(str(folders["correct"]), MODULES, "c"))) == full_marks()
+
+
+# --------------------------------------------------------------------------- one CPU per pair
+
+two_cpus = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                              reason="needs CPU affinity and at least two CPUs")
+
+
+def _cpus_of(pid: int) -> set[int]:
+    return set(os.sched_getaffinity(pid))
+
+
+@two_cpus
+def test_grader_and_child_share_one_cpu_during_a_session_and_the_grader_gets_its_set_back(zygote):
+    before = _cpus_of(0)
+    session = open_session(zygote, from_folder(str(SOLUTIONS), MODULES))
+    try:
+        x = torch.randn(4, 3)
+        assert torch.allclose(session.request(f"{S}.attention_scores", "call", (x,))["result"], x @ x.T)
+        mine, pid = _cpus_of(0), session.child.pid
+        assert len(mine) == 1 and mine <= before
+        assert _cpus_of(pid) == mine  # the child, seen from here, is on the grader's CPU
+    finally:
+        session.close()
+    assert _cpus_of(0) == before
+
+
+@two_cpus
+def test_a_pair_chooses_again_after_a_restart_and_leaves_nothing_pinned():
+    from attnkit.sandbox import affinity
+
+    before = _cpus_of(0)
+    pair = affinity.Pair()
+    first = pair.join()
+    assert first in before and _cpus_of(0) == {first}
+    second = pair.join()  # a restarted child: chosen from the whole set again, not from {first}
+    assert second in before and _cpus_of(0) == {second}
+    pair.leave()
+    assert _cpus_of(0) == before
+    pair.leave()  # twice is harmless
+    assert _cpus_of(0) == before
+
+
+@pytest.mark.parametrize("cpu", [None, True, -1, "0", 1.0, 1 << 20])
+def test_a_cpu_that_is_not_one_changes_nothing(cpu):
+    from attnkit.sandbox import affinity
+
+    before = affinity.allowed()
+    assert affinity.pin(cpu) is False
+    assert affinity.allowed() == before
+
+
+# --------------------------------------------------------------------------- frames read in three reads
+
+def test_a_frame_is_read_in_three_reads_whatever_its_buffers(monkeypatch):
+    a, b = socket.socketpair()
+    bufs = [bytes([i]) * (i + 1) for i in range(40)]
+    protocol.send(a, {"kind": Kind.RESULT}, bufs)
+    reads = []
+
+    class Counting:
+        def settimeout(self, value):
+            b.settimeout(value)
+
+        def recv_into(self, *args):
+            reads.append(1)
+            return b.recv_into(*args)
+
+    header, got = protocol.recv(Counting(), deadline=time.monotonic() + 5)
+    assert got == bufs and header["bufs"] == [len(x) for x in bufs]
+    assert len(reads) == 3  # the head, the JSON, every buffer at once
+    assert all(type(x) is bytes for x in got)
+
+
+# --------------------------------------------------------------------------- stand-in gradients without sympy
+
+def _explicit_vjp(spec, tensors, grads):
+    """torch's own vector-Jacobian product, with explicit grad_outputs."""
+    leaves = [t.detach().requires_grad_(t.is_floating_point()) for t in tensors]
+    kind = reference.stand_in_targets()[spec["target"]]
+    out = (reference._call_module if kind == "module" else reference._call_function)(spec, leaves)
+    return torch.autograd.grad([out], [t for t in leaves if t.requires_grad], grads, allow_unused=True)
+
+
+VJP_CASES = [
+    ({"target": f"{S}.softmax", "args": [{"$slot": 0}], "kwargs": {"dim": -1}}, [(2, 3, 4)], torch.float64),
+    ({"target": "self_attention.attention_weights", "args": [{"$slot": 0}, 4], "kwargs": {}}, [(2, 3, 3)],
+     torch.float32),
+    ({"target": "multihead_attention.split_heads", "args": [{"$slot": 0}, 2], "kwargs": {}}, [(2, 3, 4)],
+     torch.float32),
+    ({"target": "causal_attention.CausalAttention", "init": [3, 2, 4, 0.0, False],
+      "state": ["W_query.weight", "W_key.weight", "W_value.weight"]}, [(2, 4, 3), (2, 3), (2, 3), (2, 3)],
+     torch.float64),
+]
+
+
+@pytest.mark.parametrize("spec, shapes, dtype", VJP_CASES, ids=[c[0]["target"] for c in VJP_CASES])
+def test_stand_in_gradients_are_torchs_own_bit_for_bit(spec, shapes, dtype):
+    gen = torch.Generator().manual_seed(11)
+    tensors = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    out = reference._upcall(dict(spec, mode="forward"), tensors, None)
+    grads = [torch.randn(out.shape, generator=gen, dtype=dtype)]
+    got = reference._upcall(dict(spec, mode="vjp"), tensors, grads)
+    want = _explicit_vjp(spec, tensors, grads)
+    assert len(got) == len(want) == len(tensors)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+def test_a_gradient_of_another_shape_is_refused_not_broadcast():
+    spec, shapes, dtype = VJP_CASES[0]
+    x = torch.randn(shapes[0], dtype=dtype)
+    with pytest.raises(ValueError, match="malformed gradient request"):
+        reference._upcall(dict(spec, mode="vjp"), [x], [torch.ones(4, dtype=dtype)])  # would broadcast
+
+
+@pytest.mark.slow
+def test_grading_never_imports_sympy(tmp_path):
+    """torch imports sympy for explicit grad_outputs (0.3-0.6 s a process): no grading path needs it."""
+    code = ("import sys\nfrom attnkit.sandbox import Zygote\nfrom attnkit.judge.engine import grade\n"
+            "from attnkit.intake import from_folder\nfrom attnkit.exercises import MODULES\n"
+            f"z = Zygote()\nr = grade(z, from_folder({str(SOLUTIONS)!r}, MODULES))\nz.close()\n"
+            "print(r.score, r.max_score, 'sympy' in sys.modules)")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    score, total, imported = out.stdout.split()
+    assert score == total and imported == "False", out.stdout + out.stderr

@@ -362,21 +362,29 @@ def refuse_unconfined(zygote, unconfined: bool, close: bool = True) -> None:
     print(zygote.notice(), file=sys.stderr)
 
 
+def _warm_up_here() -> None:
+    """Pay once, here, what every job would pay again after the fork and what
+    needs no worker: the torch import, the feedback page's template, the
+    reference's hashes. Called while the worker starts (it imports torch too,
+    in parallel), not after it is ready."""
+    import torch  # noqa: F401 - imported here, before the jobs fork
+
+    import attnkit.judge.engine  # noqa: F401 - the checks and the reference, likewise
+
+    feedback_html.warm()
+    integrity.own_units({})
+
+
 def _warm_up() -> None:
-    """Pay once, here, what every job would pay again after the fork: the torch
-    import, torch's first operations, the feedback page's template, and the reference
-    results that every student's checks share (grading the solutions fills the memo)."""
+    """Then torch's first operations and the reference results that every
+    student's checks share: grading the solutions once fills the memo."""
     if id(_ZYGOTE) in _WARM:
         return
     _WARM.add(id(_ZYGOTE))
-    import torch  # noqa: F401 - imported here, before the jobs fork
-
     from attnkit.judge.engine import grade
     from attnkit.intake import from_folder
     from attnkit.config import solutions_dir
 
-    feedback_html.warm()
-    integrity.own_units({})  # the reference's hashes, once, before the fork
     if solutions_dir().is_dir():
         grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
 
@@ -392,6 +400,7 @@ def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hid
     # imported once for the workers, and once here, in parallel.
     own = zygote is None
     _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4) if own else zygote  # spare channels too
+    _warm_up_here()  # while the worker starts: measured, the two torch imports no longer wait on each other
     refuse_unconfined(_ZYGOTE, unconfined, close=own)
     _warm_up()
     if not own:
