@@ -1,6 +1,6 @@
 """Benchmark: grading a class, as ratios to baselines measured in the same run.
 
-    python benchmarks/grade_class.py [--students 100] [--jobs 2] [--round-trips 218]
+    python benchmarks/grade_class.py [--students 100] [--jobs 2] [--round-trips 218] [--against REV]
 
 Builds a class that looks like a real one: correct submissions, untouched
 stubs, and wrong ones whose mistakes are all different (a numeric twist per
@@ -14,7 +14,10 @@ alike). Then times, each in a fresh process:
   needed when the floor was defined), per submission;
 - `attnkit grade solutions` (one submission, median of three);
 - `attnkit grade-class` of the whole class (feedback pictures included), and
-  again with nothing changed.
+  again with nothing changed;
+- with ``--against REV``: the same class graded by the grader of git revision
+  REV and by this one, in turns, three times each (the two trees' medians and
+  their ratio: what a change moved, on one machine at one time).
 
 Machines here are noisy, so the targets are ratios within one run: one
 submission at most 2x a torch import; a class of 100 at most 5x a torch
@@ -112,11 +115,37 @@ def floor(trips: int, n: int = 40) -> float:
     return float(out.stdout.strip())
 
 
+def tree_of(rev: str, folder: Path) -> Path:
+    """The kit's grader, solutions and stubs at git revision ``rev``, unpacked in ``folder``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "autograder", "solutions", "assignments"],
+                             check=True, capture_output=True).stdout
+    folder.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def against(rev: str, klass: Path, tmp: Path, jobs: int) -> tuple[float, float]:
+    """Median seconds of grade-class on this tree and on ``rev``'s, run in turns."""
+    other = tree_of(rev, tmp / "against")
+    trees = {"this": str(ROOT / "autograder"), rev: str(other / "autograder")}
+    times: dict[str, list[float]] = {k: [] for k in trees}
+    for turn in range(6):
+        name = list(trees)[(turn + turn // 2) % 2]  # this, rev, rev, this, this, rev
+        out = tmp / f"against-out{turn}"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(out),
+                        "--jobs", str(jobs), "--quiet"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, cwd=tmp, env=dict(os.environ, PYTHONPATH=trees[name]))
+        times[name].append(time.perf_counter() - start)
+    return statistics.median(times["this"]), statistics.median(times[rev])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--round-trips", type=int, default=218)
+    parser.add_argument("--against", metavar="REV", help="also time the class on the grader of git revision REV")
     args = parser.parse_args()
     attnkit = [sys.executable, "-m", "attnkit.frontends.cli"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,6 +168,7 @@ def main() -> int:
             sizes[n] = timed(attnkit + ["grade-class", str(part), "--out", str(Path(tmp) / f"out{n}"),
                                         "--jobs", "1", "--quiet"])
         per_student = (sizes[40] - sizes[10]) / 30
+        compared = against(args.against, klass, Path(tmp), args.jobs) if args.against else None
     who = "root" if os.geteuid() == 0 else "an ordinary user"
     print(f"as {who}; {args.students} students ({wrong} wrong, each mistake different), --jobs {args.jobs}")
     print(f"python -c 'import torch' (median of 3):     {torch_import:6.2f} s  (baseline)")
@@ -151,6 +181,10 @@ def main() -> int:
           f"{per_student / per_floor:4.1f}x the floor  (target <= 3x)")
     print(f"  rerun, nothing changed:                    {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
     print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}")
+    if compared:
+        this, then = compared
+        print(f"grade-class, this tree against {args.against} (in turns, median of 3 each): "
+              f"{this:6.2f} s against {then:6.2f} s = {this / then:4.2f}x")
     return 0
 
 
