@@ -22,6 +22,7 @@ from hostile import MALFORMED, fifo, huge_notebook, sparse
 from notebook_samples import source_notebook
 
 from attnkit.frontends import classgrade
+from attnkit.text import spreadsheet_cell
 from attnkit.intake import NOTEBOOK_LIMIT
 from attnkit.exercises import MODULES
 
@@ -156,7 +157,7 @@ def test_one_hostile_folder_changes_no_other_students_grade(shared, build):
     for student in HONEST:
         assert (out / student / "results.json").read_bytes() == (base_out / student / "results.json").read_bytes()
         assert now[student] == alone[student]
-    shown = classgrade.spreadsheet_cell(name)
+    shown = spreadsheet_cell(name)
     assert set(now) == set(HONEST) | {shown}
     assert now[shown]["status"].startswith(status), now[shown]["status"]
     if status == "graded":

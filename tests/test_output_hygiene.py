@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_submission
 
-from attnkit.frontends import classgrade
+from attnkit.frontends import classfiles
 
 from attnkit.outputs import feedback as feedback_html
 from attnkit.judge.engine import grade
@@ -55,7 +55,7 @@ def test_a_forged_exception_message_prints_no_line_of_its_own(zygote, tmp_path):
     assert "boom\\nok simplified_attention.softmax" in softmax.summary  # shown, as one line
     output = next(t["output"] for t in gradescope(report)["tests"] if t["name"] == f"{S}.softmax")
     assert "\x1b" not in output and "\r" not in output
-    classgrade.write_student(tmp_path / "out", "s", report, "fp", "v")
+    classfiles.write_student(tmp_path / "out", "s", report, "fp", "v")
     feedback = (tmp_path / "out" / "feedback.txt").read_text()
     assert not any(c in feedback for c in "\x1b\r") and "\nTotal: 100/100" not in feedback
     assert "\x1b" not in (tmp_path / "out" / "results.json").read_text().encode().decode("unicode_escape")

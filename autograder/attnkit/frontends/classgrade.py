@@ -10,54 +10,34 @@ costs that student only: it is a note, a missing module, or "could not be
 graded: <reason>" in grades.csv.
 
 Job processes (``--jobs``, default the CPU count) share one warm worker and
-grade students one after the other with the batch path. Every student's
-results are written atomically as soon as they are known, tagged with a
-fingerprint of what intake read and of the grader; a rerun skips every
-student whose fingerprint is unchanged, so a run killed at any point and
-started again loses nothing and ends with the same grades.csv.
+grade students one after the other with the batch path (``classjobs.py``).
+Every student's results are written atomically as soon as they are known
+(``classfiles.py``), tagged with a fingerprint of what intake read and of the
+grader; a rerun skips every student whose fingerprint is unchanged, so a run
+killed at any point and started again loses nothing and ends with the same
+grades.csv.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-import multiprocessing
 import os
 import stat
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from attnkit.config import ITEM_SECONDS_DEFAULT
-from attnkit.outputs import feedback as feedback_html
-
-from attnkit.judge import integrity
-from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
-from attnkit.exercises import MODULES, items, module_totals
+from attnkit.config import ITEM_SECONDS_DEFAULT, PACKAGE_DIR
 from attnkit.errors import GraderError
-from attnkit.files import write_atomic
-from attnkit.outputs.report import gradescope, table
-from attnkit.text import one_line, spreadsheet_cell
+from attnkit.exercises import module_totals
+from attnkit.frontends.classfiles import NOT_GRADED, StudentOutcome, previous, write_csv
+from attnkit.frontends.classjobs import run_jobs
+from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
+from attnkit.judge import integrity
+from attnkit.text import one_line
 
-from attnkit.config import PACKAGE_DIR
 OUTPUT_FILES = ("grades.csv", "integrity.csv")  # the class's own files in OUT: no student folder may take their names
-NOT_GRADED = "could not be graded"
-
-
-@dataclass
-class StudentOutcome:
-    student: str
-    total: float
-    scores: dict[str, float]
-    skipped: bool = False  # already graded by an earlier run with the same files and grader
-    error: str = ""  # why the student could not be graded
-    flags: list = field(default_factory=list)  # integrity.Flag of this student alone
-    units: dict = field(default_factory=dict)  # integrity.own_units: the student's code, normalised and hashed
 
 
 @dataclass
@@ -133,104 +113,7 @@ def roster(class_dir: Path) -> Roster:
     return Roster(kind, submissions, errors, ignored)
 
 
-def previous(out_dir: Path, student: str, fingerprint: str) -> StudentOutcome | None:
-    """The recorded outcome of an earlier run, if it graded these very files."""
-    try:
-        data = json.loads((out_dir / student / "results.json").read_text())
-        extra = data["extra_data"]["attnkit"]
-        if extra["fingerprint"] != fingerprint:
-            return None
-        flags = [integrity.Flag.from_dict(f) for f in extra["integrity"]]
-        units = {str(n): (str(h), int(size)) for n, (h, size) in extra["units"].items()}
-        return StudentOutcome(student, data["score"], {t["name"]: t["score"] for t in data["tests"]}, True,
-                              flags=flags, units=units)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-# --------------------------------------------------------------------------- job processes
-
-_ZYGOTE = None
-_NEXT_CHANNEL = None
-
-
-def _init_job() -> None:
-    """In each job process: take a channel of its own to the shared worker."""
-    from attnkit.sandbox import confine
-
-    confine.die_with_parent()  # a killed run leaves no job grading on
-    with _NEXT_CHANNEL.get_lock():
-        index = _NEXT_CHANNEL.value
-        _NEXT_CHANNEL.value += 1
-    _ZYGOTE.use_channel(index)
-    # A job grades one student after another: each next child is forked and
-    # confined while the current student is graded.
-    _ZYGOTE.keep_spare()
-
-
-def _grade_one(student: str, submission: Submission, out_dir: str, fingerprint: str, version: str,
-               limits_seconds: float) -> StudentOutcome:
-    """Grade one student in a job process and write their files."""
-    from attnkit.judge.engine import grade
-    from attnkit.sandbox import Limits
-
-    try:
-        report = grade(_ZYGOTE, submission, Limits(seconds=limits_seconds))
-    except GraderError as exc:
-        return StudentOutcome(student, 0, {}, error=f"grader error: {exc}")
-    flags = integrity.hard_coded(student, report)
-    units = integrity.own_units(submission.files)
-    write_student(Path(out_dir) / student, student, report, fingerprint, version, flags, units)
-    return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results}, flags=flags,
-                          units=units)
-
-
-def write_student(folder: Path, student: str, report, fingerprint: str, version: str, flags=(),
-                  units=None) -> None:
-    """results.json (Gradescope's shape, with our fingerprint and the student's integrity
-    facts, which a rerun reuses) and feedback files, atomically."""
-    data = gradescope(report)
-    data["extra_data"] = {"attnkit": {"student": student, "fingerprint": fingerprint, "grader_version": version,
-                                      "integrity": [f.as_dict() for f in flags],
-                                      "units": {n: list(u) for n, u in sorted((units or {}).items())}}}
-    title = f"attnkit feedback for {one_line(student)}"
-    feedback = [table(report, title), ""]
-    for r in report.results:
-        for c in r.checks:
-            if not c.passed:
-                feedback.append(f"{r.item.key} [{c.kind}]: {c.reason}")  # made safe by scoring.outcome
-                if c.details:
-                    feedback.append("    " + c.details.replace("\n", "\n    "))
-    write_atomic(str(folder / "feedback.txt"), "\n".join(feedback) + "\n")
-    feedback_html.write(report, str(folder), title)
-    # results.json last: its fingerprint marks the student as done
-    write_atomic(str(folder / "results.json"), json.dumps(data, indent=2) + "\n")
-
-
 # --------------------------------------------------------------------------- the run
-
-def write_csv(out_dir: Path, outcomes: list[StudentOutcome]) -> Path:
-    """grades.csv: student, total, status, then one column per item. A student who
-    could not be graded has empty total and item cells (never a 0 that looks earned;
-    a spreadsheet's SUM, AVERAGE and COUNT skip them) and the reason in status."""
-    keys = list(items())
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["student", "total", "status", *keys])
-    for o in sorted(outcomes, key=lambda o: o.student):
-        name = spreadsheet_cell(o.student)
-        if o.error:
-            writer.writerow([name, "", spreadsheet_cell(f"{NOT_GRADED}: {o.error}"), *[""] * len(keys)])
-        else:
-            writer.writerow([name, _num(o.total), "graded", *[_num(o.scores.get(k, 0)) for k in keys]])
-    path = out_dir / "grades.csv"
-    write_atomic(str(path), buf.getvalue())
-    return path
-
-
-def _num(x) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
-
 
 class Progress:
     def __init__(self, total: int, stream=None):
@@ -288,7 +171,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
         if bar:
             bar.step(f"{o.student}: {'unchanged' if o.skipped else NOT_GRADED}")
     if todo:
-        outcomes += _run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
+        outcomes += run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
                               [str(class_path), str(out_path), *map(str, hide)], bar, zygote, unconfined)
     outcomes.sort(key=lambda o: o.student)
     write_csv(out_path, outcomes)
@@ -336,122 +219,3 @@ def summary(run: ClassRun, out_dir: str) -> list[str]:
     lines += integrity.summary(run.flags)
     lines.append(f"integrity report: {os.path.join(out_dir, 'integrity.csv')}")
     return lines
-
-
-_WARM: set = set()  # the workers this process has warmed up with
-
-
-def refuse_unconfined(zygote, unconfined: bool, close: bool = True) -> None:
-    """Grades for credit need every guarantee of the sandbox; without them, only
-    on the instructor's explicit word (``--unconfined``), and said each run."""
-    from attnkit.sandbox import confine
-
-    refusal = zygote.not_for_credit()  # the portable runner: never, not even --unconfined
-    if refusal:
-        zygote.close()
-        raise GraderError(refusal)
-    gaps = confine.missing(zygote.ready())
-    if not gaps:
-        return
-    if not unconfined:
-        if close:
-            zygote.close()
-        raise GraderError("this machine cannot confine student code: the grader cannot " + "; ".join(gaps) +
-                          ". Grade as root or where unprivileged user namespaces are enabled; or pass "
-                          "--unconfined to grade anyway (the grades then cannot count)")
-    print(zygote.notice(), file=sys.stderr)
-
-
-def _warm_up_here() -> None:
-    """Pay once, here, what every job would pay again after the fork and what
-    needs no worker: the torch import, the feedback page's template, the
-    reference's hashes. Called while the worker starts (it imports torch too,
-    in parallel), not after it is ready."""
-    import torch  # noqa: F401 - imported here, before the jobs fork
-
-    import attnkit.judge.engine  # noqa: F401 - the checks and the reference, likewise
-
-    feedback_html.warm()
-    integrity.own_units({})
-
-
-def _warm_up() -> None:
-    """Then torch's first operations and the reference results that every
-    student's checks share: grading the solutions once fills the memo."""
-    if id(_ZYGOTE) in _WARM:
-        return
-    _WARM.add(id(_ZYGOTE))
-    from attnkit.judge.engine import grade
-    from attnkit.intake import from_folder
-    from attnkit.config import solutions_dir
-
-    if solutions_dir().is_dir():
-        grade(_ZYGOTE, from_folder(str(solutions_dir()), MODULES, "warm-up"))
-
-
-def _run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide, bar, zygote=None,
-              unconfined: bool = False):
-    global _ZYGOTE, _NEXT_CHANNEL
-    from attnkit.sandbox import Zygote
-    from attnkit.config import secret_paths
-
-    jobs = max(1, min(jobs, len(todo)))
-    # One warm worker serves every job, each on its own channel: torch is
-    # imported once for the workers, and once here, in parallel.
-    own = zygote is None
-    _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4) if own else zygote  # spare channels too
-    _warm_up_here()  # while the worker starts: measured, the two torch imports no longer wait on each other
-    refuse_unconfined(_ZYGOTE, unconfined, close=own)
-    _warm_up()
-    if not own:
-        # A shared worker outlives this run's job processes: read each channel's
-        # greeting here, once, so that no later job waits for one already read.
-        for index in range(jobs * 4):
-            _ZYGOTE.use_channel(index)
-            _ZYGOTE.ready()
-        _ZYGOTE.use_channel(0)
-
-    context = multiprocessing.get_context("fork")
-    _NEXT_CHANNEL = context.Value("i", 0)
-    results: list[StudentOutcome] = []
-    pending = list(todo)
-    attempts = 0
-    try:
-        while pending:
-            attempts += 1
-            if attempts > 3:  # the pool keeps breaking: report the rest, do not loop
-                results += [StudentOutcome(name, 0, {}, error="grader error: the job process died")
-                            for name, _, _ in pending]
-                break
-            pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar)
-    finally:
-        if own:
-            _ZYGOTE.close()
-    return results
-
-
-def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar):
-    """Grade ``pending``; returns what is left if a job process died."""
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_job) as pool:
-        futures = {pool.submit(_grade_one, name, sub, str(out_path), fp, version, seconds): (name, sub, fp)
-                   for name, sub, fp in pending}
-        waiting = set(futures)
-        try:
-            while waiting:
-                finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    name = futures[fut][0]
-                    try:
-                        outcome = fut.result()
-                    except BrokenProcessPool:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - one student never stops the class
-                        outcome = StudentOutcome(name, 0, {}, error=f"grader error: {exc}")
-                    results.append(outcome)
-                    if bar:
-                        bar.step(f"{name}: {NOT_GRADED if outcome.error else _num(outcome.total)}")
-        except BrokenProcessPool:
-            # A job process died (never student code: that runs further down).
-            done = {r.student for r in results}
-            return [futures[f] for f in futures if futures[f][0] not in done]
-    return []
