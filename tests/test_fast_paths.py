@@ -327,56 +327,6 @@ def test_grades_stay_the_same_for_every_student_of_a_small_class(zygote, tmp_pat
     assert scores(grade(zygote, from_folder(str(folders["correct"]), MODULES, "c"))) == full_marks()
 
 
-# --------------------------------------------------------------------------- one CPU per pair
-
-two_cpus = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                              reason="needs CPU affinity and at least two CPUs")
-
-
-def _cpus_of(pid: int) -> set[int]:
-    return set(os.sched_getaffinity(pid))
-
-
-@two_cpus
-def test_grader_and_child_share_one_cpu_during_a_session_and_the_grader_gets_its_set_back(zygote):
-    before = _cpus_of(0)
-    session = open_session(zygote, from_folder(str(SOLUTIONS), MODULES))
-    try:
-        x = torch.randn(4, 3)
-        assert torch.allclose(session.request(f"{S}.attention_scores", "call", (x,))["result"], x @ x.T)
-        mine, pid = _cpus_of(0), session.child.pid
-        assert len(mine) == 1 and mine <= before
-        assert _cpus_of(pid) == mine  # the child, seen from here, is on the grader's CPU
-    finally:
-        session.close()
-    assert _cpus_of(0) == before
-
-
-@two_cpus
-def test_a_pair_chooses_again_after_a_restart_and_leaves_nothing_pinned():
-    from attnkit.sandbox import affinity
-
-    before = _cpus_of(0)
-    pair = affinity.Pair()
-    first = pair.join()
-    assert first in before and _cpus_of(0) == {first}
-    second = pair.join()  # a restarted child: chosen from the whole set again, not from {first}
-    assert second in before and _cpus_of(0) == {second}
-    pair.leave()
-    assert _cpus_of(0) == before
-    pair.leave()  # twice is harmless
-    assert _cpus_of(0) == before
-
-
-@pytest.mark.parametrize("cpu", [None, True, -1, "0", 1.0, 1 << 20])
-def test_a_cpu_that_is_not_one_changes_nothing(cpu):
-    from attnkit.sandbox import affinity
-
-    before = affinity.allowed()
-    assert affinity.pin(cpu) is False
-    assert affinity.allowed() == before
-
-
 # --------------------------------------------------------------------------- frames read in three reads
 
 def test_a_frame_is_read_in_three_reads_whatever_its_buffers(monkeypatch):

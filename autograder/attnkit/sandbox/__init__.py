@@ -10,7 +10,6 @@
 - ``forking``: the fork runner (Linux): the warm worker ``ForkZygote`` and its children;
 - ``client``: ``Session``, one submission graded in a child;
 - ``answers``: the grader's bounded memo of stand-in answers already given;
-- ``affinity``: grader and child on one CPU while a session lasts;
 - ``runners``: ``Zygote``, the warm worker for this machine (fork or portable);
 - ``portable``, ``spawned``: the portable runner (macOS, Windows, or
   ``ATTNKIT_SANDBOX=portable``): one spawned process per submission behind the

@@ -237,11 +237,13 @@ class Child:
         """While ``item`` runs, each stage it may call is replaced by its stand-in
         wherever the student's modules refer to it, so a wrong stage elsewhere
         never costs this one its points."""
+        keys = [k for k in self.calls.get(item, []) if k != item and k in self.standins]
+        if not keys:  # an item that calls no other stage: nothing to swap
+            yield
+            return
         saved = []  # (namespace, name, original value or _MISSING)
         swap = {}  # id of the student's stage -> its stand-in
-        for key in self.calls.get(item, []):
-            if key == item or key not in self.standins:
-                continue
+        for key in keys:
             module, name = key.split(".", 1)
             mod = self.modules.get(module)
             original = getattr(mod, name, None) if mod is not None else None

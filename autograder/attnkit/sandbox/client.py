@@ -25,7 +25,6 @@ import tempfile
 import time
 
 from attnkit.sandbox import protocol
-from attnkit.sandbox.affinity import Pair
 from attnkit.sandbox.answers import ANSWERS
 from attnkit.sandbox.contract import ChildFault, LimitHit, Limits
 from attnkit.sandbox.forking import SESSION_PREFIX, ForkZygote, _top_level_imports, checkout_paths
@@ -64,7 +63,6 @@ class Session:
         self.current: str | None = None  # the item whose request is under way
         self.spawned = 0
         self._deps: dict[str, list[str]] = {}
-        self.pair = Pair()  # this thread and the child on one CPU, while the session lasts
 
     # -- lifecycle
     def _start(self) -> None:
@@ -82,7 +80,7 @@ class Session:
         bufs = [self.files[n] for n in sorted(self.files)]
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
-                 "unavailable": sorted(self.unavailable), "cpu": self.pair.join()}
+                 "unavailable": sorted(self.unavailable)}
         self.imported = set()
         self.child = self.zygote.spawn(request)
         self.sock = self.child.sock
@@ -111,7 +109,6 @@ class Session:
 
     def close(self) -> None:
         self._stop()
-        self.pair.leave()
         if self.child is not None:
             self.child.close()
         if self.workdir:

@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 
-from attnkit.sandbox import affinity, confine, protocol
+from attnkit.sandbox import confine, protocol
 from attnkit.sandbox.child import Child, receive_hello
 from attnkit.sandbox.protocol import Kind, Op
 
@@ -98,7 +98,6 @@ def _serve(sock: socket.socket, request: dict, torch) -> None:
     header = receive_hello(sock, workdir)
     if header is None:
         return
-    affinity.pin(header.get("cpu"))  # next to the grader's thread, where the OS has the call
     os.environ.update(HOME=workdir)
     excluded = {os.path.normcase(os.path.realpath(p)) for p in request.get("exclude", [])}
     sys.path[:] = [workdir] + [p for p in sys.path if p and os.path.normcase(os.path.realpath(p)) not in excluded]

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 
-from attnkit.sandbox import affinity, confine, seccomp  # standard library only: see zygote()
+from attnkit.sandbox import confine, seccomp  # standard library only: see zygote()
 
 
 def zygote(control_fds: str, config_json: str) -> None:
@@ -152,7 +152,6 @@ def _child(sock_fd: int, out_fd: int, request: dict, plan, mode: str, own_pid_ns
     header = receive_hello(sock, workdir)
     if header is None:
         return
-    affinity.pin(header.get("cpu"))  # next to the grader's thread (before the syscall filter)
     os.environ.update(HOME="/tmp" if applied.get("filesystem") else workdir, TMPDIR="/tmp")
     sys.path[:] = [workdir] + [p for p in sys.path if p and p not in request.get("exclude", [])]
     sys.stdout = open(1, "w", buffering=1, closefd=False)
