@@ -242,6 +242,32 @@ def test_the_output_is_the_students_alone_on_both_runners(which, request):
         session.close()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the pipe is drained where select() can wait on it")
+def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
+    """What the student printed before a reply is there when the reply is,
+    even while the thread that reads the pipe has not had its turn yet."""
+    import threading
+
+    release = threading.Event()
+    original = SpawnedChild._read_output
+
+    def late(self):
+        release.wait(30)
+        original(self)
+
+    monkeypatch.setattr(SpawnedChild, "_read_output", late)
+    z = PortableZygote(hide=secret_paths())
+    code = "import sys\nprint('at import')\nprint('to stderr', file=sys.stderr)\n" + (SOLUTIONS / f"{S}.py").read_text()
+    session = Session(z, {f"{S}.py": code.encode()}, (S,), limits=Limits(seconds=30))
+    try:
+        session.request(f"{S}.softmax", "call", (torch.zeros(2, 3),))
+        assert session.output() == "at import\nto stderr\n"
+    finally:
+        release.set()
+        session.close()
+        z.close()
+
+
 def test_a_spawned_process_ends_when_the_grader_does(tmp_path):
     """Its stdin is the lifeline: the grader holds it open for as long as it lives."""
     child = SpawnedChild(default_transport())

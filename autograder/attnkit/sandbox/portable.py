@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -154,6 +155,11 @@ class SpawnedChild:
     def __init__(self, transport: str):
         self.lock = threading.Lock()
         self.kill_lock = threading.Lock()
+        # Whoever reads the pipe holds this, from the read to the keeping of what
+        # was read: the reader thread, or output() draining what is already there.
+        self.read_lock = threading.Lock()
+        self.drainable = os.name == "posix"  # a non-blocking pipe that select() can wait on
+        self.closed = False
         self.cap = 64 << 10  # set by start() before any student code runs
         self.kept = bytearray()
         self.boot = b""
@@ -199,6 +205,8 @@ class SpawnedChild:
             except OSError:
                 pass  # it died at once: start() reports it
         self.pid = self.proc.pid
+        if self.drainable:
+            os.set_blocking(self.proc.stdout.fileno(), False)
         # The reader owns the pipe and closes it at end of file: closing it from
         # here while it reads could hand its descriptor number to another file.
         threading.Thread(target=self._read_output, name=f"attnkit-output-{self.pid}", daemon=True).start()
@@ -251,6 +259,8 @@ class SpawnedChild:
     def _boot_text(self) -> str:
         self.kill()
         time.sleep(0.1)  # the reader's last chunk
+        if self.drainable:
+            self._drain()
         with self.lock:
             text = self.boot.decode("utf-8", "replace").strip()
         return f"; it printed:\n{text[-BOOT_TAIL:]}" if text else ""
@@ -258,17 +268,47 @@ class SpawnedChild:
     # -- output
     def _read_output(self) -> None:
         stream = self.proc.stdout
+        fd = stream.fileno()
         try:
             while True:
-                chunk = os.read(stream.fileno(), 65536)
-                if not chunk:
-                    break
-                if self._take(chunk):
+                if self.drainable:
+                    select.select([fd], [], [])  # wait without the lock: output() may drain meanwhile
+                with self.read_lock:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue  # output() took it first
+                    if not chunk:
+                        break
+                    over = self._take(chunk)
+                if over:
                     self.kill(overflow=True)
-        except OSError:
+        except (OSError, ValueError):
             pass
         finally:
-            stream.close()
+            with self.read_lock:
+                self.closed = True
+                stream.close()
+
+    def _drain(self) -> None:
+        """Keep what the process has written and this side not yet read. What
+        it printed before its last reply is in the pipe by then, so a reader
+        thread still waiting for its turn (the GIL: up to 5 ms) loses nothing."""
+        over = False
+        with self.read_lock:
+            if self.closed:
+                return
+            fd = self.proc.stdout.fileno()
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except (BlockingIOError, OSError):
+                    break
+                if not chunk:
+                    break  # the end: the reader thread sees it too, and closes
+                over = self._take(chunk) or over
+        if over:
+            self.kill(overflow=True)
 
     def _take(self, chunk: bytes) -> bool:
         """Keep output up to the cap; True when the process wrote past it."""
@@ -290,6 +330,8 @@ class SpawnedChild:
         return "output" if self.overflowed else None
 
     def output(self, limit: int) -> str:
+        if self.drainable:
+            self._drain()
         with self.lock:
             return bytes(self.kept[:limit]).decode("utf-8", "replace")
 
