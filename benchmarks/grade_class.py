@@ -147,6 +147,9 @@ def main() -> int:
     parser.add_argument("--round-trips", type=int, default=218)
     parser.add_argument("--against", metavar="REV", help="also time the class on the grader of git revision REV")
     args = parser.parse_args()
+    if args.against and subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
+                                        f"{args.against}^{{commit}}"], capture_output=True).returncode != 0:
+        parser.error(f"--against {args.against}: not a commit of {ROOT} (a branch, tag or hash; needs git)")
     attnkit = [sys.executable, "-m", "attnkit.frontends.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         klass, out = Path(tmp) / "class", Path(tmp) / "out"

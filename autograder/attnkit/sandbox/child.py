@@ -64,7 +64,7 @@ class Child:
         self.torch = torch
         self.exercises = modules  # every exercise module name
         self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
-        self.calls: dict[str, list[str]] = {}  # item -> the stages it may call
+        self.swaps: dict[str, list[str]] = {}  # item -> the other stages it may call that have a stand-in
         self.modules: dict[str, object] = {}
         self.upcalls = standins.Upcalls(self._upcall, torch)
         self.proxies: dict = {}
@@ -123,7 +123,8 @@ class Child:
         """The grader's declarations, and the modules to stand in from the start
         (their files are missing, or hung or crashed an earlier child)."""
         self.standins = {str(k): dict(v) for k, v in dict(header.get("standins", {})).items()}
-        self.calls = {str(k): [str(s) for s in v] for k, v in dict(header.get("calls", {})).items()}
+        calls = {str(k): [str(s) for s in v] for k, v in dict(header.get("calls", {})).items()}
+        self.swaps = {item: [k for k in stages if k != item and k in self.standins] for item, stages in calls.items()}
         for module in header.get("unavailable", []):
             sys.modules[module] = self._stand_in_module(module)
 
@@ -237,7 +238,7 @@ class Child:
         """While ``item`` runs, each stage it may call is replaced by its stand-in
         wherever the student's modules refer to it, so a wrong stage elsewhere
         never costs this one its points."""
-        keys = [k for k in self.calls.get(item, []) if k != item and k in self.standins]
+        keys = self.swaps.get(item, [])
         if not keys:  # an item that calls no other stage: nothing to swap
             yield
             return

@@ -49,6 +49,9 @@ from attnkit.sandbox.contract import SandboxError, runner
 from attnkit.sandbox.forking import PACKAGE_PARENT, ForkZygote, remove_stale_sessions
 from attnkit.sandbox.protocol import Kind, Op
 
+# Where the output pipe can be non-blocking and waited on with select() (not
+# Windows), output() drains it itself instead of waiting for the reader thread.
+DRAINABLE = os.name == "posix"
 STARTUP_SECONDS = 120.0  # a spawned process's torch import, on a slow laptop
 BOOT_TAIL = 4096  # what a process that failed to start printed, kept for the error message
 # Written by the child to its output just before it says it is warm: what came
@@ -158,7 +161,6 @@ class SpawnedChild:
         # Whoever reads the pipe holds this, from the read to the keeping of what
         # was read: the reader thread, or output() draining what is already there.
         self.read_lock = threading.Lock()
-        self.drainable = os.name == "posix"  # a non-blocking pipe that select() can wait on
         self.closed = False
         self.cap = 64 << 10  # set by start() before any student code runs
         self.kept = bytearray()
@@ -205,7 +207,7 @@ class SpawnedChild:
             except OSError:
                 pass  # it died at once: start() reports it
         self.pid = self.proc.pid
-        if self.drainable:
+        if DRAINABLE:
             os.set_blocking(self.proc.stdout.fileno(), False)
         # The reader owns the pipe and closes it at end of file: closing it from
         # here while it reads could hand its descriptor number to another file.
@@ -259,7 +261,7 @@ class SpawnedChild:
     def _boot_text(self) -> str:
         self.kill()
         time.sleep(0.1)  # the reader's last chunk
-        if self.drainable:
+        if DRAINABLE:
             self._drain()
         with self.lock:
             text = self.boot.decode("utf-8", "replace").strip()
@@ -271,7 +273,7 @@ class SpawnedChild:
         fd = stream.fileno()
         try:
             while True:
-                if self.drainable:
+                if DRAINABLE:
                     select.select([fd], [], [])  # wait without the lock: output() may drain meanwhile
                 with self.read_lock:
                     try:
@@ -302,7 +304,7 @@ class SpawnedChild:
             while True:
                 try:
                     chunk = os.read(fd, 65536)
-                except (BlockingIOError, OSError):
+                except OSError:  # BlockingIOError among them: nothing more written yet
                     break
                 if not chunk:
                     break  # the end: the reader thread sees it too, and closes
@@ -330,7 +332,7 @@ class SpawnedChild:
         return "output" if self.overflowed else None
 
     def output(self, limit: int) -> str:
-        if self.drainable:
+        if DRAINABLE:
             self._drain()
         with self.lock:
             return bytes(self.kept[:limit]).decode("utf-8", "replace")
