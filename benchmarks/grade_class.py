@@ -12,6 +12,9 @@ alike). Then times, each in a fresh process:
   torch, fork, import the four solution modules in the child and make
   `--round-trips` small round trips with it (218: what a correct submission
   needed when the floor was defined), per submission;
+- the checks' own work: the requests of one correct submission run in one
+  warm process with no sandbox, stand-ins answered in place (median of nine);
+  what is left of a submission's cost once every transport cost is gone;
 - `attnkit grade solutions` (one submission, median of three);
 - `attnkit grade-class` of the whole class (feedback pictures included), and
   again with nothing changed;
@@ -115,6 +118,73 @@ def floor(trips: int, n: int = 40) -> float:
     return float(out.stdout.strip())
 
 
+# The same requests a correct submission gets, run in one warm process with no
+# sandbox: the child's own request server (``Child.handle``) on the solutions,
+# its stand-ins answered in place by the reference (encoded and decoded as on
+# the wire). What is left is the work the checks ask for: building modules,
+# forwards, gradients, stand-ins, reports. No grading path does this.
+IN_PROCESS = r"""
+import os, sys, time
+import torch
+from attnkit.exercises import MODULES
+from attnkit.intake import from_folder
+from attnkit.judge import engine, reference
+from attnkit.sandbox import Zygote, client, protocol
+from attnkit.sandbox.child import Child, StudentFault
+from attnkit.sandbox.protocol import Kind, Op
+
+sent = []
+request = client.Session.request
+def recording(self, item, op, args=(), kwargs=None):
+    bufs = []
+    sent.append(({"op": Op(op), "item": item, "args": protocol.encode_value(list(args), bufs),
+                  "kwargs": protocol.encode_value(dict(kwargs or {}), bufs)}, bufs))
+    return request(self, item, op, args, kwargs)
+client.Session.request = recording
+zygote = Zygote()
+engine.grade(zygote, from_folder(sys.argv[1], MODULES))
+zygote.close()
+
+class InPlace(Child):
+    answers = {}  # question -> encoded answer: the grader's memo of answers, as in a class
+
+    def _upcall(self, spec, tensors, grads):
+        bufs = []
+        header = {"tensors": protocol.encode_value(list(tensors), bufs),
+                  "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+        key = None if spec.get("training") else protocol.question_key(spec, header["tensors"], header["grads"], bufs)
+        if key not in self.answers:
+            value = reference.upcall(spec, protocol.decode_value(header["tensors"], bufs),
+                                     protocol.decode_value(header["grads"], bufs))
+            out = []
+            self.answers[key] = (protocol.encode_value(value, out), out)
+        return Kind.UPCALL_RESULT, protocol.decode_value(*self.answers.pop(key) if key is None else self.answers[key])
+
+torch.set_num_threads(1)
+child = InPlace(None, sys.argv[1], torch, MODULES)
+child.modules = dict(reference.solutions())
+child.hello({"standins": engine.stand_ins(), "calls": engine.allowed_calls()})
+times = []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    for header, bufs in sent:
+        try:
+            child.handle(header, bufs)
+        except StudentFault:  # what the checks expect of some requests (a ValueError, say)
+            pass
+    times.append(time.perf_counter() - start)
+print(sorted(times)[len(times) // 2], len(sent))
+"""
+
+
+def in_process(n: int = 9) -> tuple[float, int]:
+    """Seconds of the requests of one correct submission, run in place (median of n), and their number."""
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(ROOT / "solutions"), str(n)], check=True,
+                         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    seconds, count = out.stdout.split()
+    return float(seconds), int(count)
+
+
 def tree_of(rev: str, folder: Path) -> Path:
     """The kit's grader, solutions and stubs at git revision ``rev``, unpacked in ``folder``."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "autograder", "solutions", "assignments"],
@@ -156,6 +226,7 @@ def main() -> int:
         wrong = build_class(klass, args.students)
         torch_import = statistics.median(timed([sys.executable, "-c", "import torch"]) for _ in range(3))
         per_floor = statistics.median(floor(args.round_trips) for _ in range(3))
+        in_place, requests = in_process()
         one = statistics.median(timed(attnkit + ["grade", "solutions"]) for _ in range(3))
         whole = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rerun = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
@@ -182,6 +253,8 @@ def main() -> int:
     print(f"  per submission, {args.jobs} jobs:                  {whole / args.students * 1000:6.0f} ms")
     print(f"  one more submission, one job (40 - 10 students): {per_student * 1000:6.0f} ms  = "
           f"{per_student / per_floor:4.1f}x the floor  (target <= 3x)")
+    print(f"  its requests ({requests}) run in one process, no sandbox: {in_place * 1000:6.0f} ms  = "
+          f"{in_place / per_floor:4.1f}x the floor  (the checks' own work)")
     print(f"  rerun, nothing changed:                    {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
     print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}")
     if compared:

@@ -69,6 +69,8 @@ SUBMISSIONS = {  # student -> assignments submitted
     "wrong": ("simplified_attention",), "stderr": ("self_attention",), "loop": ("causal_attention",),
     "forger": ("simplified_attention",),
 }
+# ITEM_SECONDS: the course's limit per item, and every grading's here: the loop
+# student's item spins a CPU for that long each time it is graded.
 CELL_TIMEOUT, ITEM_SECONDS = 20, 4
 SECRET = "instructor-secret-4c1d"  # what the instructor exports; no kernel may see it
 PRIVATE = "private-solutions-9e2f"  # the name of the folder of the solutions nbgrader grades with
@@ -143,7 +145,7 @@ def attnkit_items(course, zygote, tmp_path_factory):
                                                      f"{module}.py").read_text())
         else:
             write_modules(folder, student, modules)
-        report = grade(zygote, from_folder(str(folder), tuple(modules), student), Limits(seconds=10))
+        report = grade(zygote, from_folder(str(folder), tuple(modules), student), Limits(seconds=ITEM_SECONDS))
         out[student] = {r.item.key: r.score for r in report.results}
     return out
 
@@ -202,7 +204,7 @@ def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_
     extraction = extract(course / "submitted", tmp_path / "folders")
     isolated = {}
     for student, folder in extraction.folders.items():
-        report = grade(zygote, from_folder(str(folder), MODULES, student), Limits(seconds=10))
+        report = grade(zygote, from_folder(str(folder), MODULES, student), Limits(seconds=ITEM_SECONDS))
         isolated[student] = {m: s for m, s in module_scores(report).items() if m in SUBMISSIONS[student]}
     elapsed = time.monotonic() - start
     nbgrader = gradebook_scores(course / "gradebook.db")

@@ -115,7 +115,9 @@ class Session:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def output(self) -> str:
-        """What the student's code printed in the current child, capped."""
+        """What the student's code printed in the current child, capped. No
+        grading path shows it to anyone: the hidden checks' inputs pass through
+        the student's code, and one print would carry them into the feedback."""
         return self.child.output(self.limits.output_bytes) if self.child is not None else ""
 
     # -- imports, each on a budget of its own
