@@ -2,10 +2,12 @@
 
     python benchmarks/grade_class.py [--students 100] [--jobs 2] [--round-trips 218] [--against REV]
 
-Builds a class that looks like a real one: correct submissions, untouched
-stubs, and wrong ones whose mistakes are all different (a numeric twist per
-student, so that no two wrong answers, and no two feedback pictures, are
-alike). Then times, each in a fresh process:
+Builds a class that looks like a real one: correct submissions, each module
+written in another style (the correct alternatives of
+``tests/test_alternatives.py``: loops, einsum, scaled_dot_product_attention,
+...; every one must score 100, or the run says so), untouched stubs, and wrong
+ones whose mistakes are all different (a numeric twist per student, so that no
+two wrong answers, and no two feedback pictures, are alike). Then times, each in a fresh process:
 
 - `python -c "import torch"`: the baseline, median of three;
 - the floor of grading one submission: in a warm process that has imported
@@ -30,6 +32,7 @@ import (issue 11; 10x before), and at most 3x the floor per submission.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import statistics
@@ -56,9 +59,31 @@ MISTAKES = [
 ]
 
 
-def build_class(folder: Path, n: int) -> int:
-    """n students: 2 in 5 correct, 1 in 5 stubs, 2 in 5 wrong; returns the number of wrong ones."""
-    wrong = 0
+def styles() -> dict[str, list[list[tuple[str, str]]]]:
+    """Module -> the correct answers in other styles that ``tests/test_alternatives.py``
+    holds (loops, einsum, scaled_dot_product_attention, ...), each a list of edits."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_alternatives import CASES
+
+    out: dict[str, list] = {m: [] for m in MODULES}
+    for name in sorted(CASES):
+        module, edits = CASES[name]
+        out[module].append(edits)
+    return out
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+
+
+def build_class(folder: Path, n: int) -> tuple[int, list[str]]:
+    """n students: 2 in 5 correct, 1 in 5 stubs, 2 in 5 wrong. A correct student
+    writes each module in another style (so that no two are alike, and their
+    stand-in questions differ in the last bits as real students' do). Returns
+    the number of wrong students and the names of the correct ones."""
+    wrong, correct, other = 0, [], styles()
     for i in range(n):
         student = folder / f"student{i:03d}"
         kind = i % 5
@@ -67,11 +92,19 @@ def build_class(folder: Path, n: int) -> int:
         if kind in (1, 3):
             wrong += 1
             module, old, new = MISTAKES[wrong % len(MISTAKES)]
-            path = student / f"{module}.py"
-            text = path.read_text()
-            assert text.count(old) == 1, old
-            path.write_text(text.replace(old, new.format(k=wrong)))
-    return wrong
+            edit(student / f"{module}.py", old, new.format(k=wrong))
+        elif kind in (0, 2):
+            for module in MODULES:
+                for old, new in other[module][len(correct) % len(other[module])]:
+                    edit(student / f"{module}.py", old, new)
+            correct.append(student.name)
+    return wrong, correct
+
+
+def full_marks(grades: Path, students: list[str]) -> list[str]:
+    """Those of ``students`` with 100 in grades.csv."""
+    rows = {r["student"]: r["total"] for r in csv.DictReader(grades.open())}
+    return [s for s in students if rows.get(s) == "100"]
 
 
 def timed(cmd: list[str]) -> float:
@@ -223,7 +256,7 @@ def main() -> int:
     attnkit = [sys.executable, "-m", "attnkit.frontends.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         klass, out = Path(tmp) / "class", Path(tmp) / "out"
-        wrong = build_class(klass, args.students)
+        wrong, correct = build_class(klass, args.students)
         torch_import = statistics.median(timed([sys.executable, "-c", "import torch"]) for _ in range(3))
         per_floor = statistics.median(floor(args.round_trips) for _ in range(3))
         in_place, requests = in_process()
@@ -231,6 +264,7 @@ def main() -> int:
         whole = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rerun = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rows = (out / "grades.csv").read_text().splitlines()
+        right = full_marks(out / "grades.csv", correct)
         pictures = sum((p / "feedback.html").read_text().count("<svg") for p in out.iterdir() if p.is_dir())
         # the marginal cost of one more student, one job: the difference of two class sizes
         sizes = {}
@@ -244,7 +278,8 @@ def main() -> int:
         per_student = (sizes[40] - sizes[10]) / 30
         compared = against(args.against, klass, Path(tmp), args.jobs) if args.against else None
     who = "root" if os.geteuid() == 0 else "an ordinary user"
-    print(f"as {who}; {args.students} students ({wrong} wrong, each mistake different), --jobs {args.jobs}")
+    print(f"as {who}; {args.students} students ({wrong} wrong, each mistake different; {len(correct)} correct, "
+          f"each in other styles), --jobs {args.jobs}")
     print(f"python -c 'import torch' (median of 3):     {torch_import:6.2f} s  (baseline)")
     print(f"floor per submission (fork, 4 imports, {args.round_trips} round trips): {per_floor * 1000:6.1f} ms")
     print(f"attnkit grade solutions (median of 3):       {one:6.2f} s  = {one / torch_import:4.1f}x  (target <= 2x)")
@@ -256,7 +291,10 @@ def main() -> int:
     print(f"  its requests ({requests}) run in one process, no sandbox: {in_place * 1000:6.0f} ms  = "
           f"{in_place / per_floor:4.1f}x the floor  (the checks' own work)")
     print(f"  rerun, nothing changed:                    {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
-    print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}")
+    print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}; "
+          f"correct students at 100: {len(right)} of {len(correct)}")
+    if len(right) != len(correct):
+        print(f"  GRADER ERROR: correct code below 100: {sorted(set(correct) - set(right))}")
     if compared:
         this, then = compared
         print(f"grade-class, this tree against {args.against} (in turns, median of 3 each): "
