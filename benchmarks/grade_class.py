@@ -5,9 +5,10 @@
 Builds a class that looks like a real one: correct submissions, each module
 written in another style (the correct alternatives of
 ``tests/test_alternatives.py``: loops, einsum, scaled_dot_product_attention,
-...; every one must score 100, or the run says so), untouched stubs, and wrong
-ones whose mistakes are all different (a numeric twist per student, so that no
-two wrong answers, and no two feedback pictures, are alike). Then times, each in a fresh process:
+...; every one must score 100, or the run says so), untouched stubs, and
+wrong ones whose mistakes are all different (a numeric twist per student, so
+that no two wrong answers, and no two feedback pictures, are alike). Then
+times, each in a fresh process:
 
 - `python -c "import torch"`: the baseline, median of three;
 - the floor of grading one submission: in a warm process that has imported
@@ -186,12 +187,15 @@ class InPlace(Child):
         header = {"tensors": protocol.encode_value(list(tensors), bufs),
                   "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
         key = None if spec.get("training") else protocol.question_key(spec, header["tensors"], header["grads"], bufs)
-        if key not in self.answers:
+        answer = self.answers.get(key)
+        if answer is None:  # asked first, or a dropout draw (never kept)
             value = reference.upcall(spec, protocol.decode_value(header["tensors"], bufs),
                                      protocol.decode_value(header["grads"], bufs))
             out = []
-            self.answers[key] = (protocol.encode_value(value, out), out)
-        return Kind.UPCALL_RESULT, protocol.decode_value(*self.answers.pop(key) if key is None else self.answers[key])
+            answer = (protocol.encode_value(value, out), out)
+            if key is not None:
+                self.answers[key] = answer
+        return Kind.UPCALL_RESULT, protocol.decode_value(*answer)
 
 torch.set_num_threads(1)
 child = InPlace(None, sys.argv[1], torch, MODULES)
@@ -288,7 +292,7 @@ def main() -> int:
     print(f"  per submission, {args.jobs} jobs:                  {whole / args.students * 1000:6.0f} ms")
     print(f"  one more submission, one job (40 - 10 students): {per_student * 1000:6.0f} ms  = "
           f"{per_student / per_floor:4.1f}x the floor  (target <= 3x)")
-    print(f"  its requests ({requests}) run in one process, no sandbox: {in_place * 1000:6.0f} ms  = "
+    print(f"  the solutions' {requests} requests in one process, no sandbox: {in_place * 1000:6.0f} ms  = "
           f"{in_place / per_floor:4.1f}x the floor  (the checks' own work)")
     print(f"  rerun, nothing changed:                    {rerun:6.2f} s  = {rerun / torch_import:4.1f}x")
     print(f"  grades.csv rows: {len(rows) - 1}; pictures in the feedback files: {pictures}; "
