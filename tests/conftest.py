@@ -44,6 +44,13 @@ confined_only = pytest.mark.skipif(PORTABLE, reason="a guarantee of the Linux sa
 LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_handout.py", "test_portable.py", "test_unprivileged.py")
 
 
+def pytest_configure(config):
+    # pytest-xdist sends the files with the most tests first unless told not to
+    # (its --loadscope-reorder is on by default), whatever the order above says.
+    if getattr(config.option, "loadscopereorder", False):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         name = item.path.name
