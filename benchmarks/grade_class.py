@@ -63,23 +63,23 @@ MISTAKES = [
 ]
 
 
-def styles() -> dict[str, list[list[tuple[str, str]]]]:
+def _tests():
+    """The test suite's helpers: its correct alternatives, and how it writes a submission."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import conftest
+    import test_alternatives
+
+    return conftest, test_alternatives
+
+
+def styles(cases) -> dict[str, list[list[tuple[str, str]]]]:
     """Module -> the correct answers in other styles that ``tests/test_alternatives.py``
     holds (loops, einsum, scaled_dot_product_attention, ...), each a list of edits."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_alternatives import CASES
-
     out: dict[str, list] = {m: [] for m in MODULES}
-    for name in sorted(CASES):
-        module, edits = CASES[name]
+    for name in sorted(cases):
+        module, edits = cases[name]
         out[module].append(edits)
     return out
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, old
-    path.write_text(text.replace(old, new))
 
 
 def build_class(folder: Path, n: int) -> tuple[int, list[str]]:
@@ -87,25 +87,25 @@ def build_class(folder: Path, n: int) -> tuple[int, list[str]]:
     writes each module in another style (so that no two are alike, and their
     stand-in questions differ in the last bits as real students' do). Returns
     the number of wrong students and the names of the correct ones."""
-    wrong, correct, other = 0, [], styles()
+    conftest, alternatives = _tests()
+    other = styles(alternatives.CASES)
+    wrong, correct = 0, []
     for i in range(n):
         student = folder / f"student{i:03d}"
         kind = i % 5
-        base = ROOT / ("assignments" if kind == 4 else "solutions")
-        shutil.copytree(base, student, ignore=shutil.ignore_patterns("__pycache__"))
-        if kind in (1, 3):
+        if kind == 4:
+            conftest.make_submission(student, base=conftest.ASSIGNMENTS)
+        elif kind in (1, 3):
             wrong += 1
             module, old, new = MISTAKES[wrong % len(MISTAKES)]
-            edit(student / f"{module}.py", old, new.format(k=wrong))
-        elif kind in (0, 2):
-            for module in MODULES:
-                for old, new in other[module][len(correct) % len(other[module])]:
-                    edit(student / f"{module}.py", old, new)
+            conftest.make_submission(student, {module: [(old, new.format(k=wrong))]})
+        else:
+            conftest.make_submission(student, {m: other[m][len(correct) % len(other[m])] for m in MODULES})
             correct.append(student.name)
     return wrong, correct
 
 
-def full_marks(grades: Path, students: list[str]) -> list[str]:
+def at_full_marks(grades: Path, students: list[str]) -> list[str]:
     """Those of ``students`` with 100 in grades.csv."""
     rows = {r["student"]: r["total"] for r in csv.DictReader(grades.open())}
     return [s for s in students if rows.get(s) == "100"]
@@ -167,17 +167,16 @@ from attnkit.exercises import MODULES
 from attnkit.intake import from_folder
 from attnkit.judge import engine, reference
 from attnkit.sandbox import Zygote, client, protocol
-from attnkit.sandbox.child import Child, StudentFault
+from attnkit.sandbox.child import Child, StudentFault, question
 from attnkit.sandbox.protocol import Kind, Op
 
-sent = []
-request = client.Session.request
-def recording(self, item, op, args=(), kwargs=None):
-    bufs = []
-    sent.append(({"op": Op(op), "item": item, "args": protocol.encode_value(list(args), bufs),
-                  "kwargs": protocol.encode_value(dict(kwargs or {}), bufs)}, bufs))
-    return request(self, item, op, args, kwargs)
-client.Session.request = recording
+sent = []  # the call and module requests, as the session sent them
+exchange = client.Session._exchange
+def recording(self, header, bufs, *args, **kwargs):
+    if header.get("op") in (Op.CALL, Op.MODULE):
+        sent.append((header, list(bufs)))
+    return exchange(self, header, bufs, *args, **kwargs)
+client.Session._exchange = recording
 zygote = Zygote()
 engine.grade(zygote, from_folder(sys.argv[1], MODULES))
 zygote.close()
@@ -186,9 +185,7 @@ class InPlace(Child):
     answers = {}  # question -> encoded answer: the grader's memo of answers, as in a class
 
     def _upcall(self, spec, tensors, grads):
-        bufs = []
-        header = {"tensors": protocol.encode_value(list(tensors), bufs),
-                  "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+        header, bufs = question(spec, tensors, grads)
         key = None if spec.get("training") else protocol.question_key(spec, header["tensors"], header["grads"], bufs)
         answer = self.answers.get(key)
         if answer is None:  # asked first, or a dropout draw (never kept)
@@ -299,7 +296,7 @@ def main() -> int:
         whole = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rerun = timed(attnkit + ["grade-class", str(klass), "--out", str(out), "--jobs", str(args.jobs), "--quiet"])
         rows = (out / "grades.csv").read_text().splitlines()
-        right = full_marks(out / "grades.csv", correct)
+        right = at_full_marks(out / "grades.csv", correct)
         pictures = sum((p / "feedback.html").read_text().count("<svg") for p in out.iterdir() if p.is_dir())
         small, large = marginal_sizes(args.students)
         per_student = marginal(attnkit, klass, Path(tmp), small, large) if small else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -397,9 +399,6 @@ def test_grading_never_imports_sympy(tmp_path):
             "from attnkit.intake import from_folder\nfrom attnkit.exercises import MODULES\n"
             f"z = Zygote()\nr = grade(z, from_folder({str(SOLUTIONS)!r}, MODULES))\nz.close()\n"
             "print(r.score, r.max_score, 'sympy' in sys.modules)")
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     score, total, imported = out.stdout.split()
     assert score == total and imported == "False", out.stdout + out.stderr

@@ -268,6 +268,40 @@ def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
         z.close()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="the pipe is drained where select() can wait on it")
+def test_a_process_that_cannot_start_says_what_it_printed(tmp_path, monkeypatch):
+    """The error names what the process printed before it died, even while the
+    thread that reads its pipe has not had its turn."""
+    import threading
+
+    from attnkit.sandbox import portable
+
+    fake = tmp_path / "attnkit" / "sandbox"  # found before the kit's own: the process fails as torch would
+    fake.mkdir(parents=True)
+    (tmp_path / "attnkit" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "spawned.py").write_text("import sys\n\ndef main(config):\n"
+                                     "    print('ImportError: no torch on this machine', flush=True)\n"
+                                     "    sys.exit(1)\n")
+    monkeypatch.setattr(portable, "PACKAGE_PARENT", str(tmp_path))
+    release = threading.Event()
+    original = SpawnedChild._read_output
+
+    def late(self):
+        release.wait(30)
+        original(self)
+
+    monkeypatch.setattr(SpawnedChild, "_read_output", late)
+    child = SpawnedChild(default_transport())
+    try:
+        with pytest.raises(SandboxError, match="ended while starting") as failed:
+            child.start({}, time.monotonic() + 60)
+        assert "it printed:\nImportError: no torch on this machine" in str(failed.value)
+    finally:
+        release.set()
+        child.close()
+
+
 def test_a_spawned_process_ends_when_the_grader_does(tmp_path):
     """Its stdin is the lifeline: the grader holds it open for as long as it lives."""
     child = SpawnedChild(default_transport())

@@ -45,6 +45,15 @@ def receive_hello(sock, workdir: str):
     return header
 
 
+def question(spec: dict, tensors: list, grads) -> tuple[dict, list]:
+    """A stand-in's question as a frame's header and buffers, as the child asks it."""
+    bufs: list = []
+    header = {"kind": Kind.UPCALL, "spec": spec,
+              "tensors": protocol.encode_value(list(tensors), bufs),
+              "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+    return header, bufs
+
+
 class StudentFault(Exception):
     """An error to report against the student's code."""
 
@@ -90,10 +99,7 @@ class Child:
             protocol.send(self.sock, reply, reply_bufs)
 
     def _upcall(self, spec: dict, tensors: list, grads):
-        bufs: list = []
-        header = {"kind": Kind.UPCALL, "spec": spec,
-                  "tensors": protocol.encode_value(list(tensors), bufs),
-                  "grads": protocol.encode_value(list(grads) if grads is not None else None, bufs)}
+        header, bufs = question(spec, tensors, grads)
         # A question this child already had answered for this item is answered
         # from that answer: it holds nothing the child was not given, and the
         # grader's answer to (item, question) never changes (train-mode

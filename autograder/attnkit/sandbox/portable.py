@@ -260,9 +260,10 @@ class SpawnedChild:
 
     def _boot_text(self) -> str:
         self.kill()
-        time.sleep(0.1)  # the reader's last chunk
         if DRAINABLE:
-            self._drain()
+            self._drain()  # what it wrote before it died is in the pipe: no need to wait for the reader
+        else:
+            time.sleep(0.1)  # the reader's last chunk
         with self.lock:
             text = self.boot.decode("utf-8", "replace").strip()
         return f"; it printed:\n{text[-BOOT_TAIL:]}" if text else ""
