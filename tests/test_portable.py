@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -242,12 +243,8 @@ def test_the_output_is_the_students_alone_on_both_runners(which, request):
         session.close()
 
 
-@pytest.mark.skipif(os.name != "posix", reason="the pipe is drained where select() can wait on it")
-def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
-    """What the student printed before a reply is there when the reply is,
-    even while the thread that reads the pipe has not had its turn yet."""
-    import threading
-
+def hold_the_reader(monkeypatch):
+    """Hold every spawned process's output reader thread until the returned event is set."""
     release = threading.Event()
     original = SpawnedChild._read_output
 
@@ -256,6 +253,14 @@ def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
         original(self)
 
     monkeypatch.setattr(SpawnedChild, "_read_output", late)
+    return release
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the pipe is drained where select() can wait on it")
+def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
+    """What the student printed before a reply is there when the reply is,
+    even while the thread that reads the pipe has not had its turn yet."""
+    release = hold_the_reader(monkeypatch)
     z = PortableZygote(hide=secret_paths())
     code = "import sys\nprint('at import')\nprint('to stderr', file=sys.stderr)\n" + (SOLUTIONS / f"{S}.py").read_text()
     session = Session(z, {f"{S}.py": code.encode()}, (S,), limits=Limits(seconds=30))
@@ -272,8 +277,6 @@ def test_the_output_does_not_wait_for_the_reader_thread(monkeypatch):
 def test_a_process_that_cannot_start_says_what_it_printed(tmp_path, monkeypatch):
     """The error names what the process printed before it died, even while the
     thread that reads its pipe has not had its turn."""
-    import threading
-
     from attnkit.sandbox import portable
 
     fake = tmp_path / "attnkit" / "sandbox"  # found before the kit's own: the process fails as torch would
@@ -284,14 +287,7 @@ def test_a_process_that_cannot_start_says_what_it_printed(tmp_path, monkeypatch)
                                      "    print('ImportError: no torch on this machine', flush=True)\n"
                                      "    sys.exit(1)\n")
     monkeypatch.setattr(portable, "PACKAGE_PARENT", str(tmp_path))
-    release = threading.Event()
-    original = SpawnedChild._read_output
-
-    def late(self):
-        release.wait(30)
-        original(self)
-
-    monkeypatch.setattr(SpawnedChild, "_read_output", late)
+    release = hold_the_reader(monkeypatch)
     child = SpawnedChild(default_transport())
     try:
         with pytest.raises(SandboxError, match="ended while starting") as failed:
