@@ -480,6 +480,9 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         body(MH, "MultiHeadAttention.__init__", MHA_INIT),
         ('scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], float("-inf"))',
          'scores = torch.where(self.mask[:num_tokens, :num_tokens] == 1, float("-inf"), scores)')]),
+    "mha_own_value_error_subclass": (MH, [  # a ValueError of the student's own kind is one
+        ("            raise ValueError(", "            class HeadsError(ValueError):\n                pass\n\n"
+                                       "            raise HeadsError(")]),
     "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                                  "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
 }
@@ -509,3 +512,62 @@ def test_own_helper_wider_than_the_stand_in(zygote, tmp_path):
     report = grade_folder(zygote, folder, (CA,))
     assert scores(report) == full_marks((CA,)), {r.item.key: r.reasons for r in report.results}
     assert not any("stand-in" in c.reason or "reference" in c.reason for r in report.results for c in r.checks)
+
+
+# The student's own CausalAttention as the wrapper may use it: an attribute the
+# chapter's class keeps, a helper method and a property. While the wrapper is
+# graded, its heads are the grader's stand-ins, which make only the declared
+# layers and buffer; the rest must come from the student's class.
+CA_OWN_EXTRAS = [
+    ("        self.dropout = nn.Dropout(dropout)\n",
+     "        self.dropout = nn.Dropout(dropout)\n        self.d_out = d_out\n"),
+    ("    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        ### BEGIN SOLUTION\n        num_tokens",
+     "    @property\n    def width(self) -> int:\n        return self.W_value.out_features\n\n"
+     "    def attend(self, x):\n        return self.forward(x)\n\n"
+     "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        ### BEGIN SOLUTION\n        num_tokens"),
+]
+
+
+WRAPPER_INIT_READS_HEADS = """
+        heads = []
+        for _ in range(num_heads):  # each head checked as it is made: between the draws of a seeded run
+            head = CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)
+            assert head.d_out == d_out
+            heads.append(head)
+        self.heads = nn.ModuleList(heads)
+"""
+
+
+@pytest.mark.parametrize("forward", [
+    """
+        b, T, _ = x.shape
+        d = self.heads[0].d_out  # each head's output size, kept by the head
+        out = x.new_empty(b, T, len(self.heads) * d)
+        for i, head in enumerate(self.heads):
+            out[..., i * d:(i + 1) * d] = head(x)
+        return out
+    """,
+    """
+        assert all(head.width == head.d_out for head in self.heads)
+        return torch.cat([head.attend(x) for head in self.heads], dim=-1)
+    """,
+], ids=["attribute", "method_and_property"])
+def test_the_wrapper_may_use_what_its_own_heads_keep(zygote, tmp_path, forward):
+    folder = make_submission(tmp_path / "sub", {
+        CA: CA_OWN_EXTRAS, MH: [body(MH, "MultiHeadAttentionWrapper.__init__", WRAPPER_INIT_READS_HEADS),
+                                body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}
+
+
+def test_what_neither_the_stand_in_nor_the_students_class_has_is_named_truly(zygote, tmp_path):
+    """The wrapper reads head.d_out, which the student's own CausalAttention
+    never keeps: the error is the student's class's own, and the wrapper alone
+    loses points."""
+    folder = make_submission(tmp_path / "sub", {MH: [body(MH, "MultiHeadAttentionWrapper.forward", """
+        return torch.cat([head(x)[..., :head.d_out] for head in self.heads], dim=-1)
+    """)]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    lost = {r.item.key: r.reasons for r in report.results if r.score != r.max_score}
+    assert list(lost) == [MH + ".MultiHeadAttentionWrapper"]
+    assert "'CausalAttention' object has no attribute 'd_out'" in lost[MH + ".MultiHeadAttentionWrapper"][0]

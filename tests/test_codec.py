@@ -234,3 +234,17 @@ def test_the_wire_names_of_the_messages():
                                              "upcall_error"]
     assert codec.Fault("not_implemented") is codec.Fault.NOT_IMPLEMENTED and len(codec.Fault) == 9
     assert [m.value for m in codec.Limit] == ["time", "memory", "output", "crash", "protocol"]
+
+
+def test_a_childs_word_on_its_exceptions_classes_keeps_built_in_names_only():
+    """A child says which built-in classes its exception belongs to (a student's
+    ValueError subclass is a ValueError); the grader keeps only real names of
+    built-in exception classes, from a list, and no more than 16 of them."""
+    from attnkit.sandbox.contract import ChildFault, builtin_names
+
+    assert builtin_names(["HeadsError", "ValueError", "Exception", "BaseException", "object"]) == (
+        "ValueError", "Exception", "BaseException")
+    assert builtin_names(["print", "open", "__import__", "int", 3, None, ["ValueError"]]) == ()
+    assert builtin_names("ValueError") == () and builtin_names({"ValueError": 1}) == ()
+    assert builtin_names(["TypeError"] * 40) == ("TypeError",) * 16
+    assert ChildFault("exception", "HeadsError: no", "", ["HeadsError", "ValueError"]).family == ("ValueError",)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, confined_only, grade_folder, make_submission, scores
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, confined_only, full_marks, grade_folder, make_submission, scores
 
 from attnkit.judge import reference
 from attnkit.exercises import MODULES
@@ -459,6 +459,29 @@ found["threads"] = len(started)
 stop.set()
 ''')
     assert 4 <= found["threads"] < Limits().processes, found
+
+
+def test_asking_torch_for_more_threads_than_allowed_keeps_one(zygote, tmp_path):
+    """``torch.set_num_threads(os.cpu_count())`` on a grader with more cores
+    than the child's thread limit (64 here): the child keeps one thread instead
+    of ending when torch's thread pool cannot start, so correct code keeps its
+    marks; a value torch refuses is still refused."""
+    folder = make_submission(tmp_path / "sub", {CA: [
+        ("import torch\n", "import torch\n\ntorch.set_num_threads(64)\n"),
+        ("        num_tokens = x.shape[-2]\n", "        torch.set_num_threads(64)\n        num_tokens = x.shape[-2]\n")]})
+    report = grade_folder(zygote, folder, (CA,))
+    assert scores(report) == full_marks((CA,)), {r.item.key: r.reasons for r in report.results}
+    (tmp_path / "probe").mkdir()
+    found = probe(zygote, tmp_path / "probe", """
+import torch
+torch.set_num_threads(64)
+found["threads"] = torch.get_num_threads()
+try:
+    torch.set_num_threads(0)
+except Exception as exc:
+    found["zero"] = type(exc).__name__
+""")
+    assert found == {"threads": 1, "zero": "RuntimeError"}, found
 
 
 @pytest.mark.slow

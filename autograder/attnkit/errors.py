@@ -37,12 +37,13 @@ class StudentError(CheckFailure):
     """
 
     def __init__(self, kind: str, message: str, traceback: str = "", *, inputs: str = "",
-                 hint: str = "", diagnosis: str = ""):
+                 hint: str = "", diagnosis: str = "", family: tuple[str, ...] = ()):
         if kind == "not_implemented" and not raised_by_own_line(traceback):
             kind = "exception"  # torch's own NotImplementedError (an op with no CPU kernel or backward)
             message = f"NotImplementedError: {message}"
         self.kind = kind
         self.message = message
+        self.family = family  # the built-in exception classes of what was raised, as the child said
         self.inputs = inputs
         self.hint = hint
         reason = {

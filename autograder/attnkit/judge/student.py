@@ -66,7 +66,7 @@ class Student:
         try:
             return self.session.request(self.item.key, op, args, kwargs)
         except ChildFault as fault:
-            raise StudentError(fault.kind, fault.message, fault.traceback) from None
+            raise StudentError(fault.kind, fault.message, fault.traceback, family=fault.family) from None
         except LimitHit as hit:
             raise LimitExceeded(hit.kind, hit.message) from None
         except SandboxError as exc:

@@ -57,9 +57,30 @@ def question(spec: dict, tensors: list, grads) -> tuple[dict, list]:
 class StudentFault(Exception):
     """An error to report against the student's code."""
 
-    def __init__(self, kind: Fault, message: str, tb: str = ""):
+    def __init__(self, kind: Fault, message: str, tb: str = "", family: tuple[str, ...] = ()):
         super().__init__(message)
-        self.kind, self.message, self.tb = kind, message, tb
+        self.kind, self.message, self.tb, self.family = kind, message, tb, family
+
+
+def builtin_family(exc: BaseException) -> tuple[str, ...]:
+    """The built-in exception classes ``exc`` is an instance of: a student's own
+    ``class ConfigError(ValueError)`` is a ValueError to a check that asks for one."""
+    return tuple(c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins")[:16]
+
+
+def keep_one_thread(torch) -> None:
+    """``torch.set_num_threads(n)`` keeps one thread in a grading child. A child
+    has one CPU's share of the machine, and at most ``Limits.processes``
+    threads: ``torch.set_num_threads(os.cpu_count())``, common in notebooks,
+    would otherwise end the process on a grader with more cores than that,
+    when the thread pool cannot start. A value torch refuses is still refused."""
+    original = torch.set_num_threads
+
+    def set_num_threads(n):
+        return original(1 if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else n)
+
+    set_num_threads.__doc__ = original.__doc__
+    torch.set_num_threads = set_num_threads
 
 
 class _StandInModule(types.ModuleType):
@@ -71,6 +92,7 @@ class Child:
         self.sock = sock
         self.workdir = os.path.realpath(workdir)
         self.torch = torch
+        keep_one_thread(torch)
         self.exercises = modules  # every exercise module name
         self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
         self.swaps: dict[str, list[str]] = {}  # item -> the other stages it may call that have a stand-in
@@ -95,6 +117,7 @@ class Child:
             except StudentFault as fault:
                 reply_bufs = []
                 reply = {"kind": Kind.ERROR, "error": fault.kind, "message": fault.message[:2000],
+                         "family": list(fault.family),
                          "traceback": fault.tb[-6000:]}
             protocol.send(self.sock, reply, reply_bufs)
 
@@ -185,7 +208,7 @@ class Child:
         except Exception as exc:  # noqa: BLE001 - student code may raise anything
             text = f"{type(exc).__name__}: {exc}"
             kind = Fault.MEMORY if "can't allocate memory" in text else Fault.EXCEPTION
-            raise StudentFault(kind, text, self.student_traceback(exc)) from None
+            raise StudentFault(kind, text, self.student_traceback(exc), builtin_family(exc)) from None
 
     def _in_submission(self, filename: str) -> bool:
         return os.path.realpath(filename).startswith(self.workdir + os.sep)

@@ -194,7 +194,7 @@ class Session:
             if kind == Fault.OUTPUT:
                 self._stop()
                 raise LimitHit(Limit.OUTPUT, self._output_message())
-            raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000])
+            raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000], reply.get("family"))
         if reply.get("kind") != Kind.RESULT:
             self._stop()
             raise ChildFault(Fault.PROTOCOL, "the process running your code sent back an unexpected reply")

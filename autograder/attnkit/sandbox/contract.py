@@ -4,6 +4,7 @@ which runner this machine gives student code (``runner``)."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 from dataclasses import dataclass
@@ -18,9 +19,19 @@ class SandboxError(Exception):
 class ChildFault(Exception):
     """The student's code raised, was missing, or could not be imported."""
 
-    def __init__(self, kind: str, message: str, traceback: str = ""):
+    def __init__(self, kind: str, message: str, traceback: str = "", family=()):
         super().__init__(message)
         self.kind, self.message, self.traceback = str(kind), message, traceback
+        self.family = builtin_names(family)
+
+
+def builtin_names(names) -> tuple[str, ...]:
+    """The names in ``names`` (what a child said an exception is) that are
+    built-in exception classes; anything else is dropped."""
+    if not isinstance(names, (list, tuple)):
+        return ()
+    return tuple(n for n in names[:16] if isinstance(n, str) and isinstance(getattr(builtins, n, None), type)
+                 and issubclass(getattr(builtins, n), BaseException))
 
 
 class LimitHit(Exception):

@@ -18,9 +18,13 @@ Runs next to student code: no grader code here, only the protocol.
 
 from __future__ import annotations
 
+import inspect
 import json
 
 from attnkit.sandbox.protocol import Kind
+
+
+_ABSENT = object()
 
 
 class Refused(Exception):
@@ -137,11 +141,49 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                     masks[call] = upcalls.ask({"target": stage, "args": [bound[p] for p in positional],
                                                "kwargs": {}, "mode": "forward"}, [])
                 self.register_buffer(name, masks[call].clone())
+            self.__dict__["_built"] = True  # from here on, what the declaration lacks is the student's
 
         def forward(self, x):
             names = [n for n, _ in self.named_parameters()]
             request = {"target": key, "init": self._init, "state": names, "training": self.training}
             return upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
+
+        def __getattr__(self, name):
+            # What the declaration does not make (the student's own `self.d_out`,
+            # a helper method, a property) comes from the student's own class, as
+            # the item would have found it there: only the declared layers and
+            # buffers, and the forward, are the reference's.
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                pass
+            if name.startswith("__") or not self.__dict__.get("_built"):
+                raise AttributeError(name)  # copy, pickle, and nn.Module's own checks while it is built
+            return _own_attribute(self, name)
+
+    def _own_attribute(stand_in, name: str):
+        cls = key.split(".", 1)[1]
+        if original is None:
+            raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
+                                 f"the grader's stand-in, and your own {cls} could not be loaded)")
+        found = inspect.getattr_static(original, name, _ABSENT)
+        if found is not _ABSENT:  # of the class: a method or property runs on the stand-in's layers
+            return found.__get__(stand_in, original) if hasattr(found, "__get__") else found
+        own = stand_in.__dict__.get("_own", _ABSENT)
+        if own is _ABSENT:
+            try:
+                # the student's constructor, with the stand-in's arguments; its random
+                # draws must not move a seeded run's, so the generator is put back
+                with torch.random.fork_rng(devices=[]):
+                    own = original(*stand_in._init)
+            except Exception:  # noqa: BLE001 - the student's constructor may raise anything
+                own = None
+            stand_in.__dict__["_own"] = own  # not through nn.Module: its layers are not the stand-in's
+        if own is None:
+            raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
+                                 f"the grader's stand-in, and your own {cls}({', '.join(map(repr, stand_in._init))}) "
+                                 f"raised when built to look it up)")
+        return getattr(own, name)
 
     StandIn.__name__ = StandIn.__qualname__ = key.split(".", 1)[1]
     StandIn.__doc__ = f"The grader's stand-in for {key}."

@@ -321,7 +321,7 @@ def raises_value_error(student, *args, **kwargs) -> str:
     try:
         student.build(*args, **kwargs)
     except StudentError as exc:
-        if exc.message.startswith("ValueError"):
+        if "ValueError" in exc.family:
             return exc.message
         raise CheckFailure(f"with {args} the constructor should raise ValueError; it {exc.reason}") from None
     raise CheckFailure(f"the constructor accepted arguments {args} it should reject with ValueError")

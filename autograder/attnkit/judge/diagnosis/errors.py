@@ -115,5 +115,5 @@ def explain(item: str, exc: StudentError, args=(), kwargs=None, names=(), spec: 
         fields = test(raised)
         if fields is not None:
             return StudentError(exc.kind, exc.message, exc.details, inputs=inputs,
-                                hint=reason(entry_id, **fields), diagnosis=entry_id)
-    return StudentError(exc.kind, exc.message, exc.details, inputs=inputs)
+                                hint=reason(entry_id, **fields), diagnosis=entry_id, family=exc.family)
+    return StudentError(exc.kind, exc.message, exc.details, inputs=inputs, family=exc.family)
