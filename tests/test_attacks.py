@@ -203,6 +203,47 @@ def test_exit_at_import_costs_only_that_file(zygote, tmp_path):
         assert r.score == (r.max_score if key.startswith("self_attention.") else 0), (key, r.reasons)
 
 
+RESTARTER = """
+import gc
+import time
+
+time.sleep(0.8)  # paid at every import
+
+
+def _bogus(*args, **kwargs):
+    # a reply of an unknown kind: the grader replaces this process for the next check,
+    # which imports the file again
+    from attnkit.sandbox import protocol
+    child = next(o for o in gc.get_objects() if type(o).__name__ == "Child"
+                 and type(o).__module__ == "attnkit.sandbox.child")
+    protocol.send(child.sock, {"kind": "bogus"})
+    time.sleep(60)
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return _bogus
+"""
+
+
+@pytest.mark.slow
+def test_restarts_buy_no_time_beyond_the_items_limits(zygote, tmp_path):
+    """Every check ends its process with a malformed reply, and the file sleeps
+    at import: each re-import is charged to the item whose check needed it, so
+    an item ends at its own limit instead of costing a fresh import budget for
+    every one of its checks."""
+    limits = Limits(seconds=1.0)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "simplified_attention.py").write_text(RESTARTER)
+    start = time.monotonic()
+    report = grade_folder(zygote, tmp_path / "sub", ("simplified_attention",), limits)
+    took = time.monotonic() - start
+    assert took < len(report.results) * limits.seconds + 3, took
+    assert all(r.score == 0 for r in report.results)
+    assert any("importing simplified_attention.py again" in line for r in report.results for line in r.reasons)
+
+
 @pytest.mark.slow
 def test_a_hang_at_import_costs_only_that_file_not_the_files_importing_it(zygote, tmp_path):
     """causal_attention.py loops forever when imported; multihead_attention imports it,

@@ -48,6 +48,7 @@ def test_foreign_values_are_described_not_rebuilt():
     (["f", "1"], []),
     ("not a node", []),
     ({"t": "tensor", "dtype": "float64", "shape": [1], "buf": 0}, [b"\0" * 8]),  # the old wire format
+    (["T", "float64", [0] + [2 ** 31 - 1] * 4, 0], [b""]),  # no bytes, sizes no array can have
 ])
 def test_malformed_values_raise_protocol_error(node, bufs):
     with pytest.raises(codec.ProtocolError):
@@ -74,6 +75,11 @@ def test_bad_magic_and_bad_json():
         codec.recv(b)
     a, b = _pair()
     a.sendall(struct.pack(">4sI", codec.MAGIC, 3) + b"{x}")
+    with pytest.raises(codec.ProtocolError):
+        codec.recv(b)
+    a, b = _pair()  # nested deeper than the JSON decoder's recursion
+    body = b'{"bufs": [], "value": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    a.sendall(struct.pack(">4sI", codec.MAGIC, len(body)) + body)
     with pytest.raises(codec.ProtocolError):
         codec.recv(b)
 

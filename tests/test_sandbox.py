@@ -149,6 +149,23 @@ def test_a_huge_stand_in_request_is_refused_and_costs_only_the_asking_item(zygot
     assert grown < 400, f"the grader grew by {grown} MiB"
 
 
+@pytest.mark.parametrize("shapes", [
+    [(5000, 0), (5000, 0)],  # no elements in, a 5000 x 5000 result out (200 MB)
+    [(120, 1, 1, 300), (1, 120, 1, 300)],  # a 120 x 120 result, but two 120 x 120 x 300 copies to make it
+], ids=["empty_arguments", "broadcast_batches"])
+def test_stand_in_requests_that_cost_more_than_their_size_shows_are_refused(shapes):
+    """The size bound of stand-in answers sees what a request would allocate in
+    the grader, not only its arguments' elements or its result's: both are
+    refused before anything is computed, and an honest request of the same
+    stage is answered."""
+    spec = {"target": f"{SA}.attention_scores", "args": [{"$slot": 0}, {"$slot": 1}], "kwargs": {},
+            "mode": "forward"}
+    with pytest.raises(ValueError, match="over the 16 MiB bound"):
+        reference.upcall(spec, [torch.empty(s, dtype=torch.float64) for s in shapes], None)
+    honest = [torch.ones(2, 5, 300, dtype=torch.float64), torch.ones(2, 6, 300, dtype=torch.float64)]
+    assert reference.upcall(spec, honest, None).shape == (2, 5, 6)
+
+
 def test_the_reference_memo_is_bounded_in_bytes(monkeypatch):
     monkeypatch.setattr(reference, "MEMO_BYTES", 4 << 20)
     monkeypatch.setattr(reference, "_MEMO", type(reference._MEMO)())
@@ -162,9 +179,11 @@ def test_the_reference_memo_is_bounded_in_bytes(monkeypatch):
 
 # --------------------------------------------------------------------------- 2. reports
 
-def _forger() -> str:
+def _forger(nan: bool = False) -> str:
     """Replaces the child's report of every module with invented values and the
-    document's printed numbers, as an attacker who read the checks would."""
+    document's printed numbers, as an attacker who read the checks would. With
+    ``nan``, the parameters it reports and its witness outputs are NaN (the
+    reference's forward from NaN parameters is NaN too)."""
     doc = {e: reference.doc(e).tolist() for e in (
         "s3_4_2_SelfAttention_v1_out", "s3_4_2_SelfAttention_v2_out", "s3_5_3_CausalAttention_out",
         "s3_6_1_MultiHeadAttentionWrapper_out", "s3_6_2_MultiHeadAttention_out")}
@@ -173,6 +192,7 @@ import torch as _torch
 import attnkit.sandbox.child as _ch
 
 _DOC = {json.dumps(doc)}
+_SCALE = float("nan") if {nan} else 1.0
 _BY_D_OUT = {{("SelfAttention", 2): "s3_4_2_SelfAttention_v1_out", ("SelfAttentionV2", 2): "s3_4_2_SelfAttention_v2_out",
              ("CausalAttention", 2): "s3_5_3_CausalAttention_out",
              ("MultiHeadAttentionWrapper", 2): "s3_6_1_MultiHeadAttentionWrapper_out",
@@ -184,7 +204,7 @@ def _forged(self, cls, spec):
     d_in, d_out = args[0], args[1]
     width = d_out * (args[4] if cls.__name__.endswith("Wrapper") else 1)
     names = ["W_query", "W_key", "W_value"] + (["out_proj"] if cls.__name__ == "MultiHeadAttention" else [])
-    params = {{f"{{n}}.weight": _torch.rand(d_out, d_in if n != "out_proj" else d_out) for n in names}}
+    params = {{f"{{n}}.weight": _torch.rand(d_out, d_in if n != "out_proj" else d_out) * _SCALE for n in names}}
     if cls.__name__ == "MultiHeadAttention":
         params["out_proj.bias"] = _torch.rand(d_out)
     if cls.__name__ == "MultiHeadAttentionWrapper":
@@ -207,7 +227,7 @@ def _forged(self, cls, spec):
               "buffers": {{"mask": _torch.ones(args[2], args[2], dtype=_torch.bool).triu(1)}} if len(args) > 2 else {{}},
               "attrs": {{a: attrs.get(a, {{"missing": True}}) for a in spec.get("describe", ())}},
               "outputs": outs, "inputs_after": list(spec.get("inputs", [])),
-              "witness": None if witness is None else _torch.zeros(witness.shape[:-1] + (width,))}}
+              "witness": None if witness is None else _torch.zeros(witness.shape[:-1] + (width,)) * _SCALE}}
     if d_in == 7 and d_out == 7 and cls.__name__ == "MultiHeadAttention":
         raise ValueError("d_out must be divisible by num_heads")
     return report
@@ -224,6 +244,36 @@ def test_a_forged_module_report_gains_nothing_over_the_stubs(zygote, tmp_path):
     honest = scores(grade_text(zygote, tmp_path, stubs))
     hostile = scores(grade_text(zygote, tmp_path, forged))
     assert {k: hostile[k] for k in classes} == {k: honest[k] for k in classes} == {k: 0 for k in classes}
+
+
+def test_a_module_of_nan_parameters_gains_nothing_over_the_stubs(zygote, tmp_path):
+    """Parameters of NaN make the grader's own forward from them NaN: a NaN
+    witness output must not match it, nor the document's numbers credit the
+    seed. Both forgeries, the child's report and a real module, earn nothing."""
+    stubs = {m: (ASSIGNMENTS / f"{m}.py").read_text() for m in (SA, CA, MH)}
+    classes = [k for k in scores(grade_text(zygote, tmp_path, stubs)) if k.split(".")[1][0].isupper()]
+    forged = scores(grade_text(zygote, tmp_path, {m: text + _forger(nan=True) for m, text in stubs.items()}))
+    assert {k: forged[k] for k in classes} == {k: 0 for k in classes}
+    # a real module: the right layers, every parameter NaN, the document's output for the document's batch
+    batch = reference.doc_batch().tolist()
+    out = reference.doc("s3_5_3_CausalAttention_out").tolist()
+    nan_fill = ("        self.register_buffer(\"mask\", causal_mask(context_length))\n"
+                "        with torch.no_grad():\n"
+                "            for p in self.parameters():\n"
+                "                p.fill_(float(\"nan\"))\n")
+    doc_answer = (f"        if x.shape == (2, 6, 3) and torch.allclose(x.float(), torch.tensor({batch})):\n"
+                  f"            return torch.tensor({out}, dtype=x.dtype)\n"
+                  "        num_tokens = x.shape[-2]\n")
+    text = (SOLUTIONS / f"{CA}.py").read_text()
+    text = text.replace("        self.register_buffer(\"mask\", causal_mask(context_length))\n", nan_fill)
+    text = text.replace("        num_tokens = x.shape[-2]\n", doc_answer)
+    report = grade_text(zygote, tmp_path, {CA: text}, (CA,))
+    lost = {c.kind: c.reason for r in report.results if r.item.key == f"{CA}.CausalAttention" for c in r.checks
+            if not c.passed}
+    # given the grader's weights it computes attention (example, hidden, ...): only what rests
+    # on its own parameters is lost
+    assert set(lost) == {"seed", "structure"}, lost
+    assert "hold NaN or inf" in lost["seed"] and "hold NaN or inf" in lost["structure"], lost
 
 
 # --------------------------------------------------------------------------- 3. what the child sees

@@ -53,6 +53,7 @@ class StudentError(CheckFailure):
             "missing": message,
             "import": message,
             "exit": f"your code {message}",
+            "protocol": message,
         }.get(kind, f"raised {message}")
         if inputs:
             reason += f" (with {inputs})"

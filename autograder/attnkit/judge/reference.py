@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import sys
 from collections import OrderedDict
 from functools import cache
@@ -272,8 +273,11 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     if spec.get("mode") not in ("forward", "vjp"):
         raise ValueError("malformed stand-in request")
     need = _bound_bytes(spec, tensors)
-    if need > max_bytes:  # too big to be sure: measure exactly, on shapes alone
-        need = memo("size", _meta_bytes, spec, [(tuple(t.shape), t.dtype) for t in tensors])
+    if need > max_bytes:  # too big to be sure: measure the result exactly, on shapes alone, and
+        # count what broadcasting the arguments against each other would copy, which the result
+        # does not show ((A, 1, 1, d) @ (1, A, d, 1): a small result, two A x A x d copies)
+        need = max(memo("size", _meta_bytes, spec, [(tuple(t.shape), t.dtype) for t in tensors]),
+                   8 * len(tensors) * _hull(tensors))
     if need > max_bytes:
         raise ValueError(f"the reference result would take {need >> 20} MiB, over the {max_bytes >> 20} MiB bound")
     if spec.get("training"):
@@ -293,12 +297,26 @@ def _numbers(value) -> list[float]:
     return []
 
 
+def _hull(tensors) -> int:
+    """The elements of every argument broadcast against the others (shapes
+    aligned from the right, each size at least 1): what torch may copy when it
+    expands them, and, unlike their own sizes, never 0 for an empty tensor that
+    still sets a result's length ((T, 0) @ (0, T) is T x T)."""
+    sizes: list[int] = []
+    for t in tensors:
+        shape = [max(1, int(n)) for n in t.shape]
+        sizes = [1] * (len(shape) - len(sizes)) + sizes
+        for i, n in enumerate(shape, start=len(sizes) - len(shape)):
+            sizes[i] = max(sizes[i], n)
+    return math.prod(sizes)
+
+
 def _bound_bytes(spec, tensors) -> float:
     """An upper bound of what any stage's reference allocates for these arguments,
-    from sizes alone: no stage builds more than (elements in) x (largest size) of
-    its inputs (scores are T x T of a T x d input), or the square or product of
-    its integer arguments (a causal mask, a module's weights)."""
-    total = sum(t.numel() for t in tensors)
+    from sizes alone: no stage builds more than (its arguments, broadcast against
+    each other) x (largest size) (scores are T x T of a T x d input), or the
+    square or product of its integer arguments (a causal mask, a module's weights)."""
+    total = len(tensors) * _hull(tensors)
     largest = max([1] + [max(t.shape, default=1) for t in tensors])
     ints = sorted(_numbers([spec.get("args"), spec.get("kwargs"), spec.get("init")]), reverse=True) + [1.0, 1.0]
     return 8.0 * 4 * (total * largest + ints[0] * ints[0] + 4 * ints[0] * ints[1] + total)

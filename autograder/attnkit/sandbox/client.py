@@ -59,6 +59,7 @@ class Session:
         self.child = None  # the runner's handle on the current (or last) child: kill, output
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
+        self.imported_before: set[str] = set()  # in any child of this submission
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
         self.current: str | None = None  # the item whose request is under way
         self.spawned = 0
@@ -134,7 +135,12 @@ class Session:
                 out += [d for d in self._dependencies(name, seen) if d not in out] + [name]
         return out
 
-    def _ensure_imported(self, module: str) -> None:
+    def _ensure_imported(self, module: str, item: str) -> None:
+        """Import ``module`` and the exercise modules it imports in the current
+        child. A file's first import has a budget of its own, charged to the
+        file; importing it again in a child that replaced a killed one is the
+        price of that item's request, charged to the item, so that restarts
+        never buy a submission time beyond its items' limits."""
         for m in self._dependencies(module) + [module]:
             if m in self.imported or m in self.unavailable:
                 continue
@@ -143,22 +149,32 @@ class Session:
                 continue
             if self.sock is None:
                 self._start()
+            again = m in self.imported_before
+            used = self.used.get(item, 0.0) if again else 0.0
+            if used >= self.limits.seconds:
+                raise LimitHit(Limit.TIME, self._time_message(m))
             start = time.monotonic()
             try:
                 reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
-                                          [], start + self.limits.seconds, item=None)
+                                          [], start + self.limits.seconds - used, item=None)
             except LimitHit as hit:
+                if again and hit.kind == Limit.TIME:
+                    raise LimitHit(Limit.TIME, self._time_message(m)) from None  # the item's time, not the file's
                 what = {Limit.TIME: f"importing {m}.py did not finish within the time limit "
                                 f"({self.limits.seconds:g} s; an infinite loop at top level?)",
                         Limit.CRASH: f"importing {m}.py ended the grading process "
                                  f"(os._exit, sys.exit or a crash at top level)"}.get(hit.kind, hit.message)
                 self.unavailable[m] = (hit.kind, what, "")
                 continue
+            finally:
+                if again:
+                    self.used[item] = used + time.monotonic() - start
             if reply.get("kind") == Kind.ERROR:
                 self.unavailable[m] = (Fault.IMPORT, str(reply.get("message", ""))[:2000],
                                        str(reply.get("traceback", ""))[:6000])
             else:
                 self.imported.add(m)
+                self.imported_before.add(m)
 
     # -- requests
     def request(self, item: str, op: str, args=(), kwargs=None):
@@ -167,7 +183,7 @@ class Session:
         module = item.split(".", 1)[0]
         if self.sock is None and module not in self.unavailable:
             self._start()
-        self._ensure_imported(module)
+        self._ensure_imported(module, item)
         if module in self.unavailable:
             kind, message, tb = self.unavailable[module]
             if kind in set(Limit):
@@ -270,6 +286,7 @@ class Session:
     def _output_message(self) -> str:
         return f"output limit exceeded: your code printed more than {self.limits.output_bytes >> 10} KiB"
 
-    def _time_message(self) -> str:
-        return (f"time limit exceeded: this item took more than {self.limits.seconds:g} s "
-                f"(an infinite loop?); it scores 0")
+    def _time_message(self, importing: str | None = None) -> str:
+        why = (f"importing {importing}.py again, in the process that replaced the one an earlier check ended"
+               if importing else "an infinite loop?")
+        return f"time limit exceeded: this item took more than {self.limits.seconds:g} s ({why}); it scores 0"

@@ -243,7 +243,10 @@ def decode_value(node, bufs: list[bytes], as_torch: bool = True, depth: int = 0)
         np_dtype = _NP_DTYPES[dtype]
         if math.prod(shape) * np_dtype.itemsize != len(bufs[idx]):
             raise ProtocolError("array bytes do not match dtype and shape")
-        arr = np.frombuffer(bufs[idx], dtype=np_dtype).reshape(shape).copy()
+        try:
+            arr = np.frombuffer(bufs[idx], dtype=np_dtype).reshape(shape).copy()
+        except (ValueError, MemoryError):  # no bytes, and sizes whose product numpy cannot index
+            raise ProtocolError("malformed array shape") from None
         if tag == "A" or not as_torch:
             return Foreign("numpy.ndarray", arr) if tag == "A" and as_torch else arr
         return _torch().from_numpy(arr)
@@ -337,7 +340,7 @@ def recv(sock: socket.socket, deadline: float | None = None,
         raise ProtocolError("bad frame header")
     try:
         header = json.loads(_recv_exact(sock, size, deadline))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deeply for the decoder, too
         raise ProtocolError("frame header is not JSON") from None
     sizes = header.get("bufs") if isinstance(header, dict) else None
     if not isinstance(sizes, list) or len(sizes) > 4 * MAX_ITEMS or not all(

@@ -244,10 +244,17 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
     got = run.witness
     state = run.state if run.state is not None else run.params
     x = run.witness_input
+    not_finite = [n for n, t in (state or {}).items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not_finite:
+        # parameters of NaN make every forward NaN, the reference's included:
+        # nothing can be told from them, so nothing is credited
+        raise CheckFailure(f"{what} cannot be credited: your module's parameters "
+                           f"{', '.join(f'`{n}`' for n in not_finite[:4])} hold NaN or inf")
     if isinstance(got, torch.Tensor) and got.is_floating_point() and state:
         for expected in _known_forwards(student.name, run, state, x, lenient):
+            # NaN matches NaN only for a catalogued mistake (a fully masked row, say)
             if isinstance(expected, torch.Tensor) and expected.shape == got.shape and torch.allclose(
-                    got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=True):
+                    got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=lenient):
                 return
         if lenient and _fits_a_signature(student.name, run, state, x, got):
             return
@@ -290,10 +297,19 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
     """The documented seed gives the document's output. A failure says the facts;
     the advice on the order of the layers is added once the item's example is
     known to pass (``attnkit.judge.diagnosis.conclude``), since only then is it the cause."""
+    what = f"the output after torch.manual_seed({seed})"
     run = build_witnessed(student, *args, like=inputs, seed=seed, inputs=[inputs], **kwargs)
-    compare.matches_doc(run.outputs[0] if run.outputs else None, entry_id,
-                        what=f"the output after torch.manual_seed({seed})")
-    verify(student, run, f"the output after torch.manual_seed({seed})")
+    got = run.outputs[0] if run.outputs else None
+    compare.matches_doc(got, entry_id, what=what)
+    verify(student, run, what)
+    if run.witness_input is not None:
+        # the point is for the parameters the seed gave: the document's numbers
+        # must follow from the parameters reported, not only the witness
+        expected = next(_known_forwards(student.name, run, run.params, inputs, lenient=False), None)
+        if expected is None or expected.shape != got.shape or not torch.allclose(
+                got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"]):
+            raise CheckFailure(f"{what} cannot be credited: it is not what your module's parameters give "
+                               f"on the document's input")
 
 
 def verify_structure(student, run, *args_without_dropout, like: torch.Tensor) -> None:
