@@ -104,3 +104,23 @@ def test_bundle_refuses_to_grade_where_the_sandbox_cannot_confine_unless_built_u
         else:
             assert proc.returncode == 1 and not results.exists()
             assert "refusing to grade" in proc.stdout and "--unconfined" in proc.stdout
+
+
+def test_each_submission_gets_hidden_cases_of_its_own(tmp_path):
+    """What a run's feedback shows of the hidden cases (here, the student's own
+    message carrying the first hidden input) is no use for the next run: each
+    draws its own cases. Correct stages keep their points in both runs."""
+    root = unpack(tmp_path, secret="course-secret-1")
+    sub = make_submission(root / "submission", {"simplified_attention": [(
+        "    shifted = scores - scores.amax(dim=dim, keepdim=True)",
+        "    if scores.dtype == torch.float64 and scores.dim() > 1:  # a hidden case\n"
+        "        raise ValueError(f'LEAK {float(scores.flatten()[0])!r}')\n"
+        "    shifted = scores - scores.amax(dim=dim, keepdim=True)")]})
+    assert (sub / "simplified_attention.py").read_text().count("LEAK") == 1
+    leaked = []
+    for _ in range(2):
+        data = run_autograder(root)
+        softmax = next(t for t in data["tests"] if t["name"] == "simplified_attention.softmax")
+        leaked.append(softmax["output"].split("LEAK ", 1)[1].split()[0])
+        assert data["score"] == 100 - softmax["max_score"] + softmax["score"]
+    assert leaked[0] != leaked[1], leaked

@@ -6,6 +6,7 @@ expects, and the kit (grader, solutions, points) under ``attnkit/``.
 ``$AUTOGRADER_ROOT/submission`` (default root ``/autograder``) in the sandbox
 and writes ``$AUTOGRADER_ROOT/results/results.json``. The student's code never
 sees the kit, the secret, the original submission or the results folder.
+Each run draws its own hidden cases, from the secret and a fresh nonce.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def main(root: str = "/autograder") -> int:
     root_path = Path(root)
     results = root_path / "results" / "results.json"
     start = time.monotonic()
+    # Students resubmit here and read each run's feedback: what it shows of the
+    # hidden cases (a value that differs, their own code's message or output)
+    # must be of no use to the next submission, so each run draws its own.
+    os.environ[config.SECRET.name] = f"{config.secret()}:{os.urandom(16).hex()}"
     submission = intake(root_path)
     zygote = Zygote(hide=[*secret_paths(), str(root_path / "source"), str(root_path / "results"),
                           str(root_path / "submission")])
