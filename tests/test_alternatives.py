@@ -483,6 +483,11 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
     "mha_own_value_error_subclass": (MH, [  # a ValueError of the student's own kind is one
         ("            raise ValueError(", "            class HeadsError(ValueError):\n                pass\n\n"
                                        "            raise HeadsError(")]),
+    "causal_attention_gpt2_mask_buffer": (CA, [  # the mask kept as (1, 1, T, T), as GPT-2 keeps it
+        ('        self.register_buffer("mask", causal_mask(context_length))',
+         '        self.register_buffer("mask", causal_mask(context_length).view(1, 1, context_length, context_length))'),
+        ("mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+         "mask_scores(scores, self.mask[0, 0, :num_tokens, :num_tokens])")]),
     "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                                  "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
 }

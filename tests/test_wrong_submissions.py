@@ -119,3 +119,22 @@ def test_stubbed_causal_attention_does_not_cost_the_wrapper(zygote, tmp_path):
     got = scores(report)
     assert all(v == 0 for k, v in got.items() if k.startswith(CA))
     assert {k: v for k, v in got.items() if k.startswith(MH)} == full_marks((MH,))
+
+
+@pytest.mark.parametrize("buffer,use", [
+    ("causal_mask(1024)", "self.mask[:num_tokens, :num_tokens]"),  # GPT-2's block size, whatever context_length
+    ("causal_mask(context_length).expand(2, context_length, context_length).clone()",
+     "self.mask[0, :num_tokens, :num_tokens]"),  # a leading axis that is not 1: not one mask
+], ids=["fixed_size", "leading_axis_of_two"])
+def test_a_mask_buffer_not_sized_by_context_length_loses_the_structure_point(zygote, tmp_path, buffer, use):
+    """The forward works either way; the documented buffer is the mask for
+    context_length tokens ((1, 1, T, T), GPT-2's layout, is one too:
+    tests/test_alternatives.py)."""
+    folder = make_submission(tmp_path / "sub", {CA: [
+        ('        self.register_buffer("mask", causal_mask(context_length))',
+         f'        self.register_buffer("mask", {buffer})'),
+        ("mask_scores(scores, self.mask[:num_tokens, :num_tokens])", f"mask_scores(scores, {use})")]})
+    report = grade_folder(zygote, folder, (CA,))
+    lost = {(r.item.key, c.kind): c.reason for r in report.results for c in r.checks if not c.passed}
+    assert list(lost) == [(f"{CA}.CausalAttention", "structure")], lost
+    assert "expected (context_length, context_length) = (9, 9)" in lost[(f"{CA}.CausalAttention", "structure")]
