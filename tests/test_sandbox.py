@@ -166,6 +166,29 @@ def test_stand_in_requests_that_cost_more_than_their_size_shows_are_refused(shap
     assert reference.upcall(spec, honest, None).shape == (2, 5, 6)
 
 
+def test_a_stand_in_module_request_is_sized_by_its_scores_too():
+    """CausalAttention's stand-in on a long input of one feature: the arguments,
+    result and parameters are small, its scores and weights (b, T, T) are not."""
+    spec = {"target": f"{CA}.CausalAttention", "init": [1, 1, 2000, 0.0, False], "mode": "forward",
+            "state": ["W_query.weight", "W_key.weight", "W_value.weight"], "training": False}
+    x, w = torch.randn(16, 2000, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="over the 16 MiB bound"):
+        reference.upcall(spec, [x, w, w, w], None)
+    assert reference.upcall(spec, [x[:, :50], w, w, w], None).shape == (16, 50, 1)
+
+
+@pytest.mark.parametrize("change", [{"pad": list(range(50))}, {"args": [list(range(2000))]}],
+                         ids=["unknown_key", "large_spec"])
+def test_stand_in_specs_are_small_and_of_known_keys(change):
+    """The memo keeps a spec with its answer: one padded to make every request
+    new, or with keys no stand-in has, is refused (the child then runs the
+    student's own code)."""
+    spec = dict({"target": f"{S}.normalize_by_sum", "args": [{"$slot": 0}], "kwargs": {}, "mode": "forward"},
+                **change)
+    with pytest.raises(ValueError, match="malformed|too large"):
+        reference.upcall(spec, [torch.ones(3, dtype=torch.float64)], None)
+
+
 def test_the_reference_memo_is_bounded_in_bytes(monkeypatch):
     monkeypatch.setattr(reference, "MEMO_BYTES", 4 << 20)
     monkeypatch.setattr(reference, "_MEMO", type(reference._MEMO)())
@@ -179,11 +202,11 @@ def test_the_reference_memo_is_bounded_in_bytes(monkeypatch):
 
 # --------------------------------------------------------------------------- 2. reports
 
-def _forger(nan: bool = False) -> str:
+def _forger(scale: float = 1.0, witness: float = 0.0) -> str:
     """Replaces the child's report of every module with invented values and the
-    document's printed numbers, as an attacker who read the checks would. With
-    ``nan``, the parameters it reports and its witness outputs are NaN (the
-    reference's forward from NaN parameters is NaN too)."""
+    document's printed numbers, as an attacker who read the checks would: the
+    parameters it reports are random numbers times ``scale``, its witness
+    outputs all ``witness``."""
     doc = {e: reference.doc(e).tolist() for e in (
         "s3_4_2_SelfAttention_v1_out", "s3_4_2_SelfAttention_v2_out", "s3_5_3_CausalAttention_out",
         "s3_6_1_MultiHeadAttentionWrapper_out", "s3_6_2_MultiHeadAttention_out")}
@@ -192,7 +215,7 @@ import torch as _torch
 import attnkit.sandbox.child as _ch
 
 _DOC = {json.dumps(doc)}
-_SCALE = float("nan") if {nan} else 1.0
+_SCALE = float("{scale}")
 _BY_D_OUT = {{("SelfAttention", 2): "s3_4_2_SelfAttention_v1_out", ("SelfAttentionV2", 2): "s3_4_2_SelfAttention_v2_out",
              ("CausalAttention", 2): "s3_5_3_CausalAttention_out",
              ("MultiHeadAttentionWrapper", 2): "s3_6_1_MultiHeadAttentionWrapper_out",
@@ -227,7 +250,7 @@ def _forged(self, cls, spec):
               "buffers": {{"mask": _torch.ones(args[2], args[2], dtype=_torch.bool).triu(1)}} if len(args) > 2 else {{}},
               "attrs": {{a: attrs.get(a, {{"missing": True}}) for a in spec.get("describe", ())}},
               "outputs": outs, "inputs_after": list(spec.get("inputs", [])),
-              "witness": None if witness is None else _torch.zeros(witness.shape[:-1] + (width,)) * _SCALE}}
+              "witness": None if witness is None else _torch.full(witness.shape[:-1] + (width,), float("{witness}"))}}
     if d_in == 7 and d_out == 7 and cls.__name__ == "MultiHeadAttention":
         raise ValueError("d_out must be divisible by num_heads")
     return report
@@ -246,15 +269,25 @@ def test_a_forged_module_report_gains_nothing_over_the_stubs(zygote, tmp_path):
     assert {k: hostile[k] for k in classes} == {k: honest[k] for k in classes} == {k: 0 for k in classes}
 
 
-def test_a_module_of_nan_parameters_gains_nothing_over_the_stubs(zygote, tmp_path):
-    """Parameters of NaN make the grader's own forward from them NaN: a NaN
-    witness output must not match it, nor the document's numbers credit the
-    seed. Both forgeries, the child's report and a real module, earn nothing."""
+@pytest.mark.parametrize("scale,witness", [
+    ("nan", "nan"),  # NaN parameters: the grader's own forward from them is NaN too
+    ("0.0", "0.0"),  # zero parameters: attention's output is 0 whatever the input
+    ("1e30", "nan"),  # finite parameters so large that the scores overflow: NaN again
+], ids=["nan", "zero", "overflowing"])
+def test_parameters_that_make_attention_ignore_its_input_gain_nothing(zygote, tmp_path, scale, witness):
+    """A forged report whose parameters make the right answer a constant (or
+    NaN), with the witness output that constant: the witness then shows
+    nothing, and earns nothing over the stubs."""
     stubs = {m: (ASSIGNMENTS / f"{m}.py").read_text() for m in (SA, CA, MH)}
     classes = [k for k in scores(grade_text(zygote, tmp_path, stubs)) if k.split(".")[1][0].isupper()]
-    forged = scores(grade_text(zygote, tmp_path, {m: text + _forger(nan=True) for m, text in stubs.items()}))
+    forged = scores(grade_text(zygote, tmp_path, {m: text + _forger(scale, witness) for m, text in stubs.items()}))
     assert {k: forged[k] for k in classes} == {k: 0 for k in classes}
-    # a real module: the right layers, every parameter NaN, the document's output for the document's batch
+
+
+def test_a_module_of_nan_parameters_gains_nothing_over_the_stubs(zygote, tmp_path):
+    """A real module: the right layers, every parameter NaN, the document's
+    output for the document's batch. Given the grader's weights it computes
+    attention; what rests on its own parameters (seed, structure) earns nothing."""
     batch = reference.doc_batch().tolist()
     out = reference.doc("s3_5_3_CausalAttention_out").tolist()
     nan_fill = ("        self.register_buffer(\"mask\", causal_mask(context_length))\n"

@@ -236,14 +236,15 @@ def nbytes(obj) -> int:
 
 def memo(tag: str, fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, computed once per distinct tag and arguments.
-    Callers must not modify what it returns."""
+    Callers must not modify what it returns. The tag's text counts in an
+    entry's size (a stand-in's tag holds its spec)."""
     global _memo_bytes
     key = (tag, _key(args), _key(kwargs))
     if key in _MEMO:
         _MEMO.move_to_end(key)
         return _MEMO[key][0]
     value = fn(*args, **kwargs)
-    size = nbytes(value) + 256
+    size = nbytes(value) + 256 + len(tag)
     if size <= MEMO_BYTES // 4:
         _MEMO[key] = (value, size)
         _memo_bytes += size
@@ -262,8 +263,13 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     stage; here the request is checked for form and for size: a result (or a
     module's parameters) over ``max_bytes`` is refused before anything is
     computed, by running the reference on shapes alone (torch's meta device)."""
-    if not isinstance(spec, dict) or not isinstance(tensors, list):
+    if not isinstance(spec, dict) or not isinstance(tensors, list) or not set(spec) <= SPEC_KEYS:
         raise ValueError("malformed stand-in request")
+    # The spec is a child's text, and the memo keeps it: a few hundred bytes for any
+    # honest call, so a large one (padding to make every request new) is refused.
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
+    if len(text) > SPEC_BYTES or len(tensors) + len(grads or []) > SPEC_TENSORS:
+        raise ValueError("stand-in request too large")
     target = spec.get("target")
     if target not in stand_in_targets():
         raise ValueError(f"no stand-in for {target!r}")
@@ -275,14 +281,24 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     need = _bound_bytes(spec, tensors)
     if need > max_bytes:  # too big to be sure: measure the result exactly, on shapes alone, and
         # count what broadcasting the arguments against each other would copy, which the result
-        # does not show ((A, 1, 1, d) @ (1, A, d, 1): a small result, two A x A x d copies)
-        need = max(memo("size", _meta_bytes, spec, [(tuple(t.shape), t.dtype) for t in tensors]),
-                   8 * len(tensors) * _hull(tensors))
+        # does not show ((A, 1, 1, d) @ (1, A, d, 1): a small result, two A x A x d copies), and
+        # a module's scores and weights, (b, T, T) each, which neither shows
+        x = tensors[0] if tensors and tensors[0].dim() >= 2 else None
+        scores = 8 * 4 * (x.numel() // max(1, x.shape[-1])) * x.shape[-2] if (
+            x is not None and stand_in_targets()[target] == "module") else 0
+        need = max(memo("size:" + text, lambda shapes: _meta_bytes(spec, shapes),
+                        [(tuple(t.shape), t.dtype) for t in tensors]),
+                   8 * len(tensors) * _hull(tensors), scores)
     if need > max_bytes:
         raise ValueError(f"the reference result would take {need >> 20} MiB, over the {max_bytes >> 20} MiB bound")
     if spec.get("training"):
         return _upcall(spec, tensors, grads)  # dropout draws: never memoised
-    return memo("upcall", _upcall, spec, tensors, grads)
+    return memo("upcall:" + text, lambda t, g: _upcall(spec, t, g), tensors, grads)  # the tag holds the spec
+
+
+SPEC_KEYS = frozenset({"target", "args", "kwargs", "mode", "init", "state", "training"})
+SPEC_BYTES = 2048  # an honest stand-in spec is under 400 bytes of JSON
+SPEC_TENSORS = 64  # an honest one carries at most a module's input and its parameters
 
 
 def _numbers(value) -> list[float]:

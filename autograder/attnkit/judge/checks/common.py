@@ -189,12 +189,27 @@ def build_witnessed(student, *args, like: torch.Tensor, **kwargs):
     return student.build(*args, witness=witness, **kwargs)
 
 
+def _one_dtype(state: dict) -> dict:
+    """The parameters in one dtype (float64 where a module mixes them), as the reference takes them."""
+    if len({t.dtype for t in state.values()}) > 1:
+        return {n: t.double() for n, t in state.items()}
+    return state
+
+
+def _reference_forward(item: str, run, state: dict, x: torch.Tensor):
+    state = _one_dtype(state)
+    try:
+        return reference.forward(item, state, x.to(next(iter(state.values())).dtype), *run.init_args, **run.init)
+    except Exception:  # noqa: BLE001 - parameters the reference cannot take (a dtype it refuses): no match
+        return None
+
+
 def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool):
     """The outputs a module with these parameters gives on ``x``: the reference's
     (when the parameters are the reference's), and with ``lenient`` every
     catalogued mistake's (an honest module with a known bug still computes)."""
     if _same_layout(item, run, state):
-        yield reference.forward(item, state, x.to(next(iter(state.values())).dtype), *run.init_args, **run.init)
+        yield _reference_forward(item, run, state, x)
     if lenient:
         from attnkit.judge.diagnosis import ENTRIES
 
@@ -216,7 +231,9 @@ def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.T
         return False
     from attnkit.judge.diagnosis import ENTRIES
 
-    expected = reference.forward(item, state, x.to(next(iter(state.values())).dtype), *run.init_args, **run.init)
+    expected = _reference_forward(item, run, state, x)
+    if expected is None:
+        return False
     call = Call(item, run.init_args, run.init, state=state, x=x)
     for entry in ENTRIES:
         signature = entry.signatures.get(item)
@@ -231,6 +248,23 @@ def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.T
 def _same_layout(item: str, run, state: dict) -> bool:
     return {n: tuple(t.shape) for n, t in state.items()} == reference.memo(
         "shapes", _parameter_shapes, item, *run.init_args, **run.init)
+
+
+def _telling(expected, finite: bool = True) -> bool:
+    """An output that shows its input: its rows (one per token, over every
+    leading axis) are not all alike, rows with NaN aside (none, if ``finite``).
+    Parameters that make attention ignore its input (zero values, a zero
+    out_proj and only its bias left) make every row the same."""
+    if not isinstance(expected, torch.Tensor) or expected.dim() < 2 or not expected.numel():
+        return False
+    rows = expected.detach().double().reshape(-1, expected.shape[-1])
+    whole = torch.isfinite(rows).all(dim=-1)
+    if finite and not bool(whole.all()):
+        return False
+    rows = rows[whole]
+    if len(rows) < 2:
+        return False
+    return float((rows - rows[0]).abs().max()) > 1e-6 * (1.0 + float(rows.abs().max()))
 
 
 def verify(student, run, what: str, lenient: bool = False) -> None:
@@ -250,11 +284,19 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
         # nothing can be told from them, so nothing is credited
         raise CheckFailure(f"{what} cannot be credited: your module's parameters "
                            f"{', '.join(f'`{n}`' for n in not_finite[:4])} hold NaN or inf")
+    if state and _same_layout(student.name, run, state) and not _telling(_reference_forward(student.name, run,
+                                                                                            state, x)):
+        # parameters under which attention ignores its input (all zero, or so large that it
+        # overflows) make a constant, or NaN, the right answer: the witness would show nothing
+        raise CheckFailure(f"{what} cannot be credited: with the parameters your module reports, attention "
+                           f"would give the same output for every input, or NaN (all zero? too large?)")
     if isinstance(got, torch.Tensor) and got.is_floating_point() and state:
         for expected in _known_forwards(student.name, run, state, x, lenient):
-            # NaN matches NaN only for a catalogued mistake (a fully masked row, say)
-            if isinstance(expected, torch.Tensor) and expected.shape == got.shape and torch.allclose(
-                    got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"], equal_nan=lenient):
+            # NaN matches NaN only for a catalogued mistake (a fully masked row, say), and
+            # only an answer that shows the input proves anything
+            if isinstance(expected, torch.Tensor) and expected.shape == got.shape and _telling(
+                    expected, finite=False) and torch.allclose(got.double(), expected.double(), atol=F32["atol"],
+                                                               rtol=F32["rtol"], equal_nan=lenient):
                 return
         if lenient and _fits_a_signature(student.name, run, state, x, got):
             return
