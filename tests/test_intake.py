@@ -328,3 +328,82 @@ def test_grade_takes_a_nested_folder_and_reports_without_the_graders_paths(attnk
     assert f"{CA}: nothing graded: hw3/{CA}.py is a symbolic link, not followed" in proc.stdout
     page = (tmp_path / "fb" / "feedback.html").read_text()
     assert str(tmp_path) not in page and "hw3/causal_attention.py is a symbolic link" in page
+
+
+# -- a notebook's solution cells as a module: what a student writes there in a notebook's habits
+
+def _with_cells(module: str, edits: dict[str, list[str]]) -> dict:
+    """The kit's source notebook of ``module`` with each named solution cell's
+    source replaced by the given sources (one cell each; two: a split cell)."""
+    nb = copy.deepcopy(source_notebook(module))
+    out = []
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        sources = edits.get(meta.get("grade_id")) if meta.get("solution") else None
+        if sources is None:
+            out.append(cell)
+            continue
+        for source in sources:
+            out.append(dict(copy.deepcopy(cell), source=source))
+    nb["cells"] = out
+    return nb
+
+
+def _solution_body(module: str, name: str) -> str:
+    """The reference solution cell of ``name``, as the source notebook holds it."""
+    for cell in source_notebook(module)["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id") == name:
+            source = cell["source"]
+            return "".join(source) if isinstance(source, list) else source
+    raise AssertionError(name)
+
+
+def _namespace(text: str) -> dict:
+    """The module's names, as an import would leave them (torch and the solutions at hand)."""
+    space: dict = {}
+    sys.path.insert(0, str(SOLUTIONS))
+    try:
+        exec(compile(text, "<module>", "exec"), space)
+    finally:
+        sys.path.remove(str(SOLUTIONS))
+    return space
+
+
+def test_trial_assignments_in_a_solution_cell_are_left_out_and_definitions_kept():
+    """Trial lines that assign (the setup cell's names, the student's own
+    functions and classes run at the top level) would fail or run student code
+    at import and cost every item of the notebook: they are left out, with what
+    reads them; constants stay."""
+    sa = _solution_body("simplified_attention", "simplified_self_attention")
+    ca = _solution_body("causal_attention", "CausalAttention")
+    text = module_source(_with_cells("simplified_attention", {"simplified_self_attention": [
+        "import math\nEPS = 1e-9\nSCALE = math.sqrt(2.0)\nNEG = float('-inf')\n" + sa
+        + "\ncontext = simplified_self_attention(inputs)\nfirst = context[0]\n"
+        "q, k = (inputs, inputs)\nCOPY = SCALE * 2\n"]}), "simplified_attention")
+    space = _namespace(text)
+    assert {"EPS", "SCALE", "NEG", "COPY", "simplified_self_attention"} <= set(space)
+    assert not {"context", "first", "q", "k"} & set(space)
+    text = module_source(_with_cells("causal_attention", {"CausalAttention": [
+        ca + "\nca = CausalAttention(3, 2, 6, 0.0)\ncontext_vecs = ca(batch)\n"]}), "causal_attention")
+    space = _namespace(text)
+    assert "CausalAttention" in space and not {"ca", "context_vecs"} & set(space)
+
+
+def test_ipython_habits_in_a_solution_cell_compile_as_ipython_reads_them():
+    """A continuation line that starts with % or ! is Python, not a magic; a
+    magic where a statement starts is dropped; a ``from __future__`` import in
+    a cell goes first; a ``try`` of imports is kept; the two halves of a split
+    cell (both with the cell's grade_id) both count."""
+    body = _solution_body("simplified_attention", "softmax")
+    text = module_source(_with_cells("simplified_attention", {
+        "normalize_by_sum": ["from __future__ import annotations\n%matplotlib inline\n!pip list\n"
+                             "try:\n    from math import fsum as _fsum\nexcept ImportError:\n    _fsum = sum\n"
+                             + _solution_body("simplified_attention", "normalize_by_sum")
+                             + "\nLABEL = ('%d of %d'\n         % (1, 2))\n"],
+        "softmax": ["def _helper():\n    return 1\n", body + "\nassert _helper() == 1\n"],
+    }), "simplified_attention")
+    assert text.startswith("from __future__ import annotations  # simplified_attention.py")
+    space = _namespace(text)
+    assert space["LABEL"] == "1 of 2" and space["_fsum"] is not None and space["_helper"]() == 1
+    assert {"normalize_by_sum", "softmax"} <= set(space)

@@ -220,3 +220,24 @@ def test_course_folder_and_its_refusals(tmp_path, monkeypatch):
     create(str(tmp_path / "chosen"))
     assert f"start(solutions={str((ROOT / 'solutions').resolve())!r}, item_seconds=10.0)" in (
         tmp_path / "chosen" / "nbgrader_config.py").read_text()
+
+
+def test_trial_lines_that_assign_cost_nothing(zygote, tmp_path):
+    """The notebook's own promise, with the habits students have: a trial call
+    assigned to a name (reading the setup cell's inputs, building the class
+    just written) left at the bottom of solution cells, a %-continuation and a
+    split cell: every item keeps its points."""
+    nb = source_notebook("causal_attention")
+    for cell in nb["cells"]:
+        meta = nbgrader_meta(cell)
+        if not meta.get("solution"):
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if meta.get("grade_id") == "CausalAttention":
+            source += "\nca = CausalAttention(3, 2, 6, 0.0)\ncontext_vecs = ca(batch)\nprint(context_vecs.shape)\n"
+        if meta.get("grade_id") == "mask_scores":
+            source += "\nmasked = mask_scores(scores, causal_mask(6))\nNOTE = ('%s'\n        % 'masked')\n"
+        cell["source"] = source
+    (tmp_path / "causal_attention.py").write_text(module_source(nb, "causal_attention"))
+    report = grade(zygote, from_folder(str(tmp_path), ("causal_attention",), "nb"), Limits(seconds=10))
+    assert module_scores(report) == {i.key: i.points for i in items_of("causal_attention")}

@@ -10,19 +10,30 @@ never by position, so a student who adds or moves cells loses nothing. The
 module starts with the kit's own imports (not the notebook's import cell,
 which a student might have edited or deleted).
 
-Only definitions are kept from a cell: imports, ``def``, ``class`` and
-assignments. A leftover ``print(...)``, a trial call or a ``while True:`` at
-the top of a solution cell would otherwise run when the grader imports the
-module, and one such line would cost every item of the notebook instead of
-none. A cell that does not compile is replaced by a comment, so it costs its
-own item only ("defines no `softmax`"), as it would in the kernel.
+Only definitions are kept from a cell: imports (a ``try`` of imports too),
+``def``, ``class`` and assignments. A leftover ``print(...)``, a trial call or
+a ``while True:`` at the top of a solution cell would otherwise run when the
+grader imports the module, and one such line would cost every item of the
+notebook instead of none. For the same reason an assignment is kept only as
+a definition: one that needs a name the module never defines (the setup
+cell's ``inputs``) or runs the student's own functions or classes
+(``context = simplified_self_attention(inputs)``, ``ca = CausalAttention(...)``)
+is a trial, and is left out with whatever depends on it. A cell that does not
+compile is replaced by a comment, so it costs its own item only ("defines no
+`softmax`"), as it would in the kernel. A line is an IPython magic (``%``,
+``!``) only where a statement starts, as IPython reads it: a continuation line
+``% (a, b))`` is Python. Cells that share a ``grade_id`` (JupyterLab's split
+copies it) all count, in order; ``from __future__`` imports go first.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import io
 import json
 import re
+import tokenize
 from functools import cache
 
 from attnkit.config import PACKAGE_DIR
@@ -95,15 +106,21 @@ def cell_text(cell: dict) -> str:
     return source if isinstance(source, str) else ""
 
 
-def solution_cells(nb: dict) -> dict[str, str]:
-    """grade_id -> source of every nbgrader solution cell (the last one wins)."""
-    found = {}
+def solution_cell_parts(nb: dict) -> dict[str, list[str]]:
+    """grade_id -> the sources of its nbgrader solution cells, in order (one,
+    unless a split or a copy left several with the same id)."""
+    found: dict[str, list[str]] = {}
     for cell in cells(nb):
         meta = nbgrader_meta(cell)
         grade_id = meta.get("grade_id")
         if cell.get("cell_type") == "code" and meta.get("solution") and isinstance(grade_id, str):
-            found[grade_id] = cell_text(cell)
+            found.setdefault(grade_id, []).append(cell_text(cell))
     return found
+
+
+def solution_cells(nb: dict) -> dict[str, str]:
+    """grade_id -> the source of its solution cells, one after the other."""
+    return {k: "\n".join(v) for k, v in solution_cell_parts(nb).items()}
 
 
 def code_cells(nb: dict) -> list[str]:
@@ -111,10 +128,45 @@ def code_cells(nb: dict) -> list[str]:
     return [cell_text(c) for c in cells(nb) if c.get("cell_type") == "code"]
 
 
+def _between_statements(text: str) -> bool:
+    """Whether ``text`` ends where a statement may start: no bracket, backslash
+    or string left open (tokenize says so at the end of the input)."""
+    try:
+        for _ in tokenize.generate_tokens(io.StringIO(text).readline):
+            pass
+    except tokenize.TokenError:
+        return False
+    except (SyntaxError, ValueError):  # bad indentation, null bytes: the cell fails to parse anyway
+        return True
+    return True
+
+
+def without_magics(source: str) -> list[str]:
+    """The cell's lines, each IPython magic or shell escape made a ``pass``:
+    a line starting with % or ! where a statement may start, not a line that
+    continues one."""
+    lines = source.splitlines()
+    for n, line in enumerate(lines):
+        if MAGIC.match(line) and _between_statements("\n".join(lines[:n]) + "\n"):
+            lines[n] = MAGIC.sub(r"\1pass  # ", line)
+    return lines
+
+
+def _keeps(node) -> bool:
+    """A top-level statement that defines something: imports, def, class,
+    assignments, and a ``try`` of those (a fallback import)."""
+    if isinstance(node, KEPT):
+        return True
+    if isinstance(node, ast.Try):
+        body = node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
+        return all(isinstance(s, (*KEPT, ast.Pass)) for s in body)
+    return False
+
+
 def definitions(source: str) -> tuple[str, str | None]:
     """The definitions of one cell, lines kept where they were; and why the
     cell was dropped, if it does not compile."""
-    lines = [MAGIC.sub(r"\1pass  # ", line) for line in source.splitlines()]
+    lines = without_magics(source)
     text = "\n".join(lines)
     try:
         tree = ast.parse(text)
@@ -124,32 +176,104 @@ def definitions(source: str) -> tuple[str, str | None]:
         return "", f"it cannot be parsed ({type(exc).__name__})"
     keep = [False] * len(lines)
     for node in tree.body:
-        if isinstance(node, KEPT):
+        if _keeps(node):
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             for n in range(first - 1, node.end_lineno):
                 keep[n] = True
     return "\n".join(line if k else "" for line, k in zip(lines, keep)).rstrip() + "\n", None
 
 
+def _names(nodes) -> set[str]:
+    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _free_names(value) -> set[str]:
+    """Names an expression reads, less those its lambdas and comprehensions bind."""
+    loads = {n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    bound = {n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {a.arg for n in ast.walk(value) if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
+              if isinstance(a, ast.arg)}
+    return loads - bound
+
+
+def _trials_left_out(text: str) -> str:
+    """The module without its trial assignments: each top-level assignment that
+    reads a name the module never defines, or calls the student's own
+    functions or classes (defined here, or imported from another exercise
+    module), blanked, and then whatever reads what those defined."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return text
+    own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    own |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in MODULES
+            for a in n.names}
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    assigns = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None]
+    tries = [n for n in tree.body if isinstance(n, ast.Try)]
+    trials: list = []
+    while True:
+        kept = [a for a in assigns if a not in trials]
+        defined = set(dir(builtins)) | own | imported | _names(
+            [t for a in kept for t in (a.targets if isinstance(a, ast.Assign) else [a.target])]) | _names(tries)
+        found = [a for a in kept if not _free_names(a.value) <= defined or any(
+            isinstance(c, ast.Call) and _names([c.func]) & own for c in ast.walk(a.value))]
+        if not found:
+            break
+        trials += found
+    if not trials:
+        return text
+    lines = text.split("\n")
+    for a in trials:
+        for n in range(a.lineno - 1, a.end_lineno):
+            lines[n] = ""
+    return "\n".join(lines)
+
+
+def _futures_first(text: str) -> str:
+    """``from __future__`` imports moved to the module's first line (where Python
+    needs them), each on its old line replaced by a blank: no line moves."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return text
+    futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    if not futures:
+        return text
+    lines = text.split("\n")
+    for n in futures:
+        for k in range(n.lineno - 1, n.end_lineno):
+            lines[k] = ""
+    names = ", ".join(dict.fromkeys(a.name for n in futures for a in n.names))
+    lines[0] = f"from __future__ import {names}  {lines[0]}"
+    return "\n".join(lines)
+
+
+def _finish(parts: list[str]) -> str:
+    return _futures_first(_trials_left_out("".join(parts)))
+
+
 def module_source(nb: dict, module: str) -> str:
     """The exercise module ``module`` as the notebook's solution cells define it."""
     if module not in MODULES:
         raise NotebookError(f"{module}: not one of the exercise modules ({', '.join(MODULES)})")
-    cells = solution_cells(nb)
+    cells = solution_cell_parts(nb)
     parts = [f"# {module}.py, extracted from the solution cells of {module}.ipynb by attnkit\n",
              preambles()[module]]
     for item in items_of(module):
-        source = cells.get(item.name)
+        sources = cells.get(item.name)
         parts.append(f"\n\n# ---- solution cell {item.name}\n")
-        if source is None:
+        if sources is None:
             parts.append(f"# (the notebook has no solution cell {item.name!r})\n")
             continue
-        code, problem = definitions(source)
-        if problem:
-            parts.append(f"# (cell {item.name!r} was left out: {problem})\n")
-            continue
-        parts.append(code)
-    return "".join(parts)
+        for source in sources:
+            code, problem = definitions(source)
+            if problem:
+                parts.append(f"# (cell {item.name!r} was left out: {problem})\n")
+                continue
+            parts.append(code)
+    return _finish(parts)
 
 
 def any_cells_source(nb: dict, module: str) -> str:
@@ -163,12 +287,12 @@ def any_cells_source(nb: dict, module: str) -> str:
             continue
         code, problem = definitions(source)
         parts.append(f"# (cell {n} was left out: {problem})\n" if problem else code)
-    return "".join(parts)
+    return _finish(parts)
 
 
 def _uses_the_kit(source: str) -> bool:
     try:
-        tree = ast.parse("\n".join(MAGIC.sub(r"\1pass  # ", line) for line in source.splitlines()))
+        tree = ast.parse("\n".join(without_magics(source)))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     for node in ast.walk(tree):
