@@ -7,6 +7,7 @@ warm worker; one also runs it in a fresh process, as a student would
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import Lent, in_process_pytest
 from mutants import mutant
+from notebook_samples import source_notebook
 
 KIT = Path(__file__).resolve().parents[1]
 MASK_WITH_ZERO = ('return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)")
@@ -93,6 +95,18 @@ def test_solutions_score_100(student_pytest, tmp_path):
     done = student_pytest(folder)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "20 passed" in done.stdout and "attnkit: 100/100 points" in done.stdout
+
+
+def test_work_in_a_notebook_next_to_its_untouched_stub_is_what_pytest_grades(student_pytest, tmp_path):
+    """A handout holds both the .py stubs and the notebooks; a student who works
+    in the notebook sees pytest grade it, as `attnkit grade` and `check` do."""
+    folder = tmp_path / "handout"
+    shutil.copytree(KIT / "assignments", folder)
+    (folder / "causal_attention.ipynb").write_text(json.dumps(source_notebook("causal_attention")))
+    done = student_pytest(folder, "-m", "causal_attention")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed, 16 deselected" in done.stdout
+    assert "attnkit: 25/25 points for the selected assignments" in done.stdout
 
 
 def test_without_the_solutions_it_runs_in_public_mode_and_says_so(student_pytest, tmp_path):

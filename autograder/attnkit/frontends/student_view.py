@@ -7,8 +7,10 @@ stays out of ``attnkit grade``'s own pytest run. When active, each exercise
 file becomes a collector of its graded items, ``-m causal_attention`` selects
 one assignment, and the summary gives the points.
 
-The items are graded by the batch path (``grading.grade``) in this process,
-which never imports the student's code: the sandbox runs it. Without the
+The items are graded by the one engine (``judge.engine.grade``) in this
+process, which never imports the student's code: the sandbox runs it. What is
+graded in a folder follows the one rule of ``attnkit grade`` (``intake.collect``):
+a notebook with work in it over an untouched stub of the same module. Without the
 reference solutions (an installed handout) only the public checks run, and the
 header and summary say so.
 """
@@ -156,8 +158,10 @@ class StudentView:
                 self.selected.setdefault(node.path.parent, set()).add(node.graded.module)
 
     def result(self, node: GradedItem):
+        import dataclasses
+
         from attnkit.judge.engine import grade
-        from attnkit.intake import from_folder
+        from attnkit.intake import IntakeError, collect
         from attnkit.exercises import MODULES
 
         from attnkit.errors import GraderError
@@ -166,9 +170,12 @@ class StudentView:
         if folder not in self.reports:
             modules = tuple(m for m in MODULES if m in self.selected.get(folder, {node.graded.module}))
             try:
-                self.reports[folder] = grade(self.zygote, from_folder(str(folder), modules),
+                # the one rule of `attnkit grade` and `check`: a notebook with work in it
+                # is graded over an untouched stub of the same module
+                found = collect(str(folder), folder.name or "your folder")
+                self.reports[folder] = grade(self.zygote, dataclasses.replace(found, modules=modules),
                                              public=self.public)
-            except GraderError as exc:  # the kit's fault or setup, never the student's code
+            except (GraderError, IntakeError) as exc:  # the kit's fault or setup, never the student's code
                 self.reports[folder] = exc
         report = self.reports[folder]
         if isinstance(report, GraderError):
