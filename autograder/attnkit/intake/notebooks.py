@@ -222,13 +222,16 @@ def _trials_left_out(text: str) -> str:
         if not found:
             break
         trials += found
-    if not trials:
-        return text
+    return "\n".join(_blanked(text, trials))
+
+
+def _blanked(text: str, nodes) -> list[str]:
+    """The lines of ``text``, those of each statement in ``nodes`` made blank (no line moves)."""
     lines = text.split("\n")
-    for a in trials:
-        for n in range(a.lineno - 1, a.end_lineno):
+    for node in nodes:
+        for n in range(node.lineno - 1, node.end_lineno):
             lines[n] = ""
-    return "\n".join(lines)
+    return lines
 
 
 def _futures_first(text: str) -> str:
@@ -241,10 +244,7 @@ def _futures_first(text: str) -> str:
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     if not futures:
         return text
-    lines = text.split("\n")
-    for n in futures:
-        for k in range(n.lineno - 1, n.end_lineno):
-            lines[k] = ""
+    lines = _blanked(text, futures)
     names = ", ".join(dict.fromkeys(a.name for n in futures for a in n.names))
     lines[0] = f"from __future__ import {names}  {lines[0]}"
     return "\n".join(lines)
