@@ -388,6 +388,14 @@ def test_trial_assignments_in_a_solution_cell_are_left_out_and_definitions_kept(
         ca + "\nca = CausalAttention(3, 2, 6, 0.0)\ncontext_vecs = ca(batch)\n"]}), "causal_attention")
     space = _namespace(text)
     assert "CausalAttention" in space and not {"ca", "context_vecs"} & set(space)
+    # a constant made by the student's own function and read by another stays; the
+    # notebook front end's imports (not in every grader's environment) go
+    text = module_source(_with_cells("causal_attention", {"causal_mask": [
+        "from IPython.display import display\nimport IPython\nshow = display\n"
+        + _solution_body("causal_attention", "causal_mask") + "\nMASK_6 = causal_mask(6)\n"
+        "def six():\n    return MASK_6\n"]}), "causal_attention")
+    space = _namespace(text)
+    assert space["six"]().shape == (6, 6) and not {"display", "IPython", "show"} & set(space)
 
 
 def test_ipython_habits_in_a_solution_cell_compile_as_ipython_reads_them():

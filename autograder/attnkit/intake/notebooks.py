@@ -16,9 +16,11 @@ a ``while True:`` at the top of a solution cell would otherwise run when the
 grader imports the module, and one such line would cost every item of the
 notebook instead of none. For the same reason an assignment is kept only as
 a definition: one that needs a name the module never defines (the setup
-cell's ``inputs``) or runs the student's own functions or classes
-(``context = simplified_self_attention(inputs)``, ``ca = CausalAttention(...)``)
-is a trial, and is left out with whatever depends on it. A cell that does not
+cell's ``inputs``) or runs the student's own functions or classes for a
+result nothing else reads (``context = simplified_self_attention(inputs)``,
+``ca = CausalAttention(...)``) is a trial, and is left out with whatever
+depends on it; so is an import of the notebook's front end (``IPython``,
+``ipywidgets``, ``google.colab``), which a grader need not have. A cell that does not
 compile is replaced by a comment, so it costs its own item only ("defines no
 `softmax`"), as it would in the kernel. A line is an IPython magic (``%``,
 ``!``) only where a statement starts, as IPython reads it: a continuation line
@@ -196,29 +198,47 @@ def _free_names(value) -> set[str]:
     return loads - bound
 
 
+# What a notebook's front end gives its kernel and a grader may not have: an import
+# of these in a solution cell is for the notebook (display, widgets, Colab's drive).
+FRONT_ENDS = ("IPython", "ipywidgets", "google.colab")
+
+
+def _front_end(node) -> bool:
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+    return any(n == f or n.startswith(f + ".") for n in names for f in FRONT_ENDS)
+
+
+def _targets(node) -> list:
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
+
+
 def _trials_left_out(text: str) -> str:
-    """The module without its trial assignments: each top-level assignment that
-    reads a name the module never defines, or calls the student's own
-    functions or classes (defined here, or imported from another exercise
-    module), blanked, and then whatever reads what those defined."""
+    """The module without its trial lines, blanked: imports of a notebook's
+    front end (``IPython.display``), and each top-level assignment that reads
+    a name the module never defines, or runs the student's own functions or
+    classes (defined here, or imported from another exercise module) for a
+    result no function or class of the module reads; then whatever reads what
+    those defined. ``MASK = causal_mask(6)`` used in a forward stays."""
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return text
-    own = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    own = {n.name for n in defs}
     own |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in MODULES
             for a in n.names}
-    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                for a in n.names}
+    trials: list = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and _front_end(n)]
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                if isinstance(n, (ast.Import, ast.ImportFrom)) and n not in trials for a in n.names}
+    read_by_defs = {n.id for d in defs for n in ast.walk(d) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     assigns = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None]
     tries = [n for n in tree.body if isinstance(n, ast.Try)]
-    trials: list = []
     while True:
         kept = [a for a in assigns if a not in trials]
-        defined = set(dir(builtins)) | own | imported | _names(
-            [t for a in kept for t in (a.targets if isinstance(a, ast.Assign) else [a.target])]) | _names(tries)
-        found = [a for a in kept if not _free_names(a.value) <= defined or any(
-            isinstance(c, ast.Call) and _names([c.func]) & own for c in ast.walk(a.value))]
+        defined = set(dir(builtins)) | own | imported | _names([t for a in kept for t in _targets(a)]) | _names(tries)
+        found = [a for a in kept if not _free_names(a.value) <= defined or (
+            not _names(_targets(a)) & read_by_defs
+            and any(isinstance(c, ast.Call) and _names([c.func]) & own for c in ast.walk(a.value)))]
         if not found:
             break
         trials += found
