@@ -241,3 +241,19 @@ def test_trial_lines_that_assign_cost_nothing(zygote, tmp_path):
     (tmp_path / "causal_attention.py").write_text(module_source(nb, "causal_attention"))
     report = grade(zygote, from_folder(str(tmp_path), ("causal_attention",), "nb"), Limits(seconds=10))
     assert module_scores(report) == {i.key: i.points for i in items_of("causal_attention")}
+
+
+def test_a_module_made_from_a_notebook_is_named_by_its_notebook(zygote, tmp_path):
+    """The student has no causal_attention.py: a failing import says which
+    notebook's solution cells the module was made from."""
+    from attnkit.intake import find
+
+    nb = source_notebook("causal_attention")
+    for cell in nb["cells"]:
+        if nbgrader_meta(cell).get("grade_id") == "causal_mask" and nbgrader_meta(cell).get("solution"):
+            cell["source"] = "def causal_mask(num_tokens, fill=undefined_name):\n    return None\n"
+    (tmp_path / "causal_attention.ipynb").write_text(json.dumps(nb))
+    report = grade(zygote, find(str(tmp_path)), Limits(seconds=10))
+    reasons = [line for r in report.results if r.item.module == "causal_attention" for line in r.reasons]
+    assert reasons and all("causal_attention.py (made from the solution cells of causal_attention.ipynb) could "
+                           "not be imported: NameError" in line for line in reasons), reasons

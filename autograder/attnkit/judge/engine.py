@@ -41,8 +41,12 @@ def open_session(zygote: Zygote, submission: Submission, limits: Limits | None =
     torch.set_num_threads(1)
     if not public:
         reference.warm_up()
-    return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
-                   None if public else reference.upcall, limits)
+    session = Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
+                      None if public else reference.upcall, limits)
+    # a module made from a notebook is named by its notebook in what the student reads
+    session.made_from = {name[:-3]: source for name, source in submission.sources.items()
+                         if str(source).endswith(".ipynb")}
+    return session
 
 
 def selected_checks(submission: Submission, public: bool = False) -> list[Check]:

@@ -66,11 +66,18 @@ class Student:
         try:
             return self.session.request(self.item.key, op, args, kwargs)
         except ChildFault as fault:
-            raise StudentError(fault.kind, fault.message, fault.traceback, family=fault.family) from None
+            raise StudentError(fault.kind, self._named(fault.message), fault.traceback, family=fault.family) from None
         except LimitHit as hit:
-            raise LimitExceeded(hit.kind, hit.message) from None
+            raise LimitExceeded(hit.kind, self._named(hit.message)) from None
         except SandboxError as exc:
             raise GraderError(str(exc)) from None
+
+    def _named(self, message: str) -> str:
+        """``causal_attention.py`` in a message, said to be made from the notebook
+        it came from, where it did: the student has no such .py file."""
+        for module, notebook in getattr(self.session, "made_from", {}).items():
+            message = message.replace(f"{module}.py", f"{module}.py (made from the solution cells of {notebook})", 1)
+        return message
 
     def __call__(self, *args, **kwargs):
         """Call the student's function; returns what it returned."""
