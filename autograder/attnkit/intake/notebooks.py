@@ -14,28 +14,31 @@ Only definitions are kept from a cell: imports (a ``try`` of imports too),
 ``def``, ``class`` and assignments. A leftover ``print(...)``, a trial call or
 a ``while True:`` at the top of a solution cell would otherwise run when the
 grader imports the module, and one such line would cost every item of the
-notebook instead of none. For the same reason an assignment is kept only as
-a definition: one that needs a name the module never defines (the setup
-cell's ``inputs``) or runs the student's own functions or classes for a
-result nothing else reads (``context = simplified_self_attention(inputs)``,
-``ca = CausalAttention(...)``) is a trial, and is left out with whatever
-depends on it; so is an import of the notebook's front end (``IPython``,
-``ipywidgets``, ``google.colab``), which a grader need not have. A cell that does not
+notebook instead of none. For the same reason a statement that runs
+something at import (a call, an import, an if/with/for block) is kept only
+where a def or class reads what it makes, directly or through other kept
+statements (``MASK = causal_mask(6)`` read by a forward stays;
+``context = simplified_self_attention(inputs)``, ``import tiktoken`` or
+``raw = open("the-verdict.txt").read()`` left unread go); one that needs a
+name the module never defines (the setup cell's ``inputs``) goes, with
+whatever reads what it made; and so does an import of the notebook's front
+end (``IPython``, ``ipywidgets``, ``google.colab``), which a grader need not
+have. Both passes are linear in the cell's size. A cell that does not
 compile is replaced by a comment, so it costs its own item only ("defines no
 `softmax`"), as it would in the kernel. A line is an IPython magic (``%``,
 ``!``) only where a statement starts, as IPython reads it: a continuation line
-``% (a, b))`` is Python. Cells that share a ``grade_id`` (JupyterLab's split
-copies it) all count, in order; ``from __future__`` imports go first.
+``% (a, b))`` is Python; ``x = %timeit ...``, ``obj?`` and a cell indented as
+a whole are read as IPython reads them. Cells that share a ``grade_id``
+(JupyterLab's split copies it) all count, in order; ``from __future__``
+imports go first, and annotations are lazy.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
-import io
 import json
 import re
-import tokenize
 from functools import cache
 
 from attnkit.config import PACKAGE_DIR
@@ -130,34 +133,82 @@ def code_cells(nb: dict) -> list[str]:
     return [cell_text(c) for c in cells(nb) if c.get("cell_type") == "code"]
 
 
-def _between_statements(text: str) -> bool:
-    """Whether ``text`` ends where a statement may start: no bracket, backslash
-    or string left open (tokenize says so at the end of the input)."""
-    try:
-        for _ in tokenize.generate_tokens(io.StringIO(text).readline):
-            pass
-    except tokenize.TokenError:
-        return False
-    except (SyntaxError, ValueError):  # bad indentation, null bytes: the cell fails to parse anyway
-        return True
-    return True
+class _Scanner:
+    """Where a statement may start, line after line, in one pass: no bracket,
+    string or backslash continuation left open. Enough of Python's lexing to
+    tell a line magic from a line that continues an expression."""
+
+    def __init__(self):
+        self.depth, self.quote, self.joined = 0, "", False
+
+    def at_start(self) -> bool:
+        return not (self.depth or self.quote or self.joined)
+
+    def feed(self, line: str) -> None:
+        i, n, self.joined = 0, len(line), False
+        while i < n:
+            c = line[i]
+            if self.quote:
+                if c == "\\":
+                    i += 2
+                elif line.startswith(self.quote, i):
+                    i, self.quote = i + len(self.quote), ""
+                else:
+                    i += 1
+                continue
+            if c == "#":
+                break
+            if c in "\"'":
+                self.quote = line[i:i + 3] if line[i:i + 3] in ('"""', "'''") else c
+                i += len(self.quote)
+                continue
+            if c in "([{":
+                self.depth += 1
+            elif c in ")]}":
+                self.depth = max(0, self.depth - 1)
+            elif c == "\\" and i == n - 1:
+                self.joined = True
+            i += 1
+        if len(self.quote) == 1 and not line.endswith("\\"):
+            self.quote = ""  # a one-line string ends with its line (an unterminated one is an error anyway)
+
+
+HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # IPython's help: obj? obj?? ?obj
+ASSIGNED_MAGIC = re.compile(r"^(\s*)[\w\s,.\[\]()*]+=\s*[%!]")  # x = %timeit ..., files = !ls
+
+
+def lines_of(source: str) -> list[str]:
+    """A cell's lines, broken where Python breaks them: at \\n, \\r\\n and \\r only
+    (str.splitlines also breaks at form feeds and U+2028, which may sit in a comment)."""
+    return re.split(r"\r\n|\r|\n", source)
 
 
 def without_magics(source: str) -> list[str]:
-    """The cell's lines, each IPython magic or shell escape made a ``pass``:
-    a line starting with % or ! where a statement may start, not a line that
-    continues one."""
-    lines = source.splitlines()
+    """The cell's lines as IPython runs them: a common leading indent taken off
+    (a pasted cell), and each line magic, shell escape, ``x = %magic`` or
+    ``obj?`` help made a ``pass``, where a statement may start; a line that
+    continues one (``% (a, b))``) is Python. One pass over the lines."""
+    lines = lines_of(source)
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[:len(first) - len(first.lstrip())]
+    if indent and all(line.startswith(indent) or not line.strip() for line in lines):
+        lines = [line[len(indent):] for line in lines]
+    scanner = _Scanner()
     for n, line in enumerate(lines):
-        if MAGIC.match(line) and _between_statements("\n".join(lines[:n]) + "\n"):
-            lines[n] = MAGIC.sub(r"\1pass  # ", line)
+        if scanner.at_start() and (MAGIC.match(line) or ASSIGNED_MAGIC.match(line) or HELP.match(line)):
+            pad = line[:len(line) - len(line.lstrip())]
+            lines[n] = f"{pad}pass  # {line.strip()}"
+            continue  # not Python: its quotes and brackets open nothing
+        scanner.feed(line)
     return lines
 
 
 def _keeps(node) -> bool:
-    """A top-level statement that defines something: imports, def, class,
-    assignments, and a ``try`` of those (a fallback import)."""
-    if isinstance(node, KEPT):
+    """A top-level statement that may define something: imports, def, class,
+    assignments, a ``try`` of those (a fallback import), and blocks (an if, a
+    with, a loop), which the module keeps only where something reads what
+    they make (``_trials_left_out``)."""
+    if isinstance(node, (*KEPT, ast.AugAssign, *BLOCKS)):
         return True
     if isinstance(node, ast.Try):
         body = node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
@@ -185,22 +236,12 @@ def definitions(source: str) -> tuple[str, str | None]:
     return "\n".join(line if k else "" for line, k in zip(lines, keep)).rstrip() + "\n", None
 
 
-def _names(nodes) -> set[str]:
-    return {n.id for node in nodes for n in ast.walk(node) if isinstance(n, ast.Name)}
-
-
-def _free_names(value) -> set[str]:
-    """Names an expression reads, less those its lambdas and comprehensions bind."""
-    loads = {n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    bound = {n.id for n in ast.walk(value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    bound |= {a.arg for n in ast.walk(value) if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
-              if isinstance(a, ast.arg)}
-    return loads - bound
-
-
 # What a notebook's front end gives its kernel and a grader may not have: an import
 # of these in a solution cell is for the notebook (display, widgets, Colab's drive).
 FRONT_ENDS = ("IPython", "ipywidgets", "google.colab")
+# Top-level statements kept only where something kept reads what they make:
+# blocks (a constant built in an if, with or for) and anything that calls.
+BLOCKS = (ast.If, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)
 
 
 def _front_end(node) -> bool:
@@ -208,41 +249,149 @@ def _front_end(node) -> bool:
     return any(n == f or n.startswith(f + ".") for n in names for f in FRONT_ENDS)
 
 
-def _targets(node) -> list:
-    return node.targets if isinstance(node, ast.Assign) else [node.target]
+def _scoped(node):
+    """The nodes of ``node`` that run when it runs: a lambda's body and a nested
+    function's waits for a call."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        for child in ast.iter_child_nodes(n):
+            if isinstance(child, ast.Lambda):
+                stack += child.args.defaults + child.args.kw_defaults
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and child is not node:
+                continue
+            else:
+                stack.append(child)
+
+
+def _loads_and_stores(nodes) -> tuple[set[str], set[str]]:
+    loads, stores = set(), set()
+    for node in nodes:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name):
+                (loads if isinstance(n.ctx, ast.Load) else stores).add(n.id)
+            elif isinstance(n, ast.arg):
+                stores.add(n.arg)
+            elif isinstance(n, (ast.Global, ast.Nonlocal)):
+                loads.update(n.names)
+    return loads, stores
+
+
+def _global_reads(node) -> set[str]:
+    """The module names a def or class reads: at definition (decorators,
+    defaults, bases) and when called (its body's names that are not its own)."""
+    if isinstance(node, ast.ClassDef):
+        head = node.decorator_list + node.bases + [k.value for k in node.keywords]
+        inner = [_global_reads(b) for b in node.body if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        rest = [b for b in node.body if not isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        loads, stores = _loads_and_stores(rest)
+        return _loads_and_stores(head)[0] | (loads - stores) | set().union(*inner)
+    head = node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+    loads, stores = _loads_and_stores(node.body)
+    local = stores | {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+    declared = {n for g in ast.walk(node) if isinstance(g, ast.Global) for n in g.names}
+    return _loads_and_stores(head)[0] | (loads - (local - declared))
+
+
+class _Unit:
+    """A top-level statement the module may leave out: what it reads and makes,
+    and whether it runs anything (a call, a block) when the module is imported."""
+
+    def __init__(self, node):
+        self.node = node
+        running = list(_scoped(node))
+        loads = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        stores = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        stores |= {a.arg for n in running if isinstance(n, ast.arg) for a in [n]}
+        self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        self.makes = set(stores) if isinstance(node, BLOCKS) else set()
+        for t in targets:  # x = ..., x, y = ..., and x.attr = ..., x[k] = ...: it makes (part of) x
+            for n in ast.walk(t) if t is not None else []:
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    self.makes.add(n.id)
+            while isinstance(t, (ast.Attribute, ast.Subscript)):
+                t = t.value
+            if isinstance(t, ast.Name):
+                self.makes.add(t.id)
+                if isinstance(node, ast.AugAssign) or isinstance(t.ctx, ast.Load):
+                    self.reads.add(t.id)  # x += 1 and x.attr = ... need an x already
+        if isinstance(node, BLOCKS):  # what a block fills in: d[k] = ..., x.attr = ..., d.update(...)
+            for n in running:
+                base = n.func.value if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) else (
+                    n.value if isinstance(n, (ast.Attribute, ast.Subscript)) and isinstance(n.ctx, ast.Store) else None)
+                while isinstance(base, (ast.Attribute, ast.Subscript)):
+                    base = base.value
+                if isinstance(base, ast.Name):
+                    self.makes.add(base.id)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):  # an import runs the module it names
+            self.reads, self.makes = set(), {(a.asname or a.name).split(".")[0] for a in node.names}
+        self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom)) or any(
+            isinstance(n, ast.Call) for n in running)
 
 
 def _trials_left_out(text: str) -> str:
-    """The module without its trial lines, blanked: imports of a notebook's
-    front end (``IPython.display``), and each top-level assignment that reads
-    a name the module never defines, or runs the student's own functions or
-    classes (defined here, or imported from another exercise module) for a
-    result no function or class of the module reads; then whatever reads what
-    those defined. ``MASK = causal_mask(6)`` used in a forward stays."""
+    """The module without its trial lines, blanked (one pass each way, linear):
+
+    - imports of a notebook's front end (``IPython.display``);
+    - statements that run something at import (a call, a block) for a result
+      nothing kept reads: a def or class, or, through them, other statements
+      (``MASK = causal_mask(6)`` read by a forward stays, and so do
+      ``CausalAttention.FULL = ...`` and a constant built in an ``if``);
+    - statements that read a name the module never defines (the setup cell's
+      ``inputs``), and then whatever reads what those made.
+    """
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return text
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-    own = {n.name for n in defs}
-    own |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in MODULES
-            for a in n.names}
-    trials: list = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and _front_end(n)]
-    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
-                if isinstance(n, (ast.Import, ast.ImportFrom)) and n not in trials for a in n.names}
-    read_by_defs = {n.id for d in defs for n in ast.walk(d) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    assigns = [n for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None]
-    tries = [n for n in tree.body if isinstance(n, ast.Try)]
-    while True:
-        kept = [a for a in assigns if a not in trials]
-        defined = set(dir(builtins)) | own | imported | _names([t for a in kept for t in _targets(a)]) | _names(tries)
-        found = [a for a in kept if not _free_names(a.value) <= defined or (
-            not _names(_targets(a)) & read_by_defs
-            and any(isinstance(c, ast.Call) and _names([c.func]) & own for c in ast.walk(a.value)))]
-        if not found:
-            break
-        trials += found
-    return "\n".join(_blanked(text, trials))
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    gone = [n for n in imports if _front_end(n)]
+    # a star import makes names no one can list, and __future__ goes first: both stay
+    always = [n for n in imports if n not in gone and (isinstance(n, ast.ImportFrom) and (
+        n.module == "__future__" or any(a.name == "*" for a in n.names)))]
+    imported = {(a.asname or a.name).split(".")[0] for n in always for a in n.names}
+    units = [_Unit(n) for n in tree.body if (isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign, *BLOCKS))
+             and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)]
+    makers: dict[str, list[_Unit]] = {}
+    readers: dict[str, list[_Unit]] = {}
+    for u in units:
+        for name in u.makes:
+            makers.setdefault(name, []).append(u)
+        for name in u.reads:
+            readers.setdefault(name, []).append(u)
+    # what the defs and classes read, and through the statements that make it, what those read
+    needed = {d.name for d in defs} | set().union(*[_global_reads(d) for d in defs])
+    queue, kept = list(needed), set()
+    while queue:
+        for u in makers.get(queue.pop(), []):
+            if id(u) not in kept:
+                kept.add(id(u))
+                queue += [n for n in u.reads if n not in needed]
+                needed |= u.reads
+    dropped = {id(u) for u in units if u.runs and id(u) not in kept}
+    # then whatever reads a name nothing left makes
+    provided = set(dir(builtins)) | {d.name for d in defs} | imported
+    count = {name: sum(id(u) not in dropped for u in found) for name, found in makers.items()}
+    missing = [n for u in units for n in u.reads if n not in provided and not count.get(n)]
+    missing += [n for u in units if id(u) in dropped for n in u.makes if not count.get(n) and n not in provided]
+    seen: set[str] = set()
+    while missing:
+        name = missing.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for u in readers.get(name, []):
+            if id(u) not in dropped:
+                dropped.add(id(u))
+                for made in u.makes:
+                    count[made] -= 1
+                    if not count[made] and made not in provided:
+                        missing.append(made)
+    gone += [u.node for u in units if id(u) in dropped]
+    return "\n".join(_blanked(text, gone))
 
 
 def _blanked(text: str, nodes) -> list[str]:
