@@ -303,7 +303,7 @@ class _Unit:
         running = list(_scoped(node))
         loads = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         stores = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        stores |= {a.arg for n in running if isinstance(n, ast.arg) for a in [n]}
+        stores |= {n.arg for n in running if isinstance(n, ast.arg)}
         self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         self.makes = set(stores) if isinstance(node, BLOCKS) else set()
@@ -331,8 +331,8 @@ class _Unit:
             isinstance(n, ast.Call) for n in running)
 
 
-def _trials_left_out(text: str) -> str:
-    """The module without its trial lines, blanked (one pass each way, linear):
+def _trials_left_out(tree: ast.Module) -> list:
+    """The module's trial statements (one pass each way, linear):
 
     - imports of a notebook's front end (``IPython.display``);
     - statements that run something at import (a call, a block) for a result
@@ -340,12 +340,7 @@ def _trials_left_out(text: str) -> str:
       (``MASK = causal_mask(6)`` read by a forward stays, and so do
       ``CausalAttention.FULL = ...`` and a constant built in an ``if``);
     - statements that read a name the module never defines (the setup cell's
-      ``inputs``), and then whatever reads what those made.
-    """
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return text
+      ``inputs``), and then whatever reads what those made."""
     defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     gone = [n for n in imports if _front_end(n)]
@@ -390,8 +385,7 @@ def _trials_left_out(text: str) -> str:
                     count[made] -= 1
                     if not count[made] and made not in provided:
                         missing.append(made)
-    gone += [u.node for u in units if id(u) in dropped]
-    return "\n".join(_blanked(text, gone))
+    return gone + [u.node for u in units if id(u) in dropped]
 
 
 def _blanked(text: str, nodes) -> list[str]:
@@ -403,25 +397,23 @@ def _blanked(text: str, nodes) -> list[str]:
     return lines
 
 
-def _futures_first(text: str) -> str:
-    """``from __future__`` imports moved to the module's first line (where Python
-    needs them), each on its old line replaced by a blank: no line moves. And
-    annotations among them always: an annotation names what a cell the grader
-    leaves out imported (``from torch import Tensor`` in a cell of one's own),
-    and must not fail the import for it, as it never fails a function's call."""
+def _finish(parts: list[str]) -> str:
+    """The module's text: its trial lines blanked (``_trials_left_out``), and
+    its ``from __future__`` imports moved to the first line, where Python needs
+    them (no line moves). Annotations are always among them: one may name what
+    a cell the grader leaves out imported (``from torch import Tensor`` in a
+    cell of one's own), and must not fail the import for it, as it never fails
+    a call."""
+    text = "".join(parts)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return text
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
-    lines = _blanked(text, futures)
+    lines = _blanked(text, futures + _trials_left_out(tree))
     names = ", ".join(dict.fromkeys(["annotations"] + [a.name for n in futures for a in n.names]))
     lines[0] = f"from __future__ import {names}  {lines[0]}"
     return "\n".join(lines)
-
-
-def _finish(parts: list[str]) -> str:
-    return _futures_first(_trials_left_out("".join(parts)))
 
 
 def module_source(nb: dict, module: str) -> str:

@@ -41,12 +41,8 @@ def open_session(zygote: Zygote, submission: Submission, limits: Limits | None =
     torch.set_num_threads(1)
     if not public:
         reference.warm_up()
-    session = Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
-                      None if public else reference.upcall, limits)
-    # a module made from a notebook is named by its notebook in what the student reads
-    session.made_from = {name[:-3]: source for name, source in submission.sources.items()
-                         if str(source).endswith(".ipynb")}
-    return session
+    return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
+                   None if public else reference.upcall, limits)
 
 
 def selected_checks(submission: Submission, public: bool = False) -> list[Check]:
@@ -63,15 +59,16 @@ class Run:
     that ``results`` names a misconception only when it fits all of an
     item's checks (``attnkit.judge.diagnosis.conclude``)."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, made_from: dict[str, str] | None = None):
         self.session = session
+        self.made_from = made_from or {}  # module -> the notebook it was made from, for messages
         self.outcomes: list[tuple[Check, BaseException | None]] = []
         self.cases: dict[str, list] = {}
         self.limited: set[str] = set()
         self._results: list[CheckResult] | None = None
 
     def student(self, check: Check) -> Student:
-        return Student(self.session, items()[check.item])
+        return Student(self.session, items()[check.item], self.made_from)
 
     def collecting(self, check: Check):
         """While ``check`` runs, keep the comparisons it makes."""
@@ -110,7 +107,8 @@ class Grading:
                  public: bool = False):
         self.submission = submission
         self.public = public
-        self.run_ = Run(open_session(zygote, submission, limits, public))
+        made_from = {name[:-3]: source for name, source in submission.sources.items() if source.endswith(".ipynb")}
+        self.run_ = Run(open_session(zygote, submission, limits, public), made_from)
 
     @property
     def checks(self) -> list[Check]:

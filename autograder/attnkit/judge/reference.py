@@ -278,7 +278,8 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
         raise ValueError("stand-in arguments must be tensors")
     if spec.get("mode") not in ("forward", "vjp"):
         raise ValueError("malformed stand-in request")
-    need = _bound_bytes(spec, tensors)
+    hull = _hull(tensors)
+    need = _bound_bytes(spec, tensors, hull)
     if need > max_bytes:  # too big to be sure: measure the result exactly, on shapes alone, and
         # count what broadcasting the arguments against each other would copy, which the result
         # does not show ((A, 1, 1, d) @ (1, A, d, 1): a small result, two A x A x d copies), and
@@ -288,7 +289,7 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
             x is not None and stand_in_targets()[target] == "module") else 0
         need = max(memo("size:" + text, lambda shapes: _meta_bytes(spec, shapes),
                         [(tuple(t.shape), t.dtype) for t in tensors]),
-                   8 * len(tensors) * _hull(tensors), scores)
+                   8 * len(tensors) * hull, scores)
     if need > max_bytes:
         raise ValueError(f"the reference result would take {need >> 20} MiB, over the {max_bytes >> 20} MiB bound")
     if spec.get("training"):
@@ -327,12 +328,12 @@ def _hull(tensors) -> int:
     return math.prod(sizes)
 
 
-def _bound_bytes(spec, tensors) -> float:
+def _bound_bytes(spec, tensors, hull: int) -> float:
     """An upper bound of what any stage's reference allocates for these arguments,
     from sizes alone: no stage builds more than (its arguments, broadcast against
     each other) x (largest size) (scores are T x T of a T x d input), or the
     square or product of its integer arguments (a causal mask, a module's weights)."""
-    total = len(tensors) * _hull(tensors)
+    total = len(tensors) * hull
     largest = max([1] + [max(t.shape, default=1) for t in tensors])
     ints = sorted(_numbers([spec.get("args"), spec.get("kwargs"), spec.get("init")]), reverse=True) + [1.0, 1.0]
     return 8.0 * 4 * (total * largest + ints[0] * ints[0] + 4 * ints[0] * ints[1] + total)

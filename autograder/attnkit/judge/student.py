@@ -44,9 +44,10 @@ class ModuleRun:
 
 
 class Student:
-    def __init__(self, session, item: Item):
+    def __init__(self, session, item: Item, made_from: dict[str, str] | None = None):
         self.session = session
         self.item = item
+        self.made_from = made_from or {}  # module -> the notebook it was made from
 
     @property
     def verifies(self) -> bool:
@@ -75,7 +76,7 @@ class Student:
     def _named(self, message: str) -> str:
         """``causal_attention.py`` in a message, said to be made from the notebook
         it came from, where it did: the student has no such .py file."""
-        for module, notebook in getattr(self.session, "made_from", {}).items():
+        for module, notebook in self.made_from.items():
             message = message.replace(f"{module}.py", f"{module}.py (made from the solution cells of {notebook})", 1)
         return message
 

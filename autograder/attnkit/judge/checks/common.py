@@ -204,12 +204,13 @@ def _reference_forward(item: str, run, state: dict, x: torch.Tensor):
         return None
 
 
-def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool):
+def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool, expected=None):
     """The outputs a module with these parameters gives on ``x``: the reference's
-    (when the parameters are the reference's), and with ``lenient`` every
-    catalogued mistake's (an honest module with a known bug still computes)."""
+    (``expected``, when the caller has it, and the parameters are the
+    reference's), and with ``lenient`` every catalogued mistake's (an honest
+    module with a known bug still computes)."""
     if _same_layout(item, run, state):
-        yield _reference_forward(item, run, state, x)
+        yield expected if expected is not None else _reference_forward(item, run, state, x)
     if lenient:
         from attnkit.judge.diagnosis import ENTRIES
 
@@ -224,14 +225,13 @@ def _known_forwards(item: str, run, state: dict, x: torch.Tensor, lenient: bool)
                 yield value
 
 
-def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.Tensor) -> bool:
+def _fits_a_signature(item: str, run, state: dict, x: torch.Tensor, got: torch.Tensor, expected) -> bool:
     """A catalogued mistake known by how the answer relates to the right one
     (the heads' blocks in another order, say), on the witness."""
     if not _same_layout(item, run, state):
         return False
     from attnkit.judge.diagnosis import ENTRIES
 
-    expected = _reference_forward(item, run, state, x)
     if expected is None:
         return False
     call = Call(item, run.init_args, run.init, state=state, x=x)
@@ -284,23 +284,24 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
         # nothing can be told from them, so nothing is credited
         raise CheckFailure(f"{what} cannot be credited: your module's parameters "
                            f"{', '.join(f'`{n}`' for n in not_finite[:4])} hold NaN or inf")
-    if state and _same_layout(student.name, run, state) and not _telling(_reference_forward(student.name, run,
-                                                                                            state, x)):
+    same = bool(state) and _same_layout(student.name, run, state)
+    right = _reference_forward(student.name, run, state, x) if same else None  # once: the loop below reuses it
+    if same and not _telling(right):
         # parameters under which attention ignores its input (all zero, or so large that it
         # overflows) make a constant, or NaN, the right answer: the witness would show nothing
         raise CheckFailure(f"{what} cannot be credited: with the parameters your module reports, attention "
                            f"would give the same output for every input, or NaN (all zero? too large?)")
     if isinstance(got, torch.Tensor) and got.is_floating_point() and state:
-        for expected in _known_forwards(student.name, run, state, x, lenient):
+        for expected in _known_forwards(student.name, run, state, x, lenient, right):
             # NaN matches NaN only for a catalogued mistake (a fully masked row, say), and
             # only an answer that shows the input proves anything
             if isinstance(expected, torch.Tensor) and expected.shape == got.shape and _telling(
                     expected, finite=False) and torch.allclose(got.double(), expected.double(), atol=F32["atol"],
                                                                rtol=F32["rtol"], equal_nan=lenient):
                 return
-        if lenient and _fits_a_signature(student.name, run, state, x, got):
+        if lenient and _fits_a_signature(student.name, run, state, x, got, right):
             return
-    if state and not _same_layout(student.name, run, state):
+    if state and not same:
         want = reference.memo("shapes", _parameter_shapes, student.name, *run.init_args, **run.init)
         raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
                                                 {n: torch.empty(s) for n, s in want.items()}))
