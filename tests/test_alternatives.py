@@ -490,6 +490,16 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
          "mask_scores(scores, self.mask[0, 0, :num_tokens, :num_tokens])")]),
     "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                                  "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
+    # torch.compile: as a decorator, a decorator factory, and Module.compile(); the sandbox
+    # cannot compile (no C++ compiler run, no cache), and compiled code computes what eager code does
+    "causal_attention_compiled_forward": (CA, [
+        ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+         "    @torch.compile(dynamic=True)\n    def forward(self, x: torch.Tensor) -> torch.Tensor:")]),
+    "causal_mask_compiled": (CA, [("def causal_mask(", "@torch.compile\ndef causal_mask(")]),
+    "mha_module_compile": (MH, [
+        ("        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found",
+         "        self.out_proj = nn.Linear(d_out, d_out)  # mixes what the heads found\n"
+         "        self.compile()")]),
 }
 
 @pytest.mark.parametrize("name", sorted(CASES))

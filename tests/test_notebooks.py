@@ -257,3 +257,81 @@ def test_a_module_made_from_a_notebook_is_named_by_its_notebook(zygote, tmp_path
     reasons = [line for r in report.results if r.item.module == "causal_attention" for line in r.reasons]
     assert reasons and all("causal_attention.py (made from the solution cells of causal_attention.ipynb) could "
                            "not be imported: NameError" in line for line in reasons), reasons
+
+
+def _code_cell(source: str) -> dict:
+    """A code cell as Jupyter adds one: no nbgrader metadata."""
+    return {"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None}
+
+
+def _with_own_cells(module: str, solutions: dict[str, str], own: list[tuple[int, str]]) -> dict:
+    """The source notebook with some solution cells rewritten and cells of the
+    student's own inserted (at each given index, counted in the final list)."""
+    nb = source_notebook(module)
+    for cell in nb["cells"]:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution") and meta.get("grade_id") in solutions:
+            cell["source"] = solutions[meta["grade_id"]]
+    for at, source in own:
+        nb["cells"].insert(at, _code_cell(source))
+    return nb
+
+
+# Helpers, an import and a constant in cells the student added; a "try it" cell
+# that redefines a graded function wrongly, and another that rebinds one; a
+# plotting helper nothing graded uses, whose import the grader does not have.
+OWN_HELPERS = "import math\n\nEPS = 0.0\n\ndef row_sum(x, dim=-1):\n    return x.sum(dim=dim, keepdim=True) + EPS\n"
+OWN_TRIALS = ("def softmax(scores, dim=-1):\n    return scores  # a first try, left below the solution\n\n"
+              "context_vectors = torch.matmul\nprint(softmax(torch.ones(3)))\n")
+OWN_PLOTTING = ("import seaborn_not_on_the_grader as sns\nimport functools\n\n@functools.lru_cache\n"
+                "def show(weights):\n    sns.heatmap(weights)\n")
+OWN_SOLUTIONS = {"normalize_by_sum": "def normalize_by_sum(scores, dim=-1):\n    return scores / row_sum(scores, dim)\n",
+                 "softmax": "def softmax(scores, dim=-1):\n    e = torch.exp(scores - scores.amax(dim=dim, keepdim=True))\n"
+                            "    return e / row_sum(e, dim)\n"}
+
+
+def test_cells_of_ones_own_give_what_the_solution_cells_use():
+    nb = _with_own_cells("simplified_attention", OWN_SOLUTIONS,
+                         [(1, OWN_HELPERS), (3, OWN_PLOTTING), (len(nb_cells("simplified_attention")), OWN_TRIALS)])
+    text = module_source(nb, "simplified_attention")
+    kept = {line for line in text.splitlines() if line.strip()}
+    assert "def row_sum(x, dim=-1):" in kept and "EPS = 0.0" in kept  # what the solution cells use
+    assert "import math" not in kept  # nothing uses it
+    for line in ("    return scores  # a first try, left below the solution", "context_vectors = torch.matmul",
+                 "import seaborn_not_on_the_grader as sns", "import functools", "@functools.lru_cache",
+                 "def show(weights):"):  # redefining a graded name, or nothing graded uses it
+        assert line not in kept, line
+    compile(text, "simplified_attention.py", "exec")
+
+
+def nb_cells(module: str) -> list:
+    return source_notebook(module)["cells"]
+
+
+def test_a_helper_in_a_cell_of_ones_own_earns_its_points(zygote, tmp_path):
+    """nbgrader runs the cells a student adds, and so does the student's kernel:
+    the helper a solution cell calls counts, a trial below the solution does not
+    replace it, and an unused plotting cell costs nothing (before: 16/20,
+    "NameError: name 'row_sum' is not defined")."""
+    nb = _with_own_cells("simplified_attention", OWN_SOLUTIONS,
+                         [(1, OWN_HELPERS), (3, OWN_PLOTTING), (len(nb_cells("simplified_attention")), OWN_TRIALS)])
+    (tmp_path / "simplified_attention.ipynb").write_text(json.dumps(nb))
+    from attnkit.intake import find
+
+    report = grade(zygote, find(str(tmp_path)), Limits(seconds=10))
+    assert {k: v for k, v in module_scores(report).items() if k.startswith("simplified_attention.")} == {
+        i.key: i.points for i in items_of("simplified_attention")}
+
+
+def test_an_item_written_in_a_new_cell_counts_when_its_solution_cell_is_gone(zygote, tmp_path):
+    """A solution cell deleted and its code written in a cell of one's own: the
+    kernel has the function, and so does the grader. A solution cell that
+    exists always wins over a cell of one's own."""
+    nb = source_notebook("causal_attention")
+    mask_cell = next(c for c in nb["cells"] if nbgrader_meta(c).get("grade_id") == "causal_mask"
+                     and nbgrader_meta(c).get("solution"))
+    nb["cells"][nb["cells"].index(mask_cell)] = _code_cell("".join(mask_cell["source"]))
+    nb["cells"].append(_code_cell("def mask_scores(scores, mask):\n    return scores  # not the graded one\n"))
+    (tmp_path / "causal_attention.py").write_text(module_source(nb, "causal_attention"))
+    report = grade(zygote, from_folder(str(tmp_path), ("causal_attention",), "nb"), Limits(seconds=10))
+    assert module_scores(report) == {i.key: i.points for i in items_of("causal_attention")}

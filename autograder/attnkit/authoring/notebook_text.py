@@ -20,7 +20,9 @@ every check, hidden randomized cases included, each with its own points. The
 first comment of a test cell says which checks are graded where.
 
 Only definitions in a solution cell count (`import`, `def`, `class`,
-assignments): a trial call left at the top of a cell is ignored by the grader.
+assignments), with what they use from cells of your own (a helper you wrote in
+a new cell): a trial call left at the top of a cell is ignored by the grader,
+and so is a cell of your own that redefines a graded function.
 Printing is fine anywhere. An item that runs for more than a few seconds (an
 infinite loop?) scores 0, and only that item does."""
 

@@ -6,7 +6,11 @@ fast path for an nbgrader ``submitted/`` tree (``attnkit.frontends.nbgrader_tree
 ``attnkit check --notebooks`` all call it, so each grades the very same code.
 
 Cells are found by their nbgrader metadata (``grade_id`` = the item's name),
-never by position, so a student who adds or moves cells loses nothing. The
+never by position, so a student who adds or moves cells loses nothing. Cells
+without nbgrader metadata (one the student added, a "try it" cell) give what
+the solution cells use from them: a helper, its import, its constant; and an
+item no solution cell defines (a deleted solution cell, rewritten in a new
+one). They never redefine what a solution cell defines. The
 module starts with the kit's own imports (not the notebook's import cell,
 which a student might have edited or deleted).
 
@@ -36,6 +40,7 @@ imports go first, and annotations are lazy.
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import json
 import re
@@ -331,7 +336,7 @@ class _Unit:
             isinstance(n, ast.Call) for n in running)
 
 
-def _trials_left_out(tree: ast.Module) -> list:
+def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset()) -> list:
     """The module's trial statements (one pass each way, linear):
 
     - imports of a notebook's front end (``IPython.display``);
@@ -340,16 +345,36 @@ def _trials_left_out(tree: ast.Module) -> list:
       (``MASK = causal_mask(6)`` read by a forward stays, and so do
       ``CausalAttention.FULL = ...`` and a constant built in an ``if``);
     - statements that read a name the module never defines (the setup cell's
-      ``inputs``), and then whatever reads what those made."""
-    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+      ``inputs``), and then whatever reads what those made.
+
+    Statements for which ``mine`` is true come from cells the student added
+    or wrote in (a "try it" cell): of those, the module keeps only what the
+    solution cells' definitions need, directly or through each other (a
+    helper, its import, its constant), and the definition of an item of
+    ``items`` that no solution cell defines (a solution cell deleted, its
+    code in a new cell). Nothing there may redefine what a solution cell
+    defines (``softmax = torch.softmax`` to compare): the graded item is the
+    solution cell's."""
+    everything = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    graded = {d.name for d in everything if not mine(d)}
+    # an item no solution cell defines may be defined in a cell of one's own, as the kernel sees it
+    defs = [d for d in everything if not mine(d) or (d.name in items and d.name not in graded)]
+    helpers: dict[str, list] = {}  # name -> the defs of the student's own cells that define it
+    for d in everything:
+        if mine(d) and d.name not in graded and d.name not in items:
+            helpers.setdefault(d.name, []).append(d)
+    graded |= {d.name for d in defs}
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    gone = [n for n in imports if _front_end(n)]
+    gone = [n for n in imports if _front_end(n) or (mine(n) and isinstance(n, ast.ImportFrom) and any(
+        a.name == "*" for a in n.names))] + [d for d in everything if d not in defs and d.name in graded]
     # a star import makes names no one can list, and __future__ goes first: both stay
     always = [n for n in imports if n not in gone and (isinstance(n, ast.ImportFrom) and (
         n.module == "__future__" or any(a.name == "*" for a in n.names)))]
     imported = {(a.asname or a.name).split(".")[0] for n in always for a in n.names}
     units = [_Unit(n) for n in tree.body if (isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign, *BLOCKS))
              and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)]
+    gone += [u.node for u in units if mine(u.node) and u.makes & graded]
+    units = [u for u in units if not (mine(u.node) and u.makes & graded)]
     makers: dict[str, list[_Unit]] = {}
     readers: dict[str, list[_Unit]] = {}
     for u in units:
@@ -357,18 +382,25 @@ def _trials_left_out(tree: ast.Module) -> list:
             makers.setdefault(name, []).append(u)
         for name in u.reads:
             readers.setdefault(name, []).append(u)
-    # what the defs and classes read, and through the statements that make it, what those read
+    # what the defs and classes read, and through the statements and helpers that make it, what those read
     needed = {d.name for d in defs} | set().union(*[_global_reads(d) for d in defs])
-    queue, kept = list(needed), set()
+    queue, kept, used = list(needed), set(), []
     while queue:
-        for u in makers.get(queue.pop(), []):
+        name = queue.pop()
+        reads: set[str] = set()
+        for u in makers.get(name, []):
             if id(u) not in kept:
                 kept.add(id(u))
-                queue += [n for n in u.reads if n not in needed]
-                needed |= u.reads
-    dropped = {id(u) for u in units if u.runs and id(u) not in kept}
+                reads |= u.reads
+        for d in helpers.pop(name, []):
+            used.append(d)
+            reads |= _global_reads(d)
+        queue += [n for n in reads if n not in needed]
+        needed |= reads
+    gone += [d for found in helpers.values() for d in found]  # the helpers nothing graded uses
+    dropped = {id(u) for u in units if (u.runs or mine(u.node)) and id(u) not in kept}
     # then whatever reads a name nothing left makes
-    provided = set(dir(builtins)) | {d.name for d in defs} | imported
+    provided = set(dir(builtins)) | {d.name for d in defs + used} | imported
     count = {name: sum(id(u) not in dropped for u in found) for name, found in makers.items()}
     missing = [n for u in units for n in u.reads if n not in provided and not count.get(n)]
     missing += [n for u in units if id(u) in dropped for n in u.makes if not count.get(n) and n not in provided]
@@ -392,13 +424,15 @@ def _blanked(text: str, nodes) -> list[str]:
     """The lines of ``text``, those of each statement in ``nodes`` made blank (no line moves)."""
     lines = text.split("\n")
     for node in nodes:
-        for n in range(node.lineno - 1, node.end_lineno):
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        for n in range(first - 1, node.end_lineno):
             lines[n] = ""
     return lines
 
 
-def _finish(parts: list[str]) -> str:
-    """The module's text: its trial lines blanked (``_trials_left_out``), and
+def _finish(parts: list[str], own=(), items=frozenset()) -> str:
+    """The module's text: its trial lines blanked (``_trials_left_out``; ``own``
+    holds the first and last lines of each cell of the student's own), and
     its ``from __future__`` imports moved to the first line, where Python needs
     them (no line moves). Annotations are always among them: one may name what
     a cell the grader leaves out imported (``from torch import Tensor`` in a
@@ -410,32 +444,61 @@ def _finish(parts: list[str]) -> str:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return text
     futures = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
-    lines = _blanked(text, futures + _trials_left_out(tree))
+    starts = [a for a, _ in own]  # in order, and apart
+
+    def in_own(node) -> bool:
+        at = bisect.bisect_right(starts, node.lineno) - 1
+        return at >= 0 and node.lineno <= own[at][1]
+
+    lines = _blanked(text, futures + _trials_left_out(tree, in_own, items))
     names = ", ".join(dict.fromkeys(["annotations"] + [a.name for n in futures for a in n.names]))
     lines[0] = f"from __future__ import {names}  {lines[0]}"
     return "\n".join(lines)
 
 
 def module_source(nb: dict, module: str) -> str:
-    """The exercise module ``module`` as the notebook's solution cells define it."""
+    """The exercise module ``module`` as the notebook's solution cells define
+    it, in the notebook's order, with what they use from the cells the student
+    added or wrote in (a helper defined in a cell of one's own: see
+    ``_trials_left_out``). The kit's setup, test and picture cells never count:
+    nbgrader restores them before it grades."""
     if module not in MODULES:
         raise NotebookError(f"{module}: not one of the exercise modules ({', '.join(MODULES)})")
-    cells = solution_cell_parts(nb)
+    names = {item.name for item in items_of(module)}
     parts = [f"# {module}.py, extracted from the solution cells of {module}.ipynb by attnkit\n",
              preambles()[module]]
-    for item in items_of(module):
-        sources = cells.get(item.name)
-        parts.append(f"\n\n# ---- solution cell {item.name}\n")
-        if sources is None:
-            parts.append(f"# (the notebook has no solution cell {item.name!r})\n")
+    own: list[tuple[int, int]] = []  # the first and last line of each cell of the student's own
+    found: set[str] = set()
+    line = sum(p.count("\n") for p in parts) + 1  # where the next part starts
+
+    def add(text: str) -> None:
+        nonlocal line
+        parts.append(text)
+        line += text.count("\n")
+
+    for n, cell in enumerate([c for c in cells(nb) if c.get("cell_type") == "code"], 1):
+        meta = nbgrader_meta(cell)
+        grade_id, mine = meta.get("grade_id"), not meta
+        if meta.get("solution") and isinstance(grade_id, str) and grade_id in names:
+            found.add(grade_id)
+            add(f"\n\n# ---- solution cell {grade_id}\n")
+            label = f"cell {grade_id!r}"
+        elif mine and not _uses_the_kit(cell_text(cell)):
+            add(f"\n\n# ---- a cell of your own (code cell {n})\n")
+            label = f"code cell {n}"
+        else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
-        for source in sources:
-            code, problem = definitions(source)
-            if problem:
-                parts.append(f"# (cell {item.name!r} was left out: {problem})\n")
-                continue
-            parts.append(code)
-    return _finish(parts)
+        code, problem = definitions(cell_text(cell))
+        if problem:
+            add(f"# ({label} was left out: {problem})\n")
+            continue
+        if mine:
+            own.append((line, line + code.count("\n") - 1))
+        add(code)
+    for item in items_of(module):
+        if item.name not in found:
+            add(f"\n\n# (the notebook has no solution cell {item.name!r})\n")
+    return _finish(parts, own, frozenset(names))
 
 
 def any_cells_source(nb: dict, module: str) -> str:
@@ -453,6 +516,8 @@ def any_cells_source(nb: dict, module: str) -> str:
 
 
 def _uses_the_kit(source: str) -> bool:
+    if "attnkit" not in source:  # most cells: no parse
+        return False
     try:
         tree = ast.parse("\n".join(without_magics(source)))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
