@@ -311,7 +311,7 @@ def nb_cells(module: str) -> list:
 def test_a_helper_in_a_cell_of_ones_own_earns_its_points(zygote, tmp_path):
     """nbgrader runs the cells a student adds, and so does the student's kernel:
     the helper a solution cell calls counts, a trial below the solution does not
-    replace it, and an unused plotting cell costs nothing (before: 18/20,
+    replace it, and an unused plotting cell costs nothing (before: 13/20,
     "NameError: name 'row_sum' is not defined")."""
     nb = _with_own_cells("simplified_attention", OWN_SOLUTIONS,
                          [(1, OWN_HELPERS), (3, OWN_PLOTTING), (len(nb_cells("simplified_attention")), OWN_TRIALS)])
