@@ -164,6 +164,10 @@ CASES = {
         (S, [("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
               "return (inputs * query.unsqueeze(-2)).sum(dim=-1).float()")],
          f"{S}.query_scores", "dtype torch.float32; expected torch.float64")],
+    "mixed_float_dtypes": [  # a layer converted to float64, as set_default_dtype(torch.float64) would make it
+        (CA, [("self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)",
+               "self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias).double()")],
+         f"{CA}.CausalAttention", "the input was float32, and a tensor or layer your code made is float64")],
     "modifies_input_in_place": [
         (CA, [('return scores.masked_fill(mask, float("-inf"))', 'return scores.masked_fill_(mask, float("-inf"))')],
          f"{CA}.mask_scores", "in place")],
@@ -213,6 +217,27 @@ def test_two_mistakes_at_once_get_the_facts_not_a_guess(zygote, tmp_path):
     hidden = next(c for c in result.checks if c.kind == "hidden")
     assert "values differ at" in hidden.reason and "the largest difference is at" in hidden.reason
     assert "position | expected | yours" in hidden.details
+
+
+def test_an_error_with_a_hint_among_other_failures_is_graded_with_its_facts(zygote, tmp_path):
+    """`.T` on the keys of a batch raises, with a hint, in some checks of the item
+    and not in others (the structure check sends no batch): the item is not
+    named, and its reasons are each check's own. Before, settling them copied
+    the error with copy.copy, which cannot rebuild it: a grader error, and the
+    student's whole grade lost in grade-class."""
+    from attnkit.errors import StudentError
+    from attnkit.judge.diagnosis.conclude import _with_reason
+
+    error = StudentError("exception", "RuntimeError: boom", "  File x.py", hint="a hint")
+    copied = _with_reason(error, "the facts", "", "the details")
+    assert type(copied) is StudentError and copied.reason == "the facts" and copied.kind == "exception"
+    assert (copied.hint, error.reason) == ("a hint", error.reason)  # the original is left as it was
+    path = mutant(tmp_path / "sub", CA, ("scores = queries @ keys.transpose(-2, -1)  # (b, T, T)",
+                                         "scores = queries @ keys.T"))
+    report = grade(zygote, from_folder(str(path.parent), (CA,), str(path)))
+    result = report.by_item()[f"{CA}.CausalAttention"]
+    assert result.score == 0 and "raised RuntimeError" in result.summary
+    assert {r.item.key: r.score for r in report.results if r.score != r.max_score} == {f"{CA}.CausalAttention": 0}
 
 
 def test_the_solutions_get_no_diagnosis(zygote):

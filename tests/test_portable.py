@@ -206,6 +206,33 @@ def test_output_written_around_the_python_streams_is_capped_by_the_grader(zygote
     assert got[f"{S}.attention_scores"].score == 3
 
 
+@pytest.mark.parametrize("which", ["machine", "portable"])
+def test_the_output_limit_is_each_items_own(which, request, tmp_path):
+    """One child serves every item in turn: what one item printed is not charged
+    to the next. Two items print 40 KB each, 80 KB in all, over the 64 KiB
+    cap together and under it alone: both keep their points (before, the
+    second to print lost them, "output limit exceeded"). One item printing
+    past the cap alone still pays, and only it."""
+    runner_ = request.getfixturevalue("zygote" if which == "portable" else "machine_zygote")
+    said = ("_said = set()\n\n\ndef _say(name, size):\n    if name not in _said:\n"
+            "        _said.add(name)\n        print('x' * size)\n\n\n")
+    code = (SOLUTIONS / f"{S}.py").read_text().replace("\ndef query_scores(", said + "def query_scores(", 1)
+    code = code.replace("    return inputs @ inputs.transpose(-2, -1)",
+                        "    _say('attention_scores', 40_000)\n    return inputs @ inputs.transpose(-2, -1)", 1)
+    code = code.replace("    shifted = scores - scores.amax(dim=dim, keepdim=True)",
+                        "    _say('softmax', 40_000)\n    shifted = scores - scores.amax(dim=dim, keepdim=True)", 1)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / f"{S}.py").write_text(code)
+    got = grade_folder(runner_, folder, (S,), LIMITS)
+    assert got.score == got.max_score, [(r.item.key, r.reasons) for r in got.results if r.score != r.max_score]
+    (folder / f"{S}.py").write_text(code.replace("_say('softmax', 40_000)", "_say('softmax', 70_000)"))
+    got = grade_folder(runner_, folder, (S,), LIMITS).by_item()
+    assert got[f"{S}.softmax"].score == 0
+    assert any("output limit exceeded" in line for line in got[f"{S}.softmax"].reasons), got[f"{S}.softmax"].reasons
+    assert all(r.score == r.max_score for key, r in got.items() if key != f"{S}.softmax")
+
+
 def test_the_childs_streams_refuse_writes_past_the_cap():
     """print() past the cap fails in the child (EFBIG, as under the fork runner's
     file-size limit), so the item that printed is the one that pays."""

@@ -118,6 +118,7 @@ class Child:
         self.item: str | None = None  # the item whose request is under way
         self.answered: dict = {}  # (item, question) -> the grader's answer, as it came
         self.answered_bytes = 0
+        self.fresh_output = None  # the runner's reset of an output budget it counts itself
 
     # -- channel
     def serve(self) -> None:
@@ -175,6 +176,8 @@ class Child:
 
     def handle(self, header: dict, bufs: list):
         op = header.get("op")
+        if header.get("fresh_output") and self.fresh_output is not None:
+            self.fresh_output()
         if op == Op.IMPORT:
             module = str(header.get("module"))
             for other in header.get("unavailable", []):  # broken since: stand in for them

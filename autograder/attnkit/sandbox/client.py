@@ -62,6 +62,8 @@ class Session:
         self.imported_before: set[str] = set()  # in any child of this submission
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
         self.current: str | None = None  # the item whose request is under way
+        self.printing: str | None = None  # the item the current child's output is counted against
+        self.fresh = False  # the next request tells the child its output is counted from zero
         self.spawned = 0
         self._deps: dict[str, list[str]] = {}
 
@@ -83,6 +85,7 @@ class Session:
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
                  "unavailable": sorted(self.unavailable)}
         self.imported = set()
+        self.printing, self.fresh = None, False
         self.child = self.zygote.spawn(request)
         self.sock = self.child.sock
         if not getattr(self.child, "spare", False):
@@ -183,6 +186,12 @@ class Session:
         module = item.split(".", 1)[0]
         if self.sock is None and module not in self.unavailable:
             self._start()
+        if self.sock is not None and item != self.printing:
+            # the output limit is each item's own (one child serves them in turn):
+            # what earlier items printed is not charged to this one, and what an
+            # import prints is charged to the item that needed the module
+            self.printing, self.fresh = item, True
+            self.child.fresh_output()
         self._ensure_imported(module, item)
         if module in self.unavailable:
             kind, message, tb = self.unavailable[module]
@@ -226,6 +235,8 @@ class Session:
         if self.sock is None:
             self._start()
         self.current = item
+        if self.fresh:  # the runner's count starts again: the child's own, if it keeps one, too
+            header, self.fresh = dict(header, fresh_output=True), False
         try:
             protocol.send(self.sock, header, bufs, deadline)
             while True:
@@ -277,7 +288,7 @@ class Session:
             if size > self.limits.upcall_bytes:
                 raise PermissionError(f"an answer over {self.limits.upcall_bytes >> 20} MiB")
         except Exception as exc:  # noqa: BLE001 - any failure must still answer, or the channel desyncs
-            protocol.send(self.sock, {"kind": Kind.UPCALL_ERROR, "message": f"refused: {exc}"[:500]}, deadline=deadline)
+            protocol.send(self.sock, {"kind": Kind.UPCALL_ERROR, "message": str(exc)[:500]}, deadline=deadline)
             return
         data = protocol.pack({"kind": Kind.UPCALL_RESULT, "value": encoded}, out)
         ANSWERS.put(key, data, size)

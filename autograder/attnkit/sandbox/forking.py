@@ -321,6 +321,16 @@ class ForkedChild:
         here the kernel enforces the limits, and the child reports them."""
         return None
 
+    def fresh_output(self) -> None:
+        """Count output from zero again: the file is emptied, and the offset it
+        shares with the child goes back to 0, so the file-size limit applies to
+        what is written from now on (the child is waiting for a request)."""
+        try:
+            os.ftruncate(self.output_file.fileno(), 0)
+            os.lseek(self.output_file.fileno(), 0, os.SEEK_SET)
+        except (OSError, ValueError):
+            pass
+
     def output(self, limit: int) -> str:
         try:
             return os.pread(self.output_file.fileno(), limit, 0).decode("utf-8", "replace")

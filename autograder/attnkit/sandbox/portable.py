@@ -332,6 +332,15 @@ class SpawnedChild:
         """"output" when this runner killed the process for writing past the cap."""
         return "output" if self.overflowed else None
 
+    def fresh_output(self) -> None:
+        """Count output from zero again (the child resets its own budget on the
+        request that says so); what the process wrote so far is read first."""
+        if DRAINABLE:
+            self._drain()
+        with self.lock:
+            if self.student_output:
+                self.total, self.kept = 0, bytearray()
+
     def output(self, limit: int) -> str:
         if DRAINABLE:
             self._drain()

@@ -107,6 +107,8 @@ def _serve(sock: socket.socket, request: dict, torch) -> None:
     sys.stderr = sys.__stderr__ = _capped(2, budget)
     applied = {"runner": "portable", "memory": _limit(limits)}
     child = Child(sock, workdir, torch, tuple(header.get("modules", ())))
+    cap = budget[0]
+    child.fresh_output = lambda: budget.__setitem__(0, cap)  # each item's output is its own
     child.hello(header)
     protocol.send(sock, {"kind": Kind.READY, "applied": applied})
     child.serve()

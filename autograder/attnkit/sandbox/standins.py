@@ -59,7 +59,7 @@ class Upcalls:
     def ask(self, spec: dict, tensors: list, grads=None):
         kind, value = self.channel(spec, tensors, grads)
         if kind != Kind.UPCALL_RESULT:
-            raise Refused(value)
+            raise Refused(f"the grader's stand-in for {spec.get('target')} could not answer: {value}")
         return value
 
     def apply(self, spec: dict, tensors: list):

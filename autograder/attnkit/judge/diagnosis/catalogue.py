@@ -340,6 +340,13 @@ ENTRIES: tuple[Misconception, ...] = (
         "torch.dot takes two 1-D vectors, and these inputs have batch axes: use an elementwise product "
         "and a sum over the last axis, or @, which work on batches too",
         checked_by=("*::*",), also_fails=()),
+    Misconception(
+        "mixed_float_dtypes",
+        "your code mixes float32 and float64 in one operation: the input was {sent}, and a tensor or layer "
+        "your code made is {made}. torch.set_default_dtype(...) at the top of a file changes every layer "
+        "and tensor made after it, and .double() or .float() converts one; make what your code creates "
+        "follow the input instead (layers with the default dtype, constants with dtype=x.dtype)",
+        checked_by=("*::*",), also_fails=()),
     # -- types and side effects
     Misconception(
         "returns_numpy",

@@ -47,6 +47,24 @@ def _dot_needs_vectors(e: Raised):
     return {} if e.batched and "1D tensors expected" in e.message else None
 
 
+_FLOAT32 = re.compile(r"\b(float|Float|float32)\b")
+_FLOAT64 = re.compile(r"\b(double|Double|float64)\b")
+
+
+def _mixed_float_dtypes(e: Raised):
+    """torch's words for one operation on float32 and float64 ("float != double",
+    "expected scalar type Float but found Double"), while every tensor the
+    grader sent had one dtype: the other came from the student's code."""
+    if not (_FLOAT32.search(e.message) and _FLOAT64.search(e.message) and re.search(r"dtype|scalar type", e.message)):
+        return None
+    sent = {t.dtype for t in e.tensors if t.is_floating_point()}
+    if sent == {torch.float32}:
+        return {"sent": "float32", "made": "float64"}
+    if sent == {torch.float64}:
+        return {"sent": "float64", "made": "float32"}
+    return None
+
+
 def _mask_not_sliced(e: Raised):
     context, tokens = e.init.get("context_length"), e.tokens
     if not isinstance(context, int) or tokens is None or tokens >= context:
@@ -63,6 +81,7 @@ PATTERNS = (
     ("transpose_all_axes", _transpose_all_axes),
     ("view_needs_contiguous", _view_needs_contiguous),
     ("dot_needs_vectors", _dot_needs_vectors),
+    ("mixed_float_dtypes", _mixed_float_dtypes),
 )
 
 
@@ -83,7 +102,7 @@ def describe_call(args, kwargs, names) -> tuple[str, list]:
 
 
 def describe_build(item: str, spec: dict) -> tuple[str, list, dict, int | None]:
-    inputs = [x for x in spec.get("inputs") or [] if isinstance(x, torch.Tensor)]
+    inputs = [x for x in list(spec.get("inputs") or []) + [spec.get("witness")] if isinstance(x, torch.Tensor)]
     shapes = list(dict.fromkeys(_shape(x) for x in inputs))
     names = INIT_PARAMS.get(item, ())
     init = dict(zip(names, spec.get("init_args") or []))
