@@ -586,3 +586,36 @@ def test_what_neither_the_stand_in_nor_the_students_class_has_is_named_truly(zyg
     lost = {r.item.key: r.reasons for r in report.results if r.score != r.max_score}
     assert list(lost) == [MH + ".MultiHeadAttentionWrapper"]
     assert "'CausalAttention' object has no attribute 'd_out'" in lost[MH + ".MultiHeadAttentionWrapper"][0]
+
+
+# A CausalAttention whose forward does more than the contract asks: it can
+# return its weights too, and it keeps the last ones on the module (for a
+# plot); the wrapper uses either. While the wrapper is graded, its heads are
+# the grader's stand-ins: the student's own forward runs where it is called
+# with more than x, and, for what it keeps, next to the reference output.
+CA_FORWARD_DOES_MORE = [
+    ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+     "    def forward(self, x: torch.Tensor, return_weights: bool = False):"),
+    ("        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
+     "        weights = self.dropout(weights)\n        self.last_weights = weights.detach()  # for a plot\n"
+     "        out = weights @ values  # (b, T, d_out)\n        return (out, weights) if return_weights else out"),
+]
+
+
+@pytest.mark.parametrize("forward", [
+    """
+        outputs, weights = zip(*(head(x, return_weights=True) for head in self.heads))
+        self.last_weights = torch.stack(weights, dim=1)  # (b, num_heads, T, T)
+        return torch.cat(outputs, dim=-1)
+    """,
+    """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        self.last_weights = torch.stack([head.last_weights for head in self.heads], dim=1)
+        return out
+    """,
+], ids=["return_weights", "reads_last_weights"])
+def test_the_wrapper_may_use_what_its_heads_forward_does_more(zygote, tmp_path, forward):
+    folder = make_submission(tmp_path / "sub", {
+        CA: CA_FORWARD_DOES_MORE, MH: [body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}

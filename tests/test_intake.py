@@ -171,6 +171,23 @@ def test_a_renamed_py_is_recognised_by_what_it_defines(tmp_path):
     assert find(str(path)).modules == (CA,)
 
 
+def test_one_file_graded_alone_brings_what_is_next_to_it(tmp_path, zygote):
+    """`attnkit grade folder/causal_attention.py`: the student's own helper next
+    to it comes along, as it does from the folder and in the kernel, and so do
+    the other exercise files it imports (before: 0/25, "No module named
+    'attn_common'"). Only the file named is graded."""
+    (tmp_path / "attn_common.py").write_text("import torch\n\n\ndef scale(d):\n    return d ** 0.5\n")
+    (tmp_path / f"{S}.py").write_bytes(solution(S))
+    (tmp_path / f"{CA}.py").write_text(solution(CA).decode().replace(
+        "import torch\n", "import torch\nfrom attn_common import scale\nimport simplified_attention\n", 1).replace(
+        "torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)", "torch.softmax(scores / scale(keys.shape[-1]), dim=-1)"))
+    assert "torch.softmax(scores / scale(" in (tmp_path / f"{CA}.py").read_text()
+    sub = find(str(tmp_path / f"{CA}.py"))
+    assert sub.modules == (CA,) and {"attn_common.py", f"{S}.py", f"{CA}.py"} <= set(sub.files)
+    assert sub.files[f"{CA}.py"] == (tmp_path / f"{CA}.py").read_bytes()
+    assert scores(grade(zygote, sub)) == full_marks((CA,))
+
+
 def test_what_is_no_exercise_is_a_one_line_error(tmp_path):
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "x = 1\n"}]}
     cases = {

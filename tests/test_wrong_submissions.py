@@ -111,6 +111,20 @@ def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
     assert "defines no `merge_heads`" in report.by_item()[f"{MH}.merge_heads"].summary
 
 
+def test_a_stage_called_through_functools_partial_is_still_stood_in(zygote, tmp_path):
+    """A wrong softmax, which simplified_self_attention calls through
+    row_softmax = functools.partial(softmax, dim=-1): the partial is of the same
+    stage, so the reference stands in for it there too, and softmax alone
+    loses its points (before, simplified_self_attention lost its 4 as well)."""
+    folder = make_submission(tmp_path / "sub", {S: [
+        ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum()"),
+        ("weights = softmax(scores, dim=-1)  # each row sums to 1", "weights = row_softmax(scores)"),
+        ("\ndef context_vectors(", "\nimport functools\n\nrow_softmax = functools.partial(softmax, dim=-1)\n\n\n"
+                                   "def context_vectors(")]})
+    report = grade_folder(zygote, folder, (S,))
+    assert scores(report) == dict(full_marks((S,)), **{f"{S}.softmax": 0})
+
+
 def test_stubbed_causal_attention_does_not_cost_the_wrapper(zygote, tmp_path):
     """The student's CausalAttention is a stub; the wrapper built on it is right."""
     folder = make_submission(tmp_path / "sub")

@@ -403,5 +403,12 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
     if evidence:
         notes[:] = [f"{name} holds {module} (by {evidence}); graded as {module}"
                     + (f", from {how}" if notebook else "")]
-    return Submission(label or name, (module,), {f"{module}.py": data}, tuple(one_line(n) for n in notes),
-                      {f"{module}.py": name})
+    files, sources = {f"{module}.py": data}, {f"{module}.py": name}
+    # the student's own helpers and the other exercise files next to it come along,
+    # as they do from a folder: the file may import them, and does in the kernel
+    around = from_folder(os.path.dirname(os.path.abspath(path)), (), label)
+    for other, content in around.files.items():
+        if other not in files and other != name:
+            files[other], sources[other] = content, other
+    notes += list(around.notes)
+    return Submission(label or name, (module,), files, tuple(one_line(n) for n in notes), sources)

@@ -13,6 +13,7 @@ the child says about itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -304,6 +305,9 @@ class Child:
         for mod in list(self.modules.values()):
             for name, value in list(mod.__dict__.items()):
                 proxy = swap.get(id(value))
+                if proxy is None and type(value) is functools.partial and id(value.func) in swap:
+                    # row_softmax = partial(softmax, dim=-1): the same stage, with arguments
+                    proxy = functools.partial(swap[id(value.func)], *value.args, **value.keywords)
                 if proxy is not None:
                     saved.append((mod.__dict__, name, value))
                     mod.__dict__[name] = proxy

@@ -11,15 +11,22 @@ silently, so a stand-in narrower than the student's helper never costs points.
 A class stand-in is described by data (the exercise table): its constructor's
 parameters, its layers in the order they are created (so that a seeded run
 draws the same random numbers as the real class) and its buffers, each the
-reference result of a stage. Its forward is one upcall.
+reference result of a stage. Its forward is one upcall. The student's own
+class still counts where it does more: a forward called with more than x
+(``head(x, return_weights=True)``) is the student's own, run on the stand-in's
+layers; and where the student's forward keeps something on the module
+(``self.last_weights = weights``), it also runs, on those layers, for that
+alone: the output is the reference's.
 
 Runs next to student code: no grader code here, only the protocol.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
+import textwrap
 
 from attnkit.sandbox.protocol import Kind
 
@@ -110,6 +117,26 @@ def function(upcalls: Upcalls, key: str, original=None):
     return stand_in
 
 
+def _keeps_state(forward) -> bool:
+    """Whether a forward assigns to an attribute of its module (``self.x = ...``)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
+    except (OSError, TypeError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    fn = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    if fn is None or not fn.args.args:
+        return False
+    me = fn.args.args[0].arg
+    for node in ast.walk(fn):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == me:
+                    return True
+    return False
+
+
 def module(upcalls: Upcalls, key: str, spec: dict, original=None):
     """The stand-in class for graded class ``key``, built from its declaration."""
     torch = upcalls.torch
@@ -120,6 +147,9 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
     buffers = [tuple(b) for b in spec.get("buffers", [])]
     masks: dict = {}  # the same few buffers, asked for again and again
     factories = {"Linear": nn.Linear, "Dropout": nn.Dropout}
+    own_forward = getattr(original, "forward", None) if isinstance(original, type) else None
+    own_forward = own_forward if callable(own_forward) else None
+    keeps_state = own_forward is not None and _keeps_state(own_forward)
 
     class StandIn(nn.Module):
         def __init__(self, *args, **kwargs):
@@ -143,10 +173,26 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 self.register_buffer(name, masks[call].clone())
             self.__dict__["_built"] = True  # from here on, what the declaration lacks is the student's
 
-        def forward(self, x):
+        def forward(self, x, *args, **kwargs):
+            if (args or kwargs) and own_forward is not None:
+                # the student's forward takes more than x (return_weights=True): the
+                # reference answers x alone, so the student's own forward runs, on
+                # the stand-in's layers and buffers
+                return own_forward(self, x, *args, **kwargs)
+            if args or kwargs:
+                raise TypeError(f"{key.split('.', 1)[1]}.forward() takes x alone here (the grader's stand-in)")
             names = [n for n, _ in self.named_parameters()]
             request = {"target": key, "init": self._init, "state": names, "training": self.training}
-            return upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
+            out = upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
+            if keeps_state:
+                # what the student's forward keeps on the module (self.last_weights = ...),
+                # kept as it would be; its random draws must not move a seeded run's
+                with torch.random.fork_rng(devices=[]):
+                    try:
+                        own_forward(self, x)
+                    except Exception:  # noqa: BLE001 - only what it keeps counts, and the output stands
+                        pass
+            return out
 
         def __getattr__(self, name):
             # What the declaration does not make (the student's own `self.d_out`,
@@ -183,7 +229,14 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
             raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
                                  f"the grader's stand-in, and your own {cls}({', '.join(map(repr, stand_in._init))}) "
                                  f"raised when built to look it up)")
-        return getattr(own, name)
+        try:
+            return getattr(own, name)
+        except AttributeError:
+            raise AttributeError(
+                f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is the grader's "
+                f"stand-in: its forward returns the reference output and sets nothing on the module, and your "
+                f"own {cls}, built with the same arguments, has no `{name}` before a forward; have the forward "
+                f"return what its caller needs)") from None
 
     StandIn.__name__ = StandIn.__qualname__ = key.split(".", 1)[1]
     StandIn.__doc__ = f"The grader's stand-in for {key}."
