@@ -490,6 +490,16 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
          "mask_scores(scores, self.mask[0, 0, :num_tokens, :num_tokens])")]),
     "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                                  "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
+    # project_qkv returns a NamedTuple of the student's own, and SelfAttention reads its fields: while
+    # SelfAttention is graded, the stand-in for project_qkv answers in that type (read from the source)
+    "project_qkv_namedtuple": (SA, [
+        ("import torch.nn as nn\n", "import torch.nn as nn\nfrom typing import NamedTuple\n\n\n"
+                                     "class QKV(NamedTuple):\n    queries: torch.Tensor\n    keys: torch.Tensor\n"
+                                     "    values: torch.Tensor\n"),
+        ("    return queries, keys, values", "    return QKV(queries, keys, values)"),
+        ("        queries, keys, values = project_qkv(x, self.W_query, self.W_key, self.W_value)",
+         "        qkv = project_qkv(x, self.W_query, self.W_key, self.W_value)\n"
+         "        queries, keys, values = qkv.queries, qkv.keys, qkv.values")]),
     # torch.compile: as a decorator, a decorator factory, and Module.compile(); the sandbox
     # cannot compile (no C++ compiler run, no cache), and compiled code computes what eager code does
     "causal_attention_compiled_forward": (CA, [

@@ -68,6 +68,18 @@ def test_oversized_frames_are_refused_before_reading_them():
         codec.recv(b, max_bytes=1 << 20)
 
 
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_frame_with_a_number_json_does_not_have_is_refused(constant):
+    """Neither side writes NaN or Infinity (a float that is not finite travels as
+    ["f", ...]); a hand-made frame with one is malformed, before any bound it
+    would slip through is computed."""
+    a, b = _pair()
+    body = b'{"bufs": [], "kind": "upcall", "spec": {"args": [' + constant + b']}}'
+    a.sendall(struct.pack(">4sI", codec.MAGIC, len(body)) + body)
+    with pytest.raises(codec.ProtocolError):
+        codec.recv(b)
+
+
 def test_bad_magic_and_bad_json():
     a, b = _pair()
     a.sendall(struct.pack(">4sI", b"XXXX", 2) + b"{}")

@@ -177,3 +177,14 @@ def test_near_one_shows_the_digits_that_differ_from_one():
     assert compare.near_one(torch.tensor([1.0, 1.0])) == "1"
     assert compare.near_one(torch.tensor([0.5, 2.0])) == "0.5 .. 2"
     assert compare.near_one(torch.tensor([1.000000001], dtype=F64)) == "1.000000001"
+
+
+def test_what_a_returned_value_is_is_said_in_the_students_words():
+    """A generator the child could only describe is "generator", not the
+    grader's Foreign; a tuple says how many items it holds."""
+    from attnkit.sandbox.protocol import Foreign
+
+    assert compare.kind(Foreign("builtins.generator")) == "generator"
+    assert compare.kind(Foreign("numpy.ndarray")) == "numpy.ndarray"
+    assert compare.kind((1, 2)) == "tuple of 2" and compare.kind([]) == "list of 0"
+    assert compare.kind(None) == "NoneType"

@@ -188,6 +188,33 @@ def test_one_file_graded_alone_brings_what_is_next_to_it(tmp_path, zygote):
     assert scores(grade(zygote, sub)) == full_marks((CA,))
 
 
+def test_a_notebook_of_more_code_than_an_exercise_file_is_refused_before_parsing(tmp_path):
+    """Code cells of 600 KiB (a constant of a million zeros, and a function that
+    reads it): refused like a .py over 512 KiB, in one line. Before, the grader
+    parsed it for minutes, and the module it made was 15 times that limit."""
+    from attnkit.intake.notebooks import NotebookError
+
+    nb = copy.deepcopy(source_notebook(S))
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "BIG = [" + "0," * 300_000 + "]\n\n\ndef big():\n    return BIG\n"})
+    with pytest.raises(NotebookError, match="more than 512 KiB of code"):
+        module_source(nb, S)
+    for cell in nb["cells"]:
+        cell["metadata"] = {}
+    with pytest.raises(NotebookError, match="more than 512 KiB of code"):
+        notebooks_any_cells(nb)
+    put_notebook(tmp_path / f"{S}.ipynb", nb)
+    make_submission(tmp_path, drop=(S,))
+    sub = collect(str(tmp_path), "x")
+    assert f"{S}.py" not in sub.files and "more than 512 KiB of code" in sub.absent[S] and "\n" not in sub.absent[S]
+
+
+def notebooks_any_cells(nb):
+    from attnkit.intake.notebooks import any_cells_source
+
+    return any_cells_source(nb, S)
+
+
 def test_what_is_no_exercise_is_a_one_line_error(tmp_path):
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "x = 1\n"}]}
     cases = {

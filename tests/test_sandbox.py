@@ -177,16 +177,43 @@ def test_a_stand_in_module_request_is_sized_by_its_scores_too():
     assert reference.upcall(spec, [x[:, :50], w, w, w], None).shape == (16, 50, 1)
 
 
-@pytest.mark.parametrize("change", [{"pad": list(range(50))}, {"args": [list(range(2000))]}],
-                         ids=["unknown_key", "large_spec"])
+@pytest.mark.parametrize("change", [{"pad": list(range(50))}, {"args": [list(range(2000))]},
+                                    {"init": [40000]}, {"args": [{"$slot": 0}, float("nan")]},
+                                    {"kwargs": {"dim": float("inf")}}],
+                         ids=["unknown_key", "large_spec", "key_its_target_never_reads", "nan", "inf"])
 def test_stand_in_specs_are_small_and_of_known_keys(change):
     """The memo keeps a spec with its answer: one padded to make every request
     new, or with keys no stand-in has, is refused (the child then runs the
-    student's own code)."""
+    student's own code). So is a key its target never reads (``init`` on a
+    function), and a number that is not finite: a NaN made every size bound
+    pass (NaN > n is False), and causal_mask(60000) grew the grader to 7 GB."""
     spec = dict({"target": f"{S}.normalize_by_sum", "args": [{"$slot": 0}], "kwargs": {}, "mode": "forward"},
                 **change)
     with pytest.raises(ValueError, match="malformed|too large"):
         reference.upcall(spec, [torch.ones(3, dtype=torch.float64)], None)
+
+
+def test_what_a_submission_returns_is_not_kept_by_the_grader(zygote, tmp_path):
+    """A function that returns a tensor of 3M elements (12 MB; 64 MiB fit in a
+    reply): once graded, nothing of it is left in the grader, with the garbage
+    collector off. Before, the evidence kept every answer whatever its size, and
+    the failures' tracebacks tied the run to itself: one submission returning
+    64 MiB from each call held 2.4 GB after grading, 6.7 GB after three."""
+    import gc
+
+    folder = make_submission(tmp_path / "sub", {S: [(
+        "return weights @ values  # (..., T_q, T_k) @ (..., T_k, d) -> (..., T_q, d)",
+        "return torch.zeros(3_000_000)")]})
+    gc.collect()
+    gc.disable()
+    try:
+        report = grade_folder(zygote, folder, (S,))
+        assert report.by_item()[f"{S}.context_vectors"].score == 0
+        del report
+        left = [o for o in gc.get_objects() if type(o) is torch.Tensor and o.numel() >= 3_000_000]
+    finally:
+        gc.enable()
+    assert not left
 
 
 def test_the_reference_memo_is_bounded_in_bytes(monkeypatch):

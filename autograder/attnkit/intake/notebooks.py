@@ -476,6 +476,7 @@ def module_source(nb: dict, module: str) -> str:
         parts.append(text)
         line += text.count("\n")
 
+    size = 0
     for n, cell in enumerate([c for c in cells(nb) if c.get("cell_type") == "code"], 1):
         meta = nbgrader_meta(cell)
         grade_id, mine = meta.get("grade_id"), not meta
@@ -488,6 +489,8 @@ def module_source(nb: dict, module: str) -> str:
             label = f"code cell {n}"
         else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
+        size += len(cell_text(cell))
+        _within_limit(size, module)
         code, problem = definitions(cell_text(cell))
         if problem:
             add(f"# ({label} was left out: {problem})\n")
@@ -501,11 +504,26 @@ def module_source(nb: dict, module: str) -> str:
     return _finish(parts, own, frozenset(names))
 
 
+def _within_limit(size: int, module: str) -> None:
+    """The code a module is made from is held to the size of an exercise file,
+    before it is parsed: a notebook of 8 MiB of code held the grader for minutes
+    and made a module 15 times that limit."""
+    from attnkit.intake.files import PY_LIMIT
+
+    if size > PY_LIMIT:
+        raise NotebookError(f"{module}.ipynb: its code cells hold more than {PY_LIMIT >> 10} KiB of code, the limit "
+                            f"of an exercise file; load large data from a file instead, or delete the cells you no "
+                            f"longer need")
+
+
 def any_cells_source(nb: dict, module: str) -> str:
     """The exercise module ``module`` from a notebook without nbgrader metadata
     (a student's own, or one that lost it): the definitions of every code cell, in order."""
     parts = [f"# {module}.py, extracted from the code cells of a notebook by attnkit\n", preambles()[module]]
+    size = 0
     for n, source in enumerate(code_cells(nb), 1):
+        size += len(source)
+        _within_limit(size, module)
         parts.append(f"\n\n# ---- code cell {n}\n")
         if _uses_the_kit(source):  # a test or picture cell of the kit's notebook: never the student's code
             parts.append(f"# (cell {n} was left out: it imports attnkit)\n")

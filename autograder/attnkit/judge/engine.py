@@ -76,6 +76,7 @@ class Run:
 
     def record(self, check: Check, exc: BaseException | None) -> CheckResult:
         result = outcome(check, exc)
+        _without_frames(exc)
         if result.limit:
             self.limited.add(check.item)
         self.outcomes.append((check, exc))
@@ -98,6 +99,17 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - classified by outcome()
             return self.record(check, exc)
         return self.record(check, None)
+
+
+def _without_frames(exc: BaseException | None) -> None:
+    """Drop the tracebacks of a kept failure and of what it chains: their frames
+    hold the run and the student's answers, a cycle the garbage collector frees
+    only in a full collection, rare once torch is loaded (a class's job process
+    grew by gigabytes). Nothing reads them: a failure's words are its fields."""
+    seen = 0
+    while exc is not None and seen < 16:
+        exc.__traceback__ = None
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
 
 
 class Grading:

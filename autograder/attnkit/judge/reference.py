@@ -273,6 +273,10 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     target = spec.get("target")
     if target not in stand_in_targets():
         raise ValueError(f"no stand-in for {target!r}")
+    if not set(spec) <= SPEC_KEYS_OF[stand_in_targets()[target]]:
+        raise ValueError("malformed stand-in request")  # a key its target never reads (init on a function)
+    if not all(math.isfinite(n) for n in _numbers(spec)):
+        raise ValueError("malformed stand-in request (a number that is not finite)")  # NaN would pass any bound
     tensors = [t if isinstance(t, torch.Tensor) else None for t in tensors]
     if any(t is None for t in tensors):
         raise ValueError("stand-in arguments must be tensors")
@@ -280,7 +284,7 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
         raise ValueError("malformed stand-in request")
     hull = _hull(tensors)
     need = _bound_bytes(spec, tensors, hull)
-    if need > max_bytes:  # too big to be sure: measure the result exactly, on shapes alone, and
+    if not need <= max_bytes:  # too big to be sure: measure the result exactly, on shapes alone, and
         # count what broadcasting the arguments against each other would copy, which the result
         # does not show ((A, 1, 1, d) @ (1, A, d, 1): a small result, two A x A x d copies), and
         # a module's scores and weights, (b, T, T) each, which neither shows
@@ -290,7 +294,7 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
         need = max(memo("size:" + text, lambda shapes: _meta_bytes(spec, shapes),
                         [(tuple(t.shape), t.dtype) for t in tensors]),
                    8 * len(tensors) * hull, scores)
-    if need > max_bytes:
+    if not need <= max_bytes:  # written so that a NaN bound is refused too
         raise ValueError(f"the reference result would take {need >> 20} MiB, over the {max_bytes >> 20} MiB bound")
     if spec.get("training"):
         return _upcall(spec, tensors, grads)  # dropout draws: never memoised
@@ -298,6 +302,8 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
 
 
 SPEC_KEYS = frozenset({"target", "args", "kwargs", "mode", "init", "state", "training"})
+SPEC_KEYS_OF = {"function": frozenset({"target", "args", "kwargs", "mode"}),  # what each kind of stand-in sends
+                "module": frozenset({"target", "init", "state", "mode", "training"})}
 SPEC_BYTES = 2048  # an honest stand-in spec is under 400 bytes of JSON
 SPEC_TENSORS = 64  # an honest one carries at most a module's input and its parameters
 

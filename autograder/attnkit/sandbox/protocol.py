@@ -330,6 +330,13 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearra
     return data
 
 
+def _not_a_number(name: str):
+    """NaN and Infinity: JSON has no such numbers, and neither side writes them
+    (``allow_nan=False``; a float that is not finite travels as ["f", ...]).
+    One in a frame would pass every size bound it reaches (NaN > n is False)."""
+    raise ValueError(f"{name} in a frame")
+
+
 def recv(sock: socket.socket, deadline: float | None = None,
          max_bytes: int = 256 << 20) -> tuple[dict, list[bytes]]:
     """Read one frame. Sizes are checked before anything is allocated; the
@@ -339,7 +346,7 @@ def recv(sock: socket.socket, deadline: float | None = None,
     if magic != MAGIC or size > MAX_JSON:
         raise ProtocolError("bad frame header")
     try:
-        header = json.loads(_recv_exact(sock, size, deadline))
+        header = json.loads(_recv_exact(sock, size, deadline), parse_constant=_not_a_number)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deeply for the decoder, too
         raise ProtocolError("frame header is not JSON") from None
     sizes = header.get("bufs") if isinstance(header, dict) else None

@@ -99,13 +99,40 @@ class Upcalls:
         return self._fn
 
 
+def _returned_tuple_type(fn):
+    """The NamedTuple class that every ``return`` of ``fn`` builds by name
+    (``return QKV(q, k, v)``), read from its source, never by running it; else None."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        spaces = getattr(fn, "__globals__", {})
+    except (OSError, TypeError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Return):
+            call = node.value
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+                return None
+            found.add(call.func.id)
+    if len(found) != 1:
+        return None
+    cls = spaces.get(found.pop())
+    fields = getattr(cls, "_fields", None)
+    return cls if isinstance(cls, type) and issubclass(cls, tuple) and isinstance(fields, tuple) else None
+
+
 def function(upcalls: Upcalls, key: str, original=None):
     """The stand-in for graded function ``key``; ``original`` is the student's own."""
+
+    own_type = _returned_tuple_type(original)
 
     def stand_in(*args, **kwargs):
         try:
             a, k, tensors = _slots(args, kwargs, upcalls.torch)
-            return upcalls.apply({"target": key, "args": a, "kwargs": k}, tensors)
+            out = upcalls.apply({"target": key, "args": a, "kwargs": k}, tensors)
+            if own_type is not None and type(out) is tuple and len(out) == len(own_type._fields):
+                return own_type(*out)  # the student's own NamedTuple, as their function returns it
+            return out
         except Refused as refused:
             if original is None:
                 raise RuntimeError(f"{key} is not available here: {refused}") from None

@@ -35,7 +35,7 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
     if isinstance(expected, tuple):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             raise CheckFailure(f"{what} should be a tuple of {len(expected)} tensors; "
-                               f"got {type(got).__name__}")
+                               f"got {compare.kind(got)}")
         names = ("queries", "keys", "values") if len(expected) == 3 else range(len(expected))
         for name, g, e in zip(names, got, expected):
             compare.close(g, e, what=f"{what}: {name}", **tol)

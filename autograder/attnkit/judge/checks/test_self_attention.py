@@ -26,11 +26,11 @@ def test_project_qkv_example(student):
     x = ref.doc_inputs()
     got = student(x[1], *_doc_weights())
     if not isinstance(got, (tuple, list)) or len(got) != 3:
-        raise CheckFailure(f"project_qkv should return (queries, keys, values); got {type(got).__name__}")
+        raise CheckFailure(f"project_qkv should return (queries, keys, values); got {compare.kind(got)}")
     compare.matches_doc(got[0], "s3_4_1_query_2", "the query of x2")
     got = student(x, *_doc_weights())
     if not isinstance(got, (tuple, list)) or len(got) != 3:
-        raise CheckFailure(f"project_qkv should return (queries, keys, values); got {type(got).__name__}")
+        raise CheckFailure(f"project_qkv should return (queries, keys, values); got {compare.kind(got)}")
     for name, g, e in zip(("queries", "keys", "values"), got, _doc_projections()):
         compare.close(g, e, what=f"the {name} of all six tokens", **F32)
 

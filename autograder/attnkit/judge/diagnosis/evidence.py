@@ -36,6 +36,12 @@ class Case:
     passed: bool
 
 
+# An answer far larger than the expected one is no evidence any entry needs (a
+# wrong axis or a missing reduction is a few times larger at most), and the
+# grader keeps cases until the item is settled: a submission returning 64 MiB
+# from every call held gigabytes in the grader, beyond the child's memory limit.
+KEPT_ELEMENTS = 4096
+
 _current: ContextVar[tuple[str, list] | None] = ContextVar("attnkit_evidence", default=None)
 
 
@@ -53,6 +59,6 @@ def record(call: Call, actual: torch.Tensor, expected: torch.Tensor, atol: float
            passed: bool) -> None:
     """Keep one comparison, if a check is being collected (outside a grading run, nothing)."""
     current = _current.get()
-    if current is not None and call is not None:
+    if current is not None and call is not None and actual.numel() <= KEPT_ELEMENTS + 16 * expected.numel():
         kind, cases = current
         cases.append(Case(kind, call, actual.detach(), expected.detach(), atol, rtol, passed))
