@@ -92,6 +92,11 @@ WORDS = {
         """)],
         f"{SA}.SelfAttentionV2", None, says=("raised NotImplementedError: You must implement",),
         never=("not implemented yet",)),
+    "softmax_in_float32": Words(  # the upcast idiom: dropout is right, the precision is float32's
+        CA, [("weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+              "weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1, dtype=torch.float32).to(x.dtype)")],
+        f"{CA}.CausalAttention", None, says=("only to float32's precision", "runs in float32"),
+        never=("neither 0 nor scaled", "something other than the attention weights")),
     "chapter_self_attention_v1_on_batches": Words(  # keys.T reverses the batch axis too
         SA, [("        scores = attention_scores(queries, keys)  # (..., T, T)", "        scores = queries @ keys.T")],
         f"{SA}.SelfAttention", "transpose_all_axes",

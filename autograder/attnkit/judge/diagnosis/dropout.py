@@ -96,6 +96,12 @@ def train_mode_failure(out: torch.Tensor, weights: torch.Tensor, allowed: torch.
                        "the sum of the weights included: it is 0 or 1/(1-p) itself")
     if torch.allclose(scale, torch.ones_like(scale)):
         return CheckFailure("the weights that survive dropout are not scaled by 1/(1-p); nn.Dropout does it")
+    if (torch.allclose(scale, torch.full_like(scale, 1 / (1 - p)), rtol=1e-5, atol=0)
+            and torch.allclose(ones, dropped.sum(-1), rtol=1e-5, atol=1e-6)):
+        return CheckFailure("in train mode the weights are 0 or scaled by 1/(1-p), but only to float32's "
+                            "precision on float64 input: part of your computation runs in float32 (a softmax "
+                            "with dtype=torch.float32, or a tensor made inside without dtype=x.dtype); keep "
+                            "the input's dtype throughout")
     if not scaled_right:
         return CheckFailure("in train mode the weights are neither 0 nor scaled by 1/(1-p): is dropout "
                             "applied to something other than the attention weights?")
