@@ -500,6 +500,14 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("        queries, keys, values = project_qkv(x, self.W_query, self.W_key, self.W_value)",
          "        qkv = project_qkv(x, self.W_query, self.W_key, self.W_value)\n"
          "        queries, keys, values = qkv.queries, qkv.keys, qkv.values")]),
+    # the three layers kept in a ModuleList first, then as the attributes of the contract: each
+    # parameter is registered twice, qkv.0.weight first; it is reported by the contract's name
+    "causal_attention_layers_in_a_module_list_first": (CA, [body(CA, "CausalAttention.__init__", """
+        self.qkv = nn.ModuleList([nn.Linear(d_in, d_out, bias=qkv_bias) for _ in range(3)])
+        self.W_query, self.W_key, self.W_value = self.qkv
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("mask", causal_mask(context_length))
+    """)]),
     # torch.compile: as a decorator, a decorator factory, and Module.compile(); the sandbox
     # cannot compile (no C++ compiler run, no cache), and compiled code computes what eager code does
     "causal_attention_compiled_forward": (CA, [

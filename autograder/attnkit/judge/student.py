@@ -105,7 +105,8 @@ class Student:
         module also runs (eval mode) on that input, for ``checks.common.verify``."""
         spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
                 "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
-                "grad_output": grad_output, "describe": list(describe), "witness": witness}
+                "grad_output": grad_output, "describe": list(describe), "witness": witness,
+                "names": list(state) if state is not None else _reference_names(self.item.key, init_args, init)}
         try:
             reply = self._request("module", (), spec)
         except StudentError as exc:
@@ -127,6 +128,25 @@ class Student:
         if len(run.inputs_after) == len(inputs):
             compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
         return run
+
+
+def _reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:
+    """The reference module's parameter names for these arguments: the names
+    a parameter registered under several is reported by. None without a reference."""
+    try:
+        return list(_names_for(item, tuple(init_args), tuple(sorted(init.items()))))
+    except TypeError:  # an argument that cannot be a key
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _names_for(item: str, init_args: tuple, init: tuple) -> tuple[str, ...] | None:
+    try:
+        with torch.random.fork_rng(devices=[]):
+            module = reference.solution(item)(*init_args, **dict(init))
+        return tuple(n for n, _ in module.named_parameters())
+    except Exception:  # noqa: BLE001 - no reference here (the public checker), or arguments it refuses
+        return None
 
 
 @functools.cache

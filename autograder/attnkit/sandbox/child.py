@@ -356,13 +356,14 @@ class Child:
             raise StudentFault(Fault.EXCEPTION, f"{cls.__name__} is not an nn.Module")
         if spec.get("dtype"):
             module = module.to(getattr(torch, spec["dtype"]))
-        report = {"params": {n: p.detach() for n, p in module.named_parameters()},
+        named = _named_parameters(module, spec.get("names"))
+        report = {"params": {n: p.detach() for n, p in named},
                   "buffers": {n: (b.detach() if b.numel() <= BUFFER_VALUES else list(b.shape))
                               for n, b in module.named_buffers()},
                   "attrs": {a: _describe(getattr(module, a, _MISSING)) for a in spec.get("describe", ())}}
         state = spec.get("state")
         if state is not None:
-            params = dict(module.named_parameters())
+            params = dict(named)
             if set(params) != set(state) or any(list(params[n].shape) != list(state[n].shape) for n in state):
                 report["state_mismatch"] = True
                 return report
@@ -383,7 +384,7 @@ class Child:
                 report["grads"] = None
             else:
                 (out * grad_output).sum().backward()
-                report["grads"] = {n: p.grad for n, p in module.named_parameters()}
+                report["grads"] = {n: p.grad for n, p in named}
                 report["input_grad"] = x.grad
         witness = spec.get("witness")
         if witness is not None:  # a fresh input the child could not foresee, in eval mode
@@ -391,6 +392,18 @@ class Child:
             with torch.no_grad():
                 report["witness"] = module(witness)
         return report
+
+
+def _named_parameters(module, names) -> list:
+    """Each parameter once, by the name the grader expects where it has several
+    (``self.W_query = self.qkv[0]`` registers it as ``qkv.0.weight`` first, and
+    as ``W_query.weight`` too); else by the first, as torch names it."""
+    expected = set(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else set()
+    chosen: dict[int, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        if id(p) not in chosen or (name in expected and chosen[id(p)] not in expected):
+            chosen[id(p)] = name
+    return [(chosen[id(p)], p) for _, p in module.named_parameters()]
 
 
 def _describe(value) -> dict:
