@@ -508,6 +508,20 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("mask", causal_mask(context_length))
     """)]),
+    # mask_scores with a fill value of its own, passed -inf by the forward: JSON has no inf, so the
+    # stand-in for mask_scores runs the student's own code for that call (it raised before)
+    "causal_attention_mask_scores_with_a_fill_argument": (CA, [
+        ("def mask_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:",
+         'def mask_scores(scores: torch.Tensor, mask: torch.Tensor, fill: float = float("-inf")) -> torch.Tensor:'),
+        ('    return scores.masked_fill(mask, float("-inf"))', "    return scores.masked_fill(mask, fill)"),
+        ("mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+         'mask_scores(scores, self.mask[:num_tokens, :num_tokens], float("-inf"))')]),
+    # a tuple subclass whose metaclass raises on unknown attributes: the stand-in reads none of them
+    "project_qkv_tuple_of_a_strict_metaclass": (SA, [
+        ("import torch.nn as nn\n", "import torch.nn as nn\n\n\nclass _Meta(type):\n"
+                                     "    def __getattr__(cls, name):\n        raise RuntimeError(f'no {name} yet')\n\n\n"
+                                     "class QKV(tuple, metaclass=_Meta):\n    pass\n"),
+        ("    return queries, keys, values", "    return QKV((queries, keys, values))")]),
     # torch.compile: as a decorator, a decorator factory, and Module.compile(); the sandbox
     # cannot compile (no C++ compiler run, no cache), and compiled code computes what eager code does
     "causal_attention_compiled_forward": (CA, [
@@ -631,9 +645,15 @@ CA_FORWARD_DOES_MORE = [
         self.last_weights = torch.stack([head.last_weights for head in self.heads], dim=1)
         return out
     """,
-], ids=["return_weights", "reads_last_weights"])
+    """
+        return torch.cat([head(inputs=x) for head in self.heads], dim=-1)  # by the name of the head's own
+    """,
+], ids=["return_weights", "reads_last_weights", "input_by_keyword"])
 def test_the_wrapper_may_use_what_its_heads_forward_does_more(zygote, tmp_path, forward):
+    edits = CA_FORWARD_DOES_MORE if "inputs=" not in forward else [
+        ("    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        ### BEGIN SOLUTION\n",
+         "    def forward(self, inputs: torch.Tensor) -> torch.Tensor:\n        ### BEGIN SOLUTION\n        x = inputs\n")]
     folder = make_submission(tmp_path / "sub", {
-        CA: CA_FORWARD_DOES_MORE, MH: [body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
+        CA: edits, MH: [body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
     report = grade_folder(zygote, folder, (CA, MH))
     assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}

@@ -175,28 +175,41 @@ def test_one_file_graded_alone_brings_what_is_next_to_it(tmp_path, zygote):
     """`attnkit grade folder/causal_attention.py`: the student's own helper next
     to it comes along, as it does from the folder and in the kernel, and so do
     the other exercise files it imports (before: 0/25, "No module named
-    'attn_common'"). Only the file named is graded."""
+    'attn_common'"); what it does not import stays out, and a note names what
+    came. Only the file named is graded."""
     (tmp_path / "attn_common.py").write_text("import torch\n\n\ndef scale(d):\n    return d ** 0.5\n")
     (tmp_path / f"{S}.py").write_bytes(solution(S))
     (tmp_path / f"{CA}.py").write_text(solution(CA).decode().replace(
         "import torch\n", "import torch\nfrom attn_common import scale\nimport simplified_attention\n", 1).replace(
         "torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)", "torch.softmax(scores / scale(keys.shape[-1]), dim=-1)"))
     assert "torch.softmax(scores / scale(" in (tmp_path / f"{CA}.py").read_text()
+    (tmp_path / "bob_causal_attention.py").write_bytes(solution(CA))  # not imported: stays out
+    (tmp_path / f"{MH}.py").write_bytes(solution(MH))
     sub = find(str(tmp_path / f"{CA}.py"))
-    assert sub.modules == (CA,) and {"attn_common.py", f"{S}.py", f"{CA}.py"} <= set(sub.files)
+    assert sub.modules == (CA,) and set(sub.files) == {"attn_common.py", f"{S}.py", f"{CA}.py"}
     assert sub.files[f"{CA}.py"] == (tmp_path / f"{CA}.py").read_bytes()
+    assert f"{CA}.py imports attn_common.py, {S}.py, next to it: graded with it" in sub.notes
     assert scores(grade(zygote, sub)) == full_marks((CA,))
 
 
 def test_a_notebook_of_more_code_than_an_exercise_file_is_refused_before_parsing(tmp_path):
-    """Code cells of 600 KiB (a constant of a million zeros, and a function that
-    reads it): refused like a .py over 512 KiB, in one line. Before, the grader
-    parsed it for minutes, and the module it made was 15 times that limit."""
+    """600 KiB of code (a constant of 300,000 zeros, and a function that reads
+    it): in a solution cell, refused like a .py over 512 KiB, in one line, before
+    anything is parsed (before, the grader parsed 8 MiB for minutes, and the
+    module it made was 15 times that limit). In a cell of one's own, pasted
+    data nothing graded needs, the cell is left out and the rest graded."""
     from attnkit.intake.notebooks import NotebookError
 
+    big = "BIG = [" + "0," * 300_000 + "]\n\n\ndef big():\n    return BIG\n"
     nb = copy.deepcopy(source_notebook(S))
-    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                        "source": "BIG = [" + "0," * 300_000 + "]\n\n\ndef big():\n    return BIG\n"})
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": big})
+    text = module_source(nb, S)
+    assert "was left out: with it, the code read from this notebook would pass 512 KiB" in text
+    assert "def softmax(" in text and "BIG" not in text
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade_id") == "softmax" and meta.get("solution"):
+            cell["source"] = "".join(cell["source"]) + "\n" + big
     with pytest.raises(NotebookError, match="more than 512 KiB of code"):
         module_source(nb, S)
     for cell in nb["cells"]:

@@ -282,10 +282,12 @@ def _with_own_cells(module: str, solutions: dict[str, str], own: list[tuple[int,
 # plotting helper nothing graded uses, whose import the grader does not have.
 OWN_HELPERS = "import math\n\nEPS = 0.0\n\ndef row_sum(x, dim=-1):\n    return x.sum(dim=dim, keepdim=True) + EPS\n"
 OWN_TRIALS = ("def softmax(scores, dim=-1):\n    return scores  # a first try, left below the solution\n\n"
-              "context_vectors = torch.matmul\nprint(softmax(torch.ones(3)))\n")
+              "context_vectors = torch.matmul\nprint(softmax(torch.ones(3)))\n\n"
+              "try:\n    def attention_scores(inputs):\n        return inputs  # a try of one's own\n"
+              "except Exception:\n    pass\n")
 OWN_PLOTTING = ("import seaborn_not_on_the_grader as sns\nimport functools\n\n@functools.lru_cache\n"
                 "def show(weights):\n    sns.heatmap(weights)\n")
-OWN_SOLUTIONS = {"normalize_by_sum": "def normalize_by_sum(scores, dim=-1):\n    return scores / row_sum(scores, dim)\n",
+OWN_SOLUTIONS = {"normalize_by_sum": "normalize_by_sum = lambda scores, dim=-1: scores / row_sum(scores, dim)\n",
                  "softmax": "def softmax(scores, dim=-1):\n    e = torch.exp(scores - scores.amax(dim=dim, keepdim=True))\n"
                             "    return e / row_sum(e, dim)\n"}
 
@@ -298,6 +300,7 @@ def test_cells_of_ones_own_give_what_the_solution_cells_use():
     assert "def row_sum(x, dim=-1):" in kept and "EPS = 0.0" in kept  # what the solution cells use
     assert "import math" not in kept  # nothing uses it
     for line in ("    return scores  # a first try, left below the solution", "context_vectors = torch.matmul",
+                 "        return inputs  # a try of one's own",
                  "import seaborn_not_on_the_grader as sns", "import functools", "@functools.lru_cache",
                  "def show(weights):"):  # redefining a graded name, or nothing graded uses it
         assert line not in kept, line

@@ -125,6 +125,43 @@ def test_a_stage_called_through_functools_partial_is_still_stood_in(zygote, tmp_
     assert scores(report) == dict(full_marks((S,)), **{f"{S}.softmax": 0})
 
 
+def test_a_forward_that_keeps_state_and_hangs_costs_only_its_own_item(zygote, tmp_path):
+    """CausalAttention's forward counts its calls on the module and never
+    returns. While the wrapper is graded its heads are stand-ins, and the
+    student's forward runs there only if the wrapper reads what it keeps, which
+    this one does not: the wrapper keeps its points (before: 0/7, a time limit)."""
+    from attnkit.sandbox import Limits
+
+    folder = make_submission(tmp_path / "sub", {CA: [(
+        "        num_tokens = x.shape[-2]",
+        "        self.calls = getattr(self, 'calls', 0) + 1\n        while True:\n            pass\n"
+        "        num_tokens = x.shape[-2]")]})
+    report = grade_folder(zygote, folder, (CA, MH), Limits(seconds=3))
+    got = scores(report)
+    assert got.pop(f"{CA}.CausalAttention") == 0
+    assert got == {k: v for k, v in full_marks((CA, MH)).items() if k != f"{CA}.CausalAttention"}
+
+
+def test_what_the_students_forward_fails_to_keep_is_said_with_its_error(zygote, tmp_path):
+    """The wrapper reads head.last_weights, which the student's forward keeps,
+    but that forward calls super() of its own class, which a stand-in is not:
+    the message says so, in the student's own error, not that nothing was kept."""
+    folder = make_submission(tmp_path / "sub", {
+        CA: [("class CausalAttention(nn.Module):", "class _Base(nn.Module):\n    def scale(self, keys):\n"
+              "        return keys.shape[-1] ** 0.5\n\n\nclass CausalAttention(_Base):"),
+             ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+              "        weights = torch.softmax(scores / super().scale(keys), dim=-1)\n"
+              "        self.last_weights = weights.detach()")],
+        MH: [("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
+              "        out = torch.cat([head(x) for head in self.heads], dim=-1)\n"
+              "        assert all(head.last_weights is not None for head in self.heads)\n        return out")]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert report.by_item()[f"{CA}.CausalAttention"].score == 13
+    wrapper = report.by_item()[f"{MH}.MultiHeadAttentionWrapper"]
+    assert wrapper.score < 7 and "your own forward, run on its layers to make `last_weights`, raised TypeError" in (
+        wrapper.summary), wrapper.summary
+
+
 def test_stubbed_causal_attention_does_not_cost_the_wrapper(zygote, tmp_path):
     """The student's CausalAttention is a stub; the wrapper built on it is right."""
     folder = make_submission(tmp_path / "sub")

@@ -404,11 +404,32 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
         notes[:] = [f"{name} holds {module} (by {evidence}); graded as {module}"
                     + (f", from {how}" if notebook else "")]
     files, sources = {f"{module}.py": data}, {f"{module}.py": name}
-    # the student's own helpers and the other exercise files next to it come along,
-    # as they do from a folder: the file may import them, and does in the kernel
+    # the .py files next to it that it imports (its own helpers, another exercise
+    # file), and what they import, come along, as from a folder; nothing else does
     around = from_folder(os.path.dirname(os.path.abspath(path)), (), label)
-    for other, content in around.files.items():
-        if other not in files and other != name:
-            files[other], sources[other] = content, other
-    notes += list(around.notes)
+    queue, brought = sorted(_imports(data)), []
+    while queue:
+        other = f"{queue.pop(0)}.py"
+        if other in files or other == name or other not in around.files:
+            continue
+        files[other], sources[other] = around.files[other], other
+        brought.append(other)
+        queue += sorted(_imports(around.files[other]))
+    if brought:
+        notes.append(f"{name} imports {', '.join(brought)}, next to it: graded with it")
     return Submission(label or name, (module,), files, tuple(one_line(n) for n in notes), sources)
+
+
+def _imports(source: bytes) -> set[str]:
+    """The top-level package names a module's import statements name, wherever they are."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names

@@ -332,7 +332,16 @@ class _Unit:
                     self.makes.add(base.id)
         if isinstance(node, (ast.Import, ast.ImportFrom)):  # an import runs the module it names
             self.reads, self.makes = set(), {(a.asname or a.name).split(".")[0] for a in node.names}
-        self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom)) or any(
+        if isinstance(node, ast.Try):  # a try of one's own cell: what it binds, defs and imports included
+            for n in ast.walk(node):
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    self.makes.add(n.name)
+                elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                    self.makes |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name != "*"}
+                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    self.makes.add(n.id)
+            self.reads -= self.makes
+        self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom, ast.Try)) or any(
             isinstance(n, ast.Call) for n in running)
 
 
@@ -372,7 +381,8 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
         n.module == "__future__" or any(a.name == "*" for a in n.names)))]
     imported = {(a.asname or a.name).split(".")[0] for n in always for a in n.names}
     units = [_Unit(n) for n in tree.body if (isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign, *BLOCKS))
-             and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)]
+             and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)
+             or (isinstance(n, ast.Try) and mine(n))]
     gone += [u.node for u in units if mine(u.node) and u.makes & graded]
     units = [u for u in units if not (mine(u.node) and u.makes & graded)]
     makers: dict[str, list[_Unit]] = {}
@@ -384,6 +394,9 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
             readers.setdefault(name, []).append(u)
     # what the defs and classes read, and through the statements and helpers that make it, what those read
     needed = {d.name for d in defs} | set().union(*[_global_reads(d) for d in defs])
+    # an item bound by assignment in a solution cell (normalize_by_sum = lambda ...) reads when called
+    needed |= {n.id for u in units if not mine(u.node) and u.makes & items
+               for n in ast.walk(u.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     queue, kept, used = list(needed), set(), []
     while queue:
         name = queue.pop()
@@ -476,8 +489,13 @@ def module_source(nb: dict, module: str) -> str:
         parts.append(text)
         line += text.count("\n")
 
-    size = 0
-    for n, cell in enumerate([c for c in cells(nb) if c.get("cell_type") == "code"], 1):
+    coded = [c for c in cells(nb) if c.get("cell_type") == "code"]
+    # the solution cells are held to the size of an exercise file before anything is
+    # parsed; cells of one's own get what is left (a cell of pasted data is left out)
+    size = sum(_bytes(cell_text(c)) for c in coded if nbgrader_meta(c).get("solution")
+               and isinstance(nbgrader_meta(c).get("grade_id"), str) and nbgrader_meta(c)["grade_id"] in names)
+    _within_limit(size, module)
+    for n, cell in enumerate(coded, 1):
         meta = nbgrader_meta(cell)
         grade_id, mine = meta.get("grade_id"), not meta
         if meta.get("solution") and isinstance(grade_id, str) and grade_id in names:
@@ -489,8 +507,12 @@ def module_source(nb: dict, module: str) -> str:
             label = f"code cell {n}"
         else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
-        size += len(cell_text(cell))
-        _within_limit(size, module)
+        if mine:
+            size += _bytes(cell_text(cell))
+            if size > _limit():
+                add(f"# ({label} was left out: with it, the code read from this notebook would pass "
+                    f"{_limit() >> 10} KiB)\n")
+                continue
         code, problem = definitions(cell_text(cell))
         if problem:
             add(f"# ({label} was left out: {problem})\n")
@@ -504,14 +526,22 @@ def module_source(nb: dict, module: str) -> str:
     return _finish(parts, own, frozenset(names))
 
 
+def _limit() -> int:
+    from attnkit.intake.files import PY_LIMIT
+
+    return PY_LIMIT
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _within_limit(size: int, module: str) -> None:
     """The code a module is made from is held to the size of an exercise file,
     before it is parsed: a notebook of 8 MiB of code held the grader for minutes
     and made a module 15 times that limit."""
-    from attnkit.intake.files import PY_LIMIT
-
-    if size > PY_LIMIT:
-        raise NotebookError(f"{module}.ipynb: its code cells hold more than {PY_LIMIT >> 10} KiB of code, the limit "
+    if size > _limit():
+        raise NotebookError(f"{module}.ipynb: its code cells hold more than {_limit() >> 10} KiB of code, the limit "
                             f"of an exercise file; load large data from a file instead, or delete the cells you no "
                             f"longer need")
 
@@ -522,7 +552,7 @@ def any_cells_source(nb: dict, module: str) -> str:
     parts = [f"# {module}.py, extracted from the code cells of a notebook by attnkit\n", preambles()[module]]
     size = 0
     for n, source in enumerate(code_cells(nb), 1):
-        size += len(source)
+        size += _bytes(source)
         _within_limit(size, module)
         parts.append(f"\n\n# ---- code cell {n}\n")
         if _uses_the_kit(source):  # a test or picture cell of the kit's notebook: never the student's code

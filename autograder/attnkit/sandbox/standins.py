@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import math
 import textwrap
 
 from attnkit.sandbox.protocol import Kind
@@ -46,6 +47,8 @@ def _slots(args, kwargs, torch):
         if isinstance(v, torch.Tensor):
             tensors.append(v)
             return {"$slot": len(tensors) - 1}
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Refused("the grader's stand-in takes finite numbers")  # JSON has no inf: the student's code runs
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, (list, tuple)):
@@ -105,7 +108,7 @@ def _returned_tuple_type(fn):
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
         spaces = getattr(fn, "__globals__", {})
-    except (OSError, TypeError, SyntaxError, ValueError, RecursionError, MemoryError):
+    except Exception:  # noqa: BLE001 - no source, or a student's object that raises when asked
         return None
     found = set()
     for node in ast.walk(tree):
@@ -116,9 +119,12 @@ def _returned_tuple_type(fn):
             found.add(call.func.id)
     if len(found) != 1:
         return None
-    cls = spaces.get(found.pop())
-    fields = getattr(cls, "_fields", None)
-    return cls if isinstance(cls, type) and issubclass(cls, tuple) and isinstance(fields, tuple) else None
+    try:
+        cls = spaces.get(found.pop())
+        fields = getattr(cls, "_fields", None)
+        return cls if isinstance(cls, type) and issubclass(cls, tuple) and isinstance(fields, tuple) else None
+    except Exception:  # noqa: BLE001 - a metaclass of the student's that raises: no type of its own
+        return None
 
 
 def function(upcalls: Upcalls, key: str, original=None):
@@ -148,7 +154,7 @@ def _keeps_state(forward) -> bool:
     """Whether a forward assigns to an attribute of its module (``self.x = ...``)."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
-    except (OSError, TypeError, SyntaxError, ValueError, RecursionError, MemoryError):
+    except Exception:  # noqa: BLE001 - no source, or a student's object that raises when asked
         return False
     fn = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
     if fn is None or not fn.args.args:
@@ -200,26 +206,23 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 self.register_buffer(name, masks[call].clone())
             self.__dict__["_built"] = True  # from here on, what the declaration lacks is the student's
 
-        def forward(self, x, *args, **kwargs):
-            if (args or kwargs) and own_forward is not None:
+        def forward(self, *args, **kwargs):
+            given = list(args) + list(kwargs.values())
+            if len(given) != 1 or not isinstance(given[0], torch.Tensor):
                 # the student's forward takes more than x (return_weights=True): the
                 # reference answers x alone, so the student's own forward runs, on
                 # the stand-in's layers and buffers
-                return own_forward(self, x, *args, **kwargs)
-            if args or kwargs:
-                raise TypeError(f"{key.split('.', 1)[1]}.forward() takes x alone here (the grader's stand-in)")
+                if own_forward is None:
+                    raise TypeError(f"{key.split('.', 1)[1]}.forward() takes the input alone here "
+                                    f"(the grader's stand-in)")
+                return own_forward(self, *args, **kwargs)
+            x = given[0]  # by position, or by the student's own name for it (head(inputs=x))
+            for name in self.__dict__.pop("_kept", ()):  # what the last forward of the student's kept is stale
+                self.__dict__.pop(name, None)
+            self.__dict__["_last_input"] = x
             names = [n for n, _ in self.named_parameters()]
             request = {"target": key, "init": self._init, "state": names, "training": self.training}
-            out = upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
-            if keeps_state:
-                # what the student's forward keeps on the module (self.last_weights = ...),
-                # kept as it would be; its random draws must not move a seeded run's
-                with torch.random.fork_rng(devices=[]):
-                    try:
-                        own_forward(self, x)
-                    except Exception:  # noqa: BLE001 - only what it keeps counts, and the output stands
-                        pass
-            return out
+            return upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
 
         def __getattr__(self, name):
             # What the declaration does not make (the student's own `self.d_out`,
@@ -234,7 +237,35 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 raise AttributeError(name)  # copy, pickle, and nn.Module's own checks while it is built
             return _own_attribute(self, name)
 
+    def _kept_by_own_forward(stand_in, name: str):
+        """What the student's forward keeps on the module (``self.last_weights =
+        ...``), read after a forward: their forward runs then, once, on the
+        stand-in's layers and the last input, and only for a name it sets (so a
+        mistake in it costs nothing unless what it keeps is read). Its random
+        draws must not move a seeded run's."""
+        x = stand_in.__dict__.get("_last_input")
+        if not keeps_state or x is None or "_kept" in stand_in.__dict__:
+            return _ABSENT
+        before = set(stand_in.__dict__)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                own_forward(stand_in, x)
+        except (OSError, MemoryError):
+            raise  # the output and memory limits are the item's, as anywhere
+        except Exception as exc:  # noqa: BLE001 - the student's forward may raise anything
+            stand_in.__dict__["_kept"] = ()
+            cls = key.split(".", 1)[1]
+            raise AttributeError(
+                f"'{cls}' object has no attribute '{name}': while this item is graded, {cls} is the grader's "
+                f"stand-in, and your own forward, run on its layers to make `{name}`, raised "
+                f"{type(exc).__name__}: {exc}") from None
+        stand_in.__dict__["_kept"] = tuple(set(stand_in.__dict__) - before - {"_kept"})
+        return stand_in.__dict__.get(name, _ABSENT)
+
     def _own_attribute(stand_in, name: str):
+        kept = _kept_by_own_forward(stand_in, name)
+        if kept is not _ABSENT:
+            return kept
         cls = key.split(".", 1)[1]
         if original is None:
             raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
