@@ -130,14 +130,17 @@ def _returned_tuple_type(fn):
 def function(upcalls: Upcalls, key: str, original=None):
     """The stand-in for graded function ``key``; ``original`` is the student's own."""
 
-    own_type = _returned_tuple_type(original)
+    own: list = []  # the NamedTuple class the student's function returns, read once, when first needed
 
     def stand_in(*args, **kwargs):
         try:
             a, k, tensors = _slots(args, kwargs, upcalls.torch)
             out = upcalls.apply({"target": key, "args": a, "kwargs": k}, tensors)
-            if own_type is not None and type(out) is tuple and len(out) == len(own_type._fields):
-                return own_type(*out)  # the student's own NamedTuple, as their function returns it
+            if type(out) is tuple and original is not None:
+                if not own:
+                    own.append(_returned_tuple_type(original))
+                if own[0] is not None and len(out) == len(own[0]._fields):
+                    return own[0](*out)  # the student's own NamedTuple, as their function returns it
             return out
         except Refused as refused:
             if original is None:
@@ -182,7 +185,7 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
     factories = {"Linear": nn.Linear, "Dropout": nn.Dropout}
     own_forward = getattr(original, "forward", None) if isinstance(original, type) else None
     own_forward = own_forward if callable(own_forward) else None
-    keeps_state = own_forward is not None and _keeps_state(own_forward)
+    keeps: list = []  # whether the student's forward keeps something on the module, read once, when first asked
 
     class StandIn(nn.Module):
         def __init__(self, *args, **kwargs):
@@ -244,7 +247,11 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
         mistake in it costs nothing unless what it keeps is read). Its random
         draws must not move a seeded run's."""
         x = stand_in.__dict__.get("_last_input")
-        if not keeps_state or x is None or "_kept" in stand_in.__dict__:
+        if x is None or own_forward is None or "_kept" in stand_in.__dict__:
+            return _ABSENT
+        if not keeps:
+            keeps.append(_keeps_state(own_forward))
+        if not keeps[0]:
             return _ABSENT
         before = set(stand_in.__dict__)
         try:
