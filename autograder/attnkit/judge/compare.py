@@ -34,13 +34,13 @@ HIDDEN_ATOL = 1e-9
 EXTREME_F32 = dict(atol=1e-6, rtol=2.0 ** -12)
 
 
-
 def kind(value) -> str:
     """What a returned value is, in the student's words: a generator, a tuple of 2
     (never the grader's own name for a value it could not rebuild)."""
     name = value.type_name if isinstance(value, Foreign) else type(value).__name__
     name = name.removeprefix("builtins.")
     return f"{name} of {len(value)}" if isinstance(value, (tuple, list)) else name
+
 
 def tensor(value, what: str = "the result") -> torch.Tensor:
     """The value as a plain tensor, or a failure naming what came back instead."""

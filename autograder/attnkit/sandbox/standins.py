@@ -12,11 +12,12 @@ A class stand-in is described by data (the exercise table): its constructor's
 parameters, its layers in the order they are created (so that a seeded run
 draws the same random numbers as the real class) and its buffers, each the
 reference result of a stage. Its forward is one upcall. The student's own
-class still counts where it does more: a forward called with more than x
-(``head(x, return_weights=True)``) is the student's own, run on the stand-in's
-layers; and where the student's forward keeps something on the module
-(``self.last_weights = weights``), it also runs, on those layers, for that
-alone: the output is the reference's.
+class still counts where it does more: a forward called with more than the
+input (``head(x, return_weights=True)``) is the student's own, run on the
+stand-in's layers; and what the student's forward keeps on the module
+(``self.last_weights = weights``), when the caller reads it, comes from the
+student's forward run then on those layers and the last input: the output is
+the reference's.
 
 Runs next to student code: no grader code here, only the protocol.
 """

@@ -19,7 +19,6 @@ when the example, which sets the document's weights directly, passed.
 
 from __future__ import annotations
 
-
 import torch
 
 from attnkit.judge.diagnosis.catalogue import BY_ID, ENTRIES, Misconception, reason
