@@ -657,3 +657,42 @@ def test_the_wrapper_may_use_what_its_heads_forward_does_more(zygote, tmp_path, 
         CA: edits, MH: [body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
     report = grade_folder(zygote, folder, (CA, MH))
     assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}
+
+
+# The head's forward keeps its weights and reads what its own constructor made
+# (self.d_out); the wrapper reads either, after calls with and without more
+# than the input. What the forward keeps is made from the last plain call,
+# once, and what it reads comes from the student's own class.
+CA_KEEPS_AND_READS = CA_FORWARD_DOES_MORE + [
+    ("        self.dropout = nn.Dropout(dropout)\n",
+     "        self.dropout = nn.Dropout(dropout)\n        self.d_out = d_out\n        self.last_weights = None\n"),
+    ("        values = self.W_value(x)\n", "        values = self.W_value(x)\n        assert values.shape[-1] == self.d_out\n"),
+    ("self.last_weights = weights.detach()  # for a plot", "self.last_weights = weights  # gradients flow through it"),
+]
+
+
+@pytest.mark.parametrize("forward", [
+    """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        self.last_weights = torch.stack([head.last_weights for head in self.heads], dim=1)
+        return out
+    """,
+    """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        assert all(head.d_out * len(self.heads) == out.shape[-1] for head in self.heads)
+        return out
+    """,
+    """
+        outs = []
+        for head in self.heads:
+            head(x * 2, return_weights=True)  # kept weights of another input, then the right ones
+            outs.append(head(x))
+            outs[-1] = head.last_weights @ head.W_value(x)
+        return torch.cat(outs, dim=-1)
+    """,
+], ids=["keeps_what_reads_its_own", "reads_its_own_after_forward", "kept_after_a_call_with_more"])
+def test_what_a_head_keeps_is_made_once_from_the_last_call(zygote, tmp_path, forward):
+    folder = make_submission(tmp_path / "sub", {
+        CA: CA_KEEPS_AND_READS, MH: [body(MH, "MultiHeadAttentionWrapper.forward", forward)]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}

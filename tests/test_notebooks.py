@@ -338,3 +338,27 @@ def test_an_item_written_in_a_new_cell_counts_when_its_solution_cell_is_gone(zyg
     (tmp_path / "causal_attention.py").write_text(module_source(nb, "causal_attention"))
     report = grade(zygote, from_folder(str(tmp_path), ("causal_attention",), "nb"), Limits(seconds=10))
     assert module_scores(report) == {i.key: i.points for i in items_of("causal_attention")}
+
+
+def test_a_try_of_ones_own_and_a_big_cell_of_data_leave_the_helpers_in(zygote, tmp_path):
+    """Cells of one's own as students write them: a fallback helper defined in
+    a try (its local variable named like a graded function, and a constant it
+    reads from another cell), and 600 KiB of pasted data before the helper
+    cell. The helpers come along; the data cell alone is left out (before:
+    softmax 0/5, "NameError: stable_exp"; normalize_by_sum 0/2, "NameError: row_sum")."""
+    helper = ("try:\n    from my_utils import stable_exp\nexcept ImportError:\n"
+              "    def stable_exp(scores, dim=-1):\n        attention_scores = scores - scores.amax(dim=dim, keepdim=True)\n"
+              "        return torch.exp(attention_scores) + EPS\n")
+    solutions = {"softmax": "def softmax(scores, dim=-1):\n    e = stable_exp(scores, dim)\n"
+                            "    return e / e.sum(dim=dim, keepdim=True)\n",
+                 "normalize_by_sum": "def normalize_by_sum(scores, dim=-1):\n    return scores / row_sum(scores, dim)\n"}
+    data = "DATA = [" + "0.5," * 200_000 + "]\n"
+    nb = _with_own_cells("simplified_attention", solutions,
+                         [(1, data), (2, "EPS = 0.0\n\n\ndef row_sum(x, dim=-1):\n    return x.sum(dim=dim, keepdim=True)\n"),
+                          (3, helper)])
+    (tmp_path / "simplified_attention.ipynb").write_text(json.dumps(nb))
+    from attnkit.intake import find
+
+    report = grade(zygote, find(str(tmp_path)), Limits(seconds=10))
+    assert {k: v for k, v in module_scores(report).items() if k.startswith("simplified_attention.")} == {
+        i.key: i.points for i in items_of("simplified_attention")}

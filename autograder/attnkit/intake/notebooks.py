@@ -332,15 +332,16 @@ class _Unit:
                     self.makes.add(base.id)
         if isinstance(node, (ast.Import, ast.ImportFrom)):  # an import runs the module it names
             self.reads, self.makes = set(), {(a.asname or a.name).split(".")[0] for a in node.names}
-        if isinstance(node, ast.Try):  # a try of one's own cell: what it binds, defs and imports included
-            for n in ast.walk(node):
-                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    self.makes.add(n.name)
-                elif isinstance(n, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.Try):  # a try of one's own cell: what it binds, defs and imports included,
+            defs = []  # and what its defs read when called; a def's own local names are its own
+            for n in running:
+                if isinstance(n, (ast.Import, ast.ImportFrom)):
                     self.makes |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name != "*"}
-                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                    self.makes.add(n.id)
-            self.reads -= self.makes
+                for child in ast.iter_child_nodes(n):
+                    if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                        defs.append(child)
+            self.makes |= {d.name for d in defs}
+            self.reads = (self.reads | set().union(*[_global_reads(d) for d in defs])) - self.makes
         self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom, ast.Try)) or any(
             isinstance(n, ast.Call) for n in running)
 
@@ -508,11 +509,11 @@ def module_source(nb: dict, module: str) -> str:
         else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
         if mine:
-            size += _bytes(cell_text(cell))
-            if size > _limit():
+            if size + _bytes(cell_text(cell)) > _limit():  # left out, and counted for nothing
                 add(f"# ({label} was left out: with it, the code read from this notebook would pass "
                     f"{_limit() >> 10} KiB)\n")
                 continue
+            size += _bytes(cell_text(cell))
         code, problem = definitions(cell_text(cell))
         if problem:
             add(f"# ({label} was left out: {problem})\n")

@@ -154,24 +154,24 @@ def function(upcalls: Upcalls, key: str, original=None):
     return stand_in
 
 
-def _keeps_state(forward) -> bool:
-    """Whether a forward assigns to an attribute of its module (``self.x = ...``)."""
+def _kept_names(forward) -> frozenset:
+    """The attributes a forward assigns on its module (``self.last_weights = ...``)."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
     except Exception:  # noqa: BLE001 - no source, or a student's object that raises when asked
-        return False
+        return frozenset()
     fn = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
     if fn is None or not fn.args.args:
-        return False
-    me = fn.args.args[0].arg
+        return frozenset()
+    me, names = fn.args.args[0].arg, set()
     for node in ast.walk(fn):
         targets = node.targets if isinstance(node, ast.Assign) else (
             [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
         for t in targets:
             for n in ast.walk(t):
                 if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == me:
-                    return True
-    return False
+                    names.add(n.attr)
+    return frozenset(names)
 
 
 def module(upcalls: Upcalls, key: str, spec: dict, original=None):
@@ -186,7 +186,12 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
     factories = {"Linear": nn.Linear, "Dropout": nn.Dropout}
     own_forward = getattr(original, "forward", None) if isinstance(original, type) else None
     own_forward = own_forward if callable(own_forward) else None
-    keeps: list = []  # whether the student's forward keeps something on the module, read once, when first asked
+    keeps: list = []  # what the student's forward keeps on the module, read once, when first asked
+
+    def kept_names() -> frozenset:
+        if not keeps:
+            keeps.append(_kept_names(own_forward) if own_forward is not None else frozenset())
+        return keeps[0]
 
     class StandIn(nn.Module):
         def __init__(self, *args, **kwargs):
@@ -219,9 +224,10 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 if own_forward is None:
                     raise TypeError(f"{key.split('.', 1)[1]}.forward() takes the input alone here "
                                     f"(the grader's stand-in)")
+                self.__dict__["_last_input"] = None  # what it keeps is this call's
                 return own_forward(self, *args, **kwargs)
             x = given[0]  # by position, or by the student's own name for it (head(inputs=x))
-            for name in self.__dict__.pop("_kept", ()):  # what the last forward of the student's kept is stale
+            for name in kept_names():  # what an earlier forward of the student's kept is stale now
                 self.__dict__.pop(name, None)
             self.__dict__["_last_input"] = x
             names = [n for n, _ in self.named_parameters()]
@@ -243,31 +249,25 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
 
     def _kept_by_own_forward(stand_in, name: str):
         """What the student's forward keeps on the module (``self.last_weights =
-        ...``), read after a forward: their forward runs then, once, on the
-        stand-in's layers and the last input, and only for a name it sets (so a
-        mistake in it costs nothing unless what it keeps is read). Its random
-        draws must not move a seeded run's."""
+        ...``), read after a forward: their forward runs then, once per forward,
+        on the stand-in's layers and the last input, and only for a name it
+        assigns (so a mistake in it costs nothing unless what it keeps is read).
+        Its random draws must not move a seeded run's."""
         x = stand_in.__dict__.get("_last_input")
-        if x is None or own_forward is None or "_kept" in stand_in.__dict__:
+        if x is None or name not in kept_names():
             return _ABSENT
-        if not keeps:
-            keeps.append(_keeps_state(own_forward))
-        if not keeps[0]:
-            return _ABSENT
-        before = set(stand_in.__dict__)
+        stand_in.__dict__["_last_input"] = None  # once; and what the forward itself reads is found as usual
         try:
             with torch.random.fork_rng(devices=[]):
                 own_forward(stand_in, x)
         except (OSError, MemoryError):
             raise  # the output and memory limits are the item's, as anywhere
         except Exception as exc:  # noqa: BLE001 - the student's forward may raise anything
-            stand_in.__dict__["_kept"] = ()
             cls = key.split(".", 1)[1]
             raise AttributeError(
                 f"'{cls}' object has no attribute '{name}': while this item is graded, {cls} is the grader's "
                 f"stand-in, and your own forward, run on its layers to make `{name}`, raised "
-                f"{type(exc).__name__}: {exc}") from None
-        stand_in.__dict__["_kept"] = tuple(set(stand_in.__dict__) - before - {"_kept"})
+                f"{type(exc).__name__}: {exc}"[:1500]) from None
         return stand_in.__dict__.get(name, _ABSENT)
 
     def _own_attribute(stand_in, name: str):
