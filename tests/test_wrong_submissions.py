@@ -125,6 +125,7 @@ def test_a_stage_called_through_functools_partial_is_still_stood_in(zygote, tmp_
     assert scores(report) == dict(full_marks((S,)), **{f"{S}.softmax": 0})
 
 
+@pytest.mark.slow  # a 3 s time limit, spent
 def test_a_forward_that_keeps_state_and_hangs_costs_only_its_own_item(zygote, tmp_path):
     """CausalAttention's forward counts its calls on the module and never
     returns. While the wrapper is graded its heads are stand-ins, and the
