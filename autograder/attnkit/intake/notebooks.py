@@ -48,6 +48,7 @@ from functools import cache
 
 from attnkit.config import PACKAGE_DIR
 from attnkit.exercises import MODULES, items_of
+from attnkit.intake.files import PY_LIMIT
 
 DATA = PACKAGE_DIR / "data" / "notebook_modules.json"
 KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
@@ -493,8 +494,8 @@ def module_source(nb: dict, module: str) -> str:
     coded = [c for c in cells(nb) if c.get("cell_type") == "code"]
     # the solution cells are held to the size of an exercise file before anything is
     # parsed; cells of one's own get what is left (a cell of pasted data is left out)
-    size = sum(_bytes(cell_text(c)) for c in coded if nbgrader_meta(c).get("solution")
-               and isinstance(nbgrader_meta(c).get("grade_id"), str) and nbgrader_meta(c)["grade_id"] in names)
+    size = sum(_bytes(text) for grade_id, texts in solution_cell_parts(nb).items() if grade_id in names
+               for text in texts)
     _within_limit(size, module)
     for n, cell in enumerate(coded, 1):
         meta = nbgrader_meta(cell)
@@ -509,9 +510,9 @@ def module_source(nb: dict, module: str) -> str:
         else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
         if mine:
-            if size + _bytes(cell_text(cell)) > _limit():  # left out, and counted for nothing
+            if size + _bytes(cell_text(cell)) > PY_LIMIT:  # left out, and counted for nothing
                 add(f"# ({label} was left out: with it, the code read from this notebook would pass "
-                    f"{_limit() >> 10} KiB)\n")
+                    f"{PY_LIMIT >> 10} KiB)\n")
                 continue
             size += _bytes(cell_text(cell))
         code, problem = definitions(cell_text(cell))
@@ -527,12 +528,6 @@ def module_source(nb: dict, module: str) -> str:
     return _finish(parts, own, frozenset(names))
 
 
-def _limit() -> int:
-    from attnkit.intake.files import PY_LIMIT
-
-    return PY_LIMIT
-
-
 def _bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
@@ -541,8 +536,8 @@ def _within_limit(size: int, module: str) -> None:
     """The code a module is made from is held to the size of an exercise file,
     before it is parsed: a notebook of 8 MiB of code held the grader for minutes
     and made a module 15 times that limit."""
-    if size > _limit():
-        raise NotebookError(f"{module}.ipynb: its code cells hold more than {_limit() >> 10} KiB of code, the limit "
+    if size > PY_LIMIT:
+        raise NotebookError(f"{module}.ipynb: its code cells hold more than {PY_LIMIT >> 10} KiB of code, the limit "
                             f"of an exercise file; load large data from a file instead, or delete the cells you no "
                             f"longer need")
 

@@ -301,9 +301,9 @@ def upcall(spec, tensors, grads, max_bytes: int = 16 << 20):
     return memo("upcall:" + text, lambda t, g: _upcall(spec, t, g), tensors, grads)  # the tag holds the spec
 
 
-SPEC_KEYS = frozenset({"target", "args", "kwargs", "mode", "init", "state", "training"})
 SPEC_KEYS_OF = {"function": frozenset({"target", "args", "kwargs", "mode"}),  # what each kind of stand-in sends
                 "module": frozenset({"target", "init", "state", "mode", "training"})}
+SPEC_KEYS = frozenset().union(*SPEC_KEYS_OF.values())
 SPEC_BYTES = 2048  # an honest stand-in spec is under 400 bytes of JSON
 SPEC_TENSORS = 64  # an honest one carries at most a module's input and its parameters
 

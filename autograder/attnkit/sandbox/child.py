@@ -399,11 +399,11 @@ def _named_parameters(module, names) -> list:
     (``self.W_query = self.qkv[0]`` registers it as ``qkv.0.weight`` first, and
     as ``W_query.weight`` too); else by the first, as torch names it."""
     expected = set(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else set()
-    chosen: dict[int, str] = {}
+    chosen: dict[int, tuple] = {}  # in the order torch first meets each parameter, as named_parameters() gives them
     for name, p in module.named_parameters(remove_duplicate=False):
-        if id(p) not in chosen or (name in expected and chosen[id(p)] not in expected):
-            chosen[id(p)] = name
-    return [(chosen[id(p)], p) for _, p in module.named_parameters()]
+        if id(p) not in chosen or (name in expected and chosen[id(p)][0] not in expected):
+            chosen[id(p)] = (name, p)
+    return list(chosen.values())
 
 
 def _describe(value) -> dict:

@@ -103,13 +103,20 @@ class Upcalls:
         return self._fn
 
 
+def _source_tree(fn) -> ast.Module | None:
+    """The parsed source of a student's function, or None (no source, or an
+    object of theirs that raises when asked)."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _returned_tuple_type(fn):
     """The NamedTuple class that every ``return`` of ``fn`` builds by name
     (``return QKV(q, k, v)``), read from its source, never by running it; else None."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-        spaces = getattr(fn, "__globals__", {})
-    except Exception:  # noqa: BLE001 - no source, or a student's object that raises when asked
+    tree = _source_tree(fn)
+    if tree is None:
         return None
     found = set()
     for node in ast.walk(tree):
@@ -121,7 +128,7 @@ def _returned_tuple_type(fn):
     if len(found) != 1:
         return None
     try:
-        cls = spaces.get(found.pop())
+        cls = getattr(fn, "__globals__", {}).get(found.pop())
         fields = getattr(cls, "_fields", None)
         return cls if isinstance(cls, type) and issubclass(cls, tuple) and isinstance(fields, tuple) else None
     except Exception:  # noqa: BLE001 - a metaclass of the student's that raises: no type of its own
@@ -156,11 +163,9 @@ def function(upcalls: Upcalls, key: str, original=None):
 
 def _kept_names(forward) -> frozenset:
     """The attributes a forward assigns on its module (``self.last_weights = ...``)."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(forward)))
-    except Exception:  # noqa: BLE001 - no source, or a student's object that raises when asked
-        return frozenset()
-    fn = tree.body[0] if tree.body and isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+    tree = _source_tree(forward)
+    fn = tree.body[0] if tree is not None and tree.body and isinstance(
+        tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)) else None
     if fn is None or not fn.args.args:
         return frozenset()
     me, names = fn.args.args[0].arg, set()
