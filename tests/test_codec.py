@@ -254,6 +254,15 @@ def test_the_wire_names_of_the_messages():
     assert [m.value for m in codec.Limit] == ["time", "memory", "output", "crash", "protocol"]
 
 
+def test_a_word_of_the_protocol_reads_as_its_value():
+    """Messages are built from these words: str() and f-strings give the value on
+    every Python (a plain ``str, Enum`` gives "Fault.MISSING_FILE" on 3.11)."""
+    for enum in (codec.Op, codec.Kind, codec.Fault, codec.Limit):
+        for member in enum:
+            assert str(member) == f"{member}" == member.value
+    assert {"missing_file": 1}.get(codec.Fault.MISSING_FILE) == 1
+
+
 def test_a_childs_word_on_its_exceptions_classes_keeps_built_in_names_only():
     """A child says which built-in classes its exception belongs to (a student's
     ValueError subclass is a ValueError); the grader keeps only real names of

@@ -39,7 +39,17 @@ DTYPES = {
 }
 
 
-class Op(str, Enum):
+class _Word(str, Enum):
+    """A word of the protocol: ``str()`` and f-strings give its value on every
+    Python (a ``str, Enum`` member gives ``Fault.MISSING_FILE`` there, and a
+    message built from it read "raised missing file: ..."), as ``StrEnum`` does
+    from 3.11 on; the kit runs on 3.10 too."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class Op(_Word):
     """What the grader asks of a child (the ``op`` of a request frame)."""
 
     HELLO = "hello"  # the submission's files, the stand-ins, the modules to stand in: once, first
@@ -49,7 +59,7 @@ class Op(str, Enum):
     START = "start"  # the portable runner's spawn request (limits, folder): a forked child has it from the worker
 
 
-class Kind(str, Enum):
+class Kind(_Word):
     """What a frame from the child is (its ``kind``), and the grader's answers to stand-ins."""
 
     READY = "ready"  # the child is confined and has the files: its answer to HELLO
@@ -61,7 +71,7 @@ class Kind(str, Enum):
     UPCALL_ERROR = "upcall_error"  # refused or failed: the stand-in falls back to the student's own code
 
 
-class Fault(str, Enum):
+class Fault(_Word):
     """Why the student's code did not answer (the ``error`` of an ERROR frame)."""
 
     NOT_IMPLEMENTED = "not_implemented"  # the stub's own NotImplementedError
@@ -75,7 +85,7 @@ class Fault(str, Enum):
     PROTOCOL = "protocol"
 
 
-class Limit(str, Enum):
+class Limit(_Word):
     """Which limit an item hit (``contract.LimitHit.kind``); any of them scores the item 0."""
 
     TIME = "time"
