@@ -519,3 +519,34 @@ def test_the_trial_pass_and_the_magic_scan_are_one_pass_each():
     text = module_source(_with_cells("causal_attention", {"causal_mask": [chain], "mask_scores": [magics]}),
                          "causal_attention")
     assert "A3000 = A2999" not in text and text.count("\nx = 1\n") == 4000
+
+
+def test_a_cell_left_out_is_said_in_the_notes_on_every_path(tmp_path):
+    """A solution cell with a typo is left out of the module; the item then reads
+    "defines no `softmax`", so the notes say which cell and why: in a folder, for
+    one notebook graded alone, and in the notebook's own test cells. A cell of
+    one's own over the 512 KiB, or without nbgrader metadata one that does not
+    parse, likewise."""
+    from attnkit.kernel.notebook import notebook_submission
+
+    broken = _with_cells(S, {"softmax": ["def softmax(scores, dim=-1):\n    return scores.softmax(dim=dim\n"]})
+    big = "BIG = [" + "0," * 300_000 + "]\n"
+    broken["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                            "source": big})
+    put_notebook(tmp_path / "folder" / f"{S}.ipynb", broken)
+    said = f"{S}.ipynb: cell 'softmax' was left out: SyntaxError: "
+    for sub in (collect(str(tmp_path / "folder"), "x"), find(str(tmp_path / "folder" / f"{S}.ipynb")),
+                notebook_submission(tmp_path / "folder" / f"{S}.ipynb", S, public=False)):
+        notes = [n for n in sub.notes if "left out" in n]
+        assert len(notes) == 2 and notes[0].startswith(said) and "(line 2)" in notes[0], sub.notes
+        assert "would pass 512 KiB" in notes[1] and notes[1].startswith(f"{S}.ipynb: code cell ")
+    plain = copy.deepcopy(broken)
+    for cell in plain["cells"]:
+        cell["metadata"] = {}
+    plain["cells"] = [c for c in plain["cells"] if "BIG" not in "".join(c["source"])]
+    put_notebook(tmp_path / "plain" / f"{S}.ipynb", plain)
+    notes = [n for n in collect(str(tmp_path / "plain"), "x").notes if "left out" in n]
+    assert len(notes) == 1 and "was left out: SyntaxError" in notes[0], notes
+    # a notebook with nothing left out says nothing of the kind
+    put_notebook(tmp_path / "whole" / f"{S}.ipynb", source_notebook(S))
+    assert not [n for n in collect(str(tmp_path / "whole"), "x").notes if "left out" in n]

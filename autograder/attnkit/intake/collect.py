@@ -113,6 +113,7 @@ class _Candidate:
     source: bytes | None = None
     problem: str = ""  # why it cannot be graded
     how: str = ""  # for a notebook: which cells were taken
+    left_out: tuple[str, ...] = ()  # for a notebook: its cells that were not (one cannot be parsed, say)
     _progress: int | None | bool = False  # False: not computed yet
 
     @property
@@ -173,14 +174,27 @@ def progress(source: bytes, module: str) -> int | None:
     return written
 
 
-def _notebook_source(data: bytes, name: str, module: str) -> tuple[bytes, str]:
-    """``<module>.py`` from a notebook's bytes, and which cells it came from."""
+def _notebook_source(data: bytes, name: str, module: str) -> tuple[bytes, str, tuple[str, ...]]:
+    """``<module>.py`` from a notebook's bytes, which cells it came from, and
+    the cells left out (each a line: which, and why)."""
     from attnkit.intake.notebooks import any_cells_source, module_source, parse_notebook, solution_cells
 
     nb = parse_notebook(data, name)
+    left_out: list[str] = []
     if solution_cells(nb):
-        return module_source(nb, module).encode("utf-8", "surrogatepass"), "its solution cells"
-    return any_cells_source(nb, module).encode("utf-8", "surrogatepass"), "its code cells (no nbgrader metadata)"
+        source, how = module_source(nb, module, left_out), "its solution cells"
+    else:
+        source, how = any_cells_source(nb, module, left_out), "its code cells (no nbgrader metadata)"
+    return source.encode("utf-8", "surrogatepass"), how, tuple(left_out)
+
+
+def left_out_notes(name: str, left_out) -> list[str]:
+    """What a student reads of the cells of notebook ``name`` that were left out:
+    otherwise a cell with a typo reads as a function the notebook never defined."""
+    notes = [f"{name}: {what}" for what in left_out[:3]]
+    if len(left_out) > 3:
+        notes.append(f"{name}: {len(left_out) - 3} more cells were left out")
+    return notes
 
 
 def _load(root: _Root, cand: _Candidate) -> None:
@@ -195,7 +209,7 @@ def _load(root: _Root, cand: _Candidate) -> None:
     try:
         data = root.read(entry.parts, NOTEBOOK_LIMIT if cand.notebook else PY_LIMIT)
         if cand.notebook:
-            cand.source, cand.how = _notebook_source(data, entry.rel, cand.module)
+            cand.source, cand.how, cand.left_out = _notebook_source(data, entry.rel, cand.module)
         else:
             cand.source = data
     except (IntakeError, NotebookError) as exc:
@@ -270,6 +284,7 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
             if passed:
                 note += "; passed over: " + "; ".join(passed)
             notes.append(note)
+        notes += left_out_notes(best.entry.rel, best.left_out)
     notes = _condensed(notes)
     # Links and special files that are no candidate: said, so that a folder whose work
     # sits behind a link is not a silent zero.
@@ -396,13 +411,15 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
                           f"rename it, or pass the folder")
     if notebook:
         try:
-            data, how = _notebook_source(data, name, module)
+            data, how, left_out = _notebook_source(data, name, module)
         except NotebookError as exc:
             raise IntakeError(str(exc)) from None
         notes.append(f"{module}: graded {name} ({how})")
     if evidence:
         notes[:] = [f"{name} holds {module} (by {evidence}); graded as {module}"
                     + (f", from {how}" if notebook else "")]
+    if notebook:
+        notes += left_out_notes(name, left_out)
     files, sources = {f"{module}.py": data}, {f"{module}.py": name}
     # the .py files next to it that it imports (its own helpers, another exercise
     # file), and what they import, come along, as from a folder; nothing else does

@@ -471,12 +471,13 @@ def _finish(parts: list[str], own=(), items=frozenset()) -> str:
     return "\n".join(lines)
 
 
-def module_source(nb: dict, module: str) -> str:
+def module_source(nb: dict, module: str, left_out: list[str] | None = None) -> str:
     """The exercise module ``module`` as the notebook's solution cells define
     it, in the notebook's order, with what they use from the cells the student
     added or wrote in (a helper defined in a cell of one's own: see
     ``_trials_left_out``). The kit's setup, test and picture cells never count:
-    nbgrader restores them before it grades."""
+    nbgrader restores them before it grades. Each cell left out (it does not
+    parse, say) is said in the module, and in ``left_out`` for the student's notes."""
     if module not in MODULES:
         raise NotebookError(f"{module}: not one of the exercise modules ({', '.join(MODULES)})")
     names = {item.name for item in items_of(module)}
@@ -490,6 +491,11 @@ def module_source(nb: dict, module: str) -> str:
         nonlocal line
         parts.append(text)
         line += text.count("\n")
+
+    def leave_out(label: str, why: str) -> None:
+        add(f"# ({label} was left out: {why})\n")
+        if left_out is not None:
+            left_out.append(f"{label} was left out: {why}")
 
     coded = [c for c in cells(nb) if c.get("cell_type") == "code"]
     # the solution cells are held to the size of an exercise file before anything is
@@ -511,13 +517,12 @@ def module_source(nb: dict, module: str) -> str:
             continue
         if mine:
             if size + _bytes(cell_text(cell)) > PY_LIMIT:  # left out, and counted for nothing
-                add(f"# ({label} was left out: with it, the code read from this notebook would pass "
-                    f"{PY_LIMIT >> 10} KiB)\n")
+                leave_out(label, f"with it, the code read from this notebook would pass {PY_LIMIT >> 10} KiB")
                 continue
             size += _bytes(cell_text(cell))
         code, problem = definitions(cell_text(cell))
         if problem:
-            add(f"# ({label} was left out: {problem})\n")
+            leave_out(label, problem)
             continue
         if mine:
             own.append((line, line + code.count("\n") - 1))
@@ -542,9 +547,10 @@ def _within_limit(size: int, module: str) -> None:
                             f"longer need")
 
 
-def any_cells_source(nb: dict, module: str) -> str:
+def any_cells_source(nb: dict, module: str, left_out: list[str] | None = None) -> str:
     """The exercise module ``module`` from a notebook without nbgrader metadata
-    (a student's own, or one that lost it): the definitions of every code cell, in order."""
+    (a student's own, or one that lost it): the definitions of every code cell, in
+    order. A cell that does not parse is left out, and said in ``left_out``."""
     parts = [f"# {module}.py, extracted from the code cells of a notebook by attnkit\n", preambles()[module]]
     size = 0
     for n, source in enumerate(code_cells(nb), 1):
@@ -556,6 +562,8 @@ def any_cells_source(nb: dict, module: str) -> str:
             continue
         code, problem = definitions(source)
         parts.append(f"# (cell {n} was left out: {problem})\n" if problem else code)
+        if problem and left_out is not None:
+            left_out.append(f"code cell {n} was left out: {problem}")
     return _finish(parts)
 
 

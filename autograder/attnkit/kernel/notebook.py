@@ -90,6 +90,7 @@ def notebook_submission(path: Path, module: str, public: bool):
     """The ``intake.Submission`` of a saved notebook: ``<module>.py`` from its solution
     cells (as the fast path grades it) and, without the reference, the stage it imports."""
     from attnkit.intake import Submission, read_regular
+    from attnkit.intake.collect import left_out_notes
     from attnkit.intake.notebooks import NotebookError, module_source
 
     data = read_regular(str(path), NOTEBOOK_LIMIT)
@@ -100,12 +101,13 @@ def notebook_submission(path: Path, module: str, public: bool):
                             f"(File > Revert Notebook to Checkpoint)") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{path.name}: not a Jupyter notebook (no list of cells)")
-    files = {f"{module}.py": module_source(nb, module).encode()}
+    left_out: list[str] = []
+    files = {f"{module}.py": module_source(nb, module, left_out).encode()}
     for dep in DEPENDS.get(module, ()) if public else ():
         neighbour = path.parent / f"{dep}.py"
         if neighbour.is_file():
             files[f"{dep}.py"] = read_regular(str(neighbour))
-    return Submission(path.name, (module,), files)
+    return Submission(path.name, (module,), files, tuple(left_out_notes(path.name, left_out)))
 
 
 def _start_worker(hide: list[str]):
