@@ -275,3 +275,27 @@ def test_a_childs_word_on_its_exceptions_classes_keeps_built_in_names_only():
     assert builtin_names("ValueError") == () and builtin_names({"ValueError": 1}) == ()
     assert builtin_names(["TypeError"] * 40) == ("TypeError",) * 16
     assert ChildFault("exception", "HeadsError: no", "", ["HeadsError", "ValueError"]).family == ("ValueError",)
+
+
+def test_a_buffer_is_read_once_and_keys_are_as_long_as_the_encoder_writes_them():
+    """The frame's byte bounds count its buffers, so a description may not name
+    one buffer twice: 200 names of one 8 MiB buffer made the grader allocate
+    1.6 GB (attack review). Keys longer than the encoder writes are forged too."""
+    big = np.zeros(1 << 10, dtype=np.float64).tobytes()
+    one = ["T", "float64", [1 << 10], 0]
+    assert codec.decode_value(["l", one], [big])[0].shape == (1 << 10,)
+    for node in (["l", one, one], ["d", {"a": one, "b": one}], ["l", ["l", one], ["t", one]]):
+        with pytest.raises(codec.ProtocolError, match="twice"):
+            codec.decode_value(node, [big])
+    used: set = set()  # one frame's parts, decoded apart, share the rule
+    codec.decode_value(["l", one], [big], used=used)
+    with pytest.raises(codec.ProtocolError, match="twice"):
+        codec.decode_value(["l", one], [big], used=used)
+    # what the encoder makes always decodes: the same tensor twice is two buffers
+    t = torch.arange(6.0)
+    bufs: list = []
+    node = codec.encode_value({"x": t, "y": [t, t], "k" * 500: 1}, bufs)
+    back = codec.decode_value(node, bufs)
+    assert len(bufs) == 3 and torch.equal(back["y"][1], t) and "k" * codec.MAX_KEY in back
+    with pytest.raises(codec.ProtocolError, match="key"):
+        codec.decode_value(["d", {"k" * (codec.MAX_KEY + 1): 1}], [])

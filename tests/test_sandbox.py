@@ -612,3 +612,56 @@ def test_grade_class_refuses_to_grade_unconfined_unless_told(tmp_path):
     assert graded.returncode == 0, graded.stderr
     assert "isolation is reduced" in graded.stderr
     assert (tmp_path / "out" / "grades.csv").read_text().splitlines()[1].startswith("ada,100,")
+
+
+# Forged frames that name one 8 MiB buffer many times: a stand-in's question (the
+# child's ``question``) and a call's reply (its encoder), each once per child.
+ALIASED_QUESTION = """
+import sys as _sys
+_C = _sys.modules.get("attnkit.sandbox.child")
+if _C is not None and not getattr(_C, "_aliased", False):
+    _C._aliased = True
+    _ask = _C.question
+
+    def _question(spec, tensors, grads):
+        if getattr(_C, "_asked", False):
+            return _ask(spec, tensors, grads)
+        _C._asked = True
+        big = torch.zeros(1 << 20, dtype=torch.float64).numpy().tobytes()
+        return {"kind": "upcall", "spec": spec, "tensors": ["l"] + [["T", "float64", [1 << 20], 0]] * 200,
+                "grads": None}, [big]
+    _C.question = _question
+"""
+ALIASED_REPLY = """
+import sys as _sys
+_P = _sys.modules.get("attnkit.sandbox.protocol")
+if _P is not None and not getattr(_P, "_aliased", False):
+    _P._aliased, _P._forged = True, False
+    _encode = _P.encode_value
+
+    def _forged(value, bufs, depth=0):
+        if type(value) is dict and "result" in value and "args_after" in value and not _P._forged:
+            _P._forged = True
+            bufs.append(torch.zeros(1 << 20, dtype=torch.float64).numpy().tobytes())
+            return ["d", {"result": ["l"] + [["T", "float64", [1 << 20], 0]] * 200, "args_after": ["l"]}]
+        return _encode(value, bufs, depth)
+    _P.encode_value = _forged
+"""
+
+
+def test_a_frame_naming_one_buffer_many_times_is_refused_before_it_is_copied(zygote, tmp_path):
+    """Each description of one 8 MiB buffer made a copy in the grader: 200 of them
+    in a stand-in's question grew it by 1.6 GB, and the refusal was silent (the
+    student's own stage ran instead), so the attack scored 100. Now a buffer is
+    read once per frame: the question is refused as malformed, the reply too
+    (its item scores 0), and the grader stays small."""
+    correct = (SOLUTIONS / f"{S}.py").read_text()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    asked = scores(grade_text(zygote, tmp_path, {S: correct + ALIASED_QUESTION}))
+    replied = grade_text(zygote, tmp_path, {S: correct + ALIASED_REPLY})
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10  # MiB
+    assert grown < 400, f"the grader grew by {grown} MiB"
+    assert asked == full_marks((S,))  # a refused question runs the student's own (correct) stage
+    # each child forges its first reply (a new child after a malformed frame too): each item scores 0
+    for result in replied.by_item().values():
+        assert result.score == 0 and "a buffer described twice" in result.summary, result.summary

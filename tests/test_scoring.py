@@ -32,6 +32,22 @@ def test_a_passed_check_earns_the_points_of_its_kind_in_the_table():
     assert not r.wrong_answer
 
 
+def test_what_one_check_says_is_capped_whoever_wrote_it():
+    """A submission writes much of a reason (its exception's message, its
+    parameters' names) and its details (its traceback): 250 names of 15,000
+    characters wrote 280 MB of feedback (attack review). Each is cut, and says so."""
+    from attnkit.judge.scoring import DETAILS_CHARS, REASON_CHARS
+
+    long = "x" * 200_000
+    for exc in (CheckFailure(long, long), StudentError("exception", long, long), LimitExceeded("time", long),
+                RuntimeError(long)):
+        r = outcome(Check(SOFTMAX, "hidden", None), exc)
+        assert REASON_CHARS < len(r.reason) <= REASON_CHARS + 40 and r.reason.endswith("characters)"), type(exc)
+        assert len(r.details) <= DETAILS_CHARS + 40
+    r = outcome(Check(SOFTMAX, "hidden", None), CheckFailure("short", "also short"))
+    assert (r.reason, r.details) == ("short", "also short")
+
+
 def test_a_wrong_answer_is_the_students_and_keeps_its_words():
     exc = CheckFailure("values differ", "row | expected | yours", diagnosis="masked_with_zero", pictures=["p"])
     r = outcome(Check(SOFTMAX, "hidden", None), exc)

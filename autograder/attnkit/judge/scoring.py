@@ -30,6 +30,17 @@ class CheckResult:
         return not self.passed and not self.error
 
 
+# What one check may say, in characters. A submission writes much of it (an
+# exception's message, the names of its parameters, its traceback), and one that
+# reported 250 parameters of 15,000-character names wrote 280 MB of feedback.
+REASON_CHARS = 4000
+DETAILS_CHARS = 12000
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f" ... (cut at {limit} characters)"
+
+
 def outcome(check: Check, exc: BaseException | None) -> CheckResult:
     """Classify how a check ended. Only CheckFailure and its kinds blame the
     student; anything else is reported as the grader failing to check.
@@ -41,14 +52,17 @@ def outcome(check: Check, exc: BaseException | None) -> CheckResult:
     if exc is None:
         return CheckResult(passed=True, **base)
     if isinstance(exc, LimitExceeded):
-        return CheckResult(passed=False, reason=one_line(exc.reason), limit=True, error="limit", **base)
+        return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS), limit=True, error="limit",
+                           **base)
     if isinstance(exc, CheckFailure):
         kind = (exc.kind or "raised") if isinstance(exc, StudentError) else ""
-        return CheckResult(passed=False, reason=one_line(exc.reason), details=printable(exc.details),
+        return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS),
+                           details=_capped(printable(exc.details), DETAILS_CHARS),
                            not_implemented=kind == "not_implemented", error=kind,
                            diagnosis=getattr(exc, "diagnosis", ""), pictures=list(getattr(exc, "pictures", [])),
                            **base)
-    return CheckResult(passed=False, reason=one_line(f"the grader could not check this ({type(exc).__name__}: {exc})"),
+    return CheckResult(passed=False, reason=_capped(one_line(f"the grader could not check this ({type(exc).__name__}: "
+                                                             f"{exc})"), REASON_CHARS),
                        error="grader", **base)
 
 

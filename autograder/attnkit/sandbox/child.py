@@ -186,8 +186,9 @@ class Child:
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
             return "ok"
-        args = protocol.decode_value(header.get("args", ["l"]), bufs)
-        kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs)
+        used: set = set()
+        args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
+        kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs, used=used)
         item = str(header.get("item"))
         self.item = item
         try:

@@ -279,8 +279,9 @@ class Session:
             if known is not None:
                 protocol.send_packed(self.sock, known, deadline)
                 return
-            tensors = protocol.decode_value(header.get("tensors"), bufs)
-            grads = protocol.decode_value(header.get("grads"), bufs)
+            used: set = set()  # the tensors and their gradients share the frame's buffers, each read once
+            tensors = protocol.decode_value(header.get("tensors"), bufs, used=used)
+            grads = protocol.decode_value(header.get("grads"), bufs, used=used)
             value = self.answer(spec, tensors, grads, self.limits.upcall_bytes)
             out: list = []
             encoded = protocol.encode_value(value, out)

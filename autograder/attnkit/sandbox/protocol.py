@@ -30,6 +30,7 @@ MAX_DIMS = 8
 MAX_ITEMS = 256
 MAX_DEPTH = 12
 MAX_STR = 4000
+MAX_KEY = 200  # characters of a mapping's key
 
 # Every dtype we accept on the wire; anything else is described, not shipped.
 DTYPES = {
@@ -179,7 +180,7 @@ def encode_value(value, bufs: list, depth: int = 0):
     if value is None or tp is bool:
         return value
     if tp is dict:
-        return ["d", {str(k)[:200]: encode_value(v, bufs, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}]
+        return ["d", {str(k)[:MAX_KEY]: encode_value(v, bufs, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}]
     if tp is list:
         return ["l", *[encode_value(v, bufs, depth + 1) for v in value[:MAX_ITEMS]]]
     if tp is tuple:
@@ -211,13 +212,20 @@ def encode_value(value, bufs: list, depth: int = 0):
     if isinstance(value, list):
         return ["l", *[encode_value(v, bufs, depth + 1) for v in list(value)[:MAX_ITEMS]]]
     if isinstance(value, dict):
-        return ["d", {str(k)[:200]: encode_value(v, bufs, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}]
+        return ["d", {str(k)[:MAX_KEY]: encode_value(v, bufs, depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}]
     return ["o", _type_name(tp)]
 
 
-def decode_value(node, bufs: list[bytes], as_torch: bool = True, depth: int = 0):
+def decode_value(node, bufs: list[bytes], as_torch: bool = True, depth: int = 0, used: set | None = None):
     """Rebuild a value from its description; raises ProtocolError on anything
-    malformed. Tensors come back as plain, contiguous, freshly allocated tensors."""
+    malformed. Tensors come back as plain, contiguous, freshly allocated tensors.
+
+    Each buffer is read at most once per value (``used``): the encoder gives
+    every array a buffer of its own, and a frame whose descriptions named one
+    8 MiB buffer 200 times made the grader allocate 1.6 GB, past every bound
+    on the frame's bytes."""
+    if used is None:
+        used = set()
     tp = type(node)
     if tp is int or tp is float or tp is bool or node is None:
         return node  # json.loads makes nothing else of these (big integers included: described as "o")
@@ -231,12 +239,14 @@ def decode_value(node, bufs: list[bytes], as_torch: bool = True, depth: int = 0)
     if tag == "l" or tag == "t":
         if len(node) > MAX_ITEMS + 1:
             raise ProtocolError("malformed sequence")
-        out = [decode_value(v, bufs, as_torch, depth + 1) for v in node[1:]]
+        out = [decode_value(v, bufs, as_torch, depth + 1, used) for v in node[1:]]
         return tuple(out) if tag == "t" else out
     if tag == "d":
         if len(node) != 2 or type(node[1]) is not dict or len(node[1]) > MAX_ITEMS:
             raise ProtocolError("malformed mapping")
-        return {k: decode_value(v, bufs, as_torch, depth + 1) for k, v in node[1].items()}
+        if any(len(k) > MAX_KEY for k in node[1]):  # the encoder cuts keys there: a longer one was forged
+            raise ProtocolError("malformed mapping key")
+        return {k: decode_value(v, bufs, as_torch, depth + 1, used) for k, v in node[1].items()}
     if tag == "T" or tag == "A":
         if len(node) != 4:
             raise ProtocolError("malformed array header")
@@ -250,6 +260,9 @@ def decode_value(node, bufs: list[bytes], as_torch: bool = True, depth: int = 0)
             return Foreign(f"{'torch tensor' if tag == 'T' else 'numpy array'} of dtype {dtype}"[:200])
         if type(idx) is not int or not 0 <= idx < len(bufs):
             raise ProtocolError("bad buffer index")
+        if idx in used:
+            raise ProtocolError("a buffer described twice")
+        used.add(idx)
         np_dtype = _NP_DTYPES[dtype]
         if math.prod(shape) * np_dtype.itemsize != len(bufs[idx]):
             raise ProtocolError("array bytes do not match dtype and shape")
