@@ -488,6 +488,32 @@ def test_ipython_habits_in_a_solution_cell_compile_as_ipython_reads_them():
     assert "def _typed(x: Tensor)" in text and "softmax" in _namespace(text)
 
 
+def test_a_definition_made_in_a_block_or_guarded_by_a_try_that_says_why_is_kept():
+    """Style review: a helper defined in a top-level ``if``/``else`` (a fallback
+    for an older torch) was blanked as a block nothing reads (NameError, 0/13);
+    a ``try`` of an import whose ``except`` prints why and raises was left out
+    whole (0/13). Both run top to bottom in the kernel. A block that defines
+    nothing anything reads, and a ``try`` that runs a trial, still go."""
+    ca = _solution_body("causal_attention", "CausalAttention")
+    guarded = ca.replace("weights = torch.softmax(", "weights = _softmax(")
+    assert guarded != ca
+    text = module_source(_with_cells("causal_attention", {"CausalAttention": [
+        "import torch.nn.functional as F\n"
+        "if hasattr(F, 'softmax'):\n    def _softmax(x, dim):\n        return F.softmax(x, dim=dim)\n"
+        "else:\n    def _softmax(x, dim):\n        return torch.exp(x) / torch.exp(x).sum(dim, keepdim=True)\n"
+        "try:\n    from math import sqrt as _sqrt\nexcept ImportError:\n"
+        "    print('this cell needs math.sqrt')\n    raise\n"
+        "if True:\n    def _unused():\n        return CausalAttention(3, 2, 6, 0.0)(batch)\n"
+        "try:\n    print(CausalAttention(3, 2, 6, 0.0)(batch))\nexcept NameError:\n    pass\n"
+        + guarded]}), "causal_attention")
+    space = _namespace(text)
+    assert {"_softmax", "_sqrt", "CausalAttention"} <= set(space), sorted(space)
+    assert "_unused" not in space and "print(CausalAttention" not in text
+    torch = space["torch"]
+    module = space["CausalAttention"](3, 2, 6, 0.0)
+    assert module(torch.rand(2, 4, 3)).shape == (2, 4, 2)
+
+
 def test_more_notebook_habits_keep_their_marks_and_trials_still_go():
     """From a review with a kernel beside the grader: each of these ran top to
     bottom in IPython and defined the items; each must be in the module."""

@@ -211,14 +211,13 @@ def without_magics(source: str) -> list[str]:
 
 def _keeps(node) -> bool:
     """A top-level statement that may define something: imports, def, class,
-    assignments, a ``try`` of those (a fallback import), and blocks (an if, a
-    with, a loop), which the module keeps only where something reads what
-    they make (``_trials_left_out``)."""
+    assignments, a ``try`` of those (a fallback import, whose handler may say
+    why and raise), and blocks (an if, a with, a loop), which the module keeps
+    only where something reads what they make (``_trials_left_out``)."""
     if isinstance(node, (*KEPT, ast.AugAssign, *BLOCKS)):
         return True
-    if isinstance(node, ast.Try):
-        body = node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
-        return all(isinstance(s, (*KEPT, ast.Pass)) for s in body)
+    if isinstance(node, ast.Try):  # its handlers run only when a definition failed: they may do anything
+        return all(isinstance(s, (*KEPT, ast.Pass)) for s in node.body + node.orelse + node.finalbody)
     return False
 
 
@@ -312,7 +311,7 @@ class _Unit:
         stores |= {n.arg for n in running if isinstance(n, ast.arg)}
         self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        self.makes = set(stores) if isinstance(node, BLOCKS) else set()
+        self.makes = set(stores) if isinstance(node, (*BLOCKS, ast.Try)) else set()
         for t in targets:  # x = ..., x, y = ..., and x.attr = ..., x[k] = ...: it makes (part of) x
             for n in ast.walk(t) if t is not None else []:
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
@@ -333,8 +332,9 @@ class _Unit:
                     self.makes.add(base.id)
         if isinstance(node, (ast.Import, ast.ImportFrom)):  # an import runs the module it names
             self.reads, self.makes = set(), {(a.asname or a.name).split(".")[0] for a in node.names}
-        if isinstance(node, ast.Try):  # a try of one's own cell: what it binds, defs and imports included,
-            defs = []  # and what its defs read when called; a def's own local names are its own
+        if isinstance(node, (ast.Try, *BLOCKS)):  # a try of one's own cell, or a block: what it binds, defs
+            defs = []  # and imports included (``if ...: def attend(...)``), and what its defs read when called;
+            # a def's own local names are its own
             for n in running:
                 if isinstance(n, (ast.Import, ast.ImportFrom)):
                     self.makes |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name != "*"}
