@@ -576,3 +576,39 @@ def test_a_cell_left_out_is_said_in_the_notes_on_every_path(tmp_path):
     # a notebook with nothing left out says nothing of the kind
     put_notebook(tmp_path / "whole" / f"{S}.ipynb", source_notebook(S))
     assert not [n for n in collect(str(tmp_path / "whole"), "x").notes if "left out" in n]
+
+
+def test_a_notebook_exported_as_a_script_is_graded_by_its_code_cells(zygote, tmp_path):
+    """Style review: Jupyter's "Download as Python" of a correct notebook, next to
+    the notebook or alone, scored 0/25: the export holds the test cells too, and
+    their ``from attnkit.kernel.notebook import score`` is not in the sandbox.
+    The export is read as the notebook's code cells (nbconvert marks each with
+    ``# In[ ]:``): definitions count, the kit's cells and trial calls do not."""
+    import nbformat
+    from nbconvert import PythonExporter
+
+    nb = nbformat.reads(json.dumps(source_notebook(CA)), as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    script, _ = PythonExporter().from_notebook_node(nb)
+    assert script.count("# In[") > 5 and "attnkit" in script
+    both = tmp_path / "both"
+    put_notebook(both / f"{CA}.ipynb", source_notebook(CA))
+    (both / f"{CA}.py").write_text(script)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / f"{CA}.py").write_text(script)
+    for sub in (collect(str(both), "x"), find(str(alone / f"{CA}.py"))):
+        assert any("a notebook exported as a script" in n for n in sub.notes), sub.notes
+        assert scores(grade(zygote, from_folder_files(sub, (CA,)))) == full_marks((CA,))
+    # a plain exercise file is still run as it is: its top-level code too
+    assert collect(str(tmp_path / "alone"), "x").files[f"{CA}.py"] != script.encode()
+    plain = tmp_path / "plain"
+    make_submission(plain)
+    assert collect(str(plain), "x").files[f"{CA}.py"] == (plain / f"{CA}.py").read_bytes()
+
+
+def from_folder_files(sub, modules):
+    """``sub`` graded on ``modules`` only (its other exercise files are absent here)."""
+    from attnkit.intake import Submission
+
+    return Submission(sub.label, modules, {f"{m}.py": sub.files[f"{m}.py"] for m in modules}, sub.notes, sub.sources)

@@ -23,7 +23,9 @@ The rule (``collect``), the same for every path:
   followed out of the folder. A ``.py`` over ``PY_LIMIT`` or a notebook over
   ``NOTEBOOK_LIMIT`` is refused by its size, before a byte is read.
 - A notebook is graded by its solution cells (``notebook_code``); a notebook
-  that is malformed in any way is a note, and its module is missing.
+  that is malformed in any way is a note, and its module is missing. A ``.py``
+  that is a notebook exported as a script (nbconvert's ``# In[ ]:`` cell
+  marks) is graded by its code cells, as a notebook without nbgrader metadata.
 - Where one module has several candidates, the grader takes, in this order of
   preference: any file with work in it over an untouched stub (every item
   still raises NotImplementedError); the shallowest; the one in the folder
@@ -188,6 +190,24 @@ def _notebook_source(data: bytes, name: str, module: str) -> tuple[bytes, str, t
     return source.encode("utf-8", "surrogatepass"), how, tuple(left_out)
 
 
+def _script_source(data: bytes, module: str) -> tuple[bytes, str, tuple[str, ...]] | None:
+    """``<module>.py`` from a notebook exported as a script (as ``_notebook_source``
+    makes it from a notebook without nbgrader metadata), or None when ``data``
+    is no such export."""
+    from attnkit.intake.notebooks import any_cells_source, exported_cells
+
+    try:
+        found = exported_cells(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+    if found is None:
+        return None
+    left_out: list[str] = []
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": code} for code in found]}
+    return (any_cells_source(nb, module, left_out).encode("utf-8", "surrogatepass"),
+            "its code cells: a notebook exported as a script", tuple(left_out))
+
+
 def left_out_notes(name: str, left_out) -> list[str]:
     """What a student reads of the cells of notebook ``name`` that were left out:
     otherwise a cell with a typo reads as a function the notebook never defined."""
@@ -211,7 +231,7 @@ def _load(root: _Root, cand: _Candidate) -> None:
         if cand.notebook:
             cand.source, cand.how, cand.left_out = _notebook_source(data, entry.rel, cand.module)
         else:
-            cand.source = data
+            cand.source, cand.how, cand.left_out = _script_source(data, cand.module) or (data, "", ())
     except (IntakeError, NotebookError) as exc:
         cand.problem = str(exc)
     except Exception as exc:  # noqa: BLE001 - whatever a file holds, intake goes on
@@ -409,16 +429,17 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
         raise IntakeError(f"{path}: not one of the four exercise {kind} "
                           f"({', '.join(m + ext for m in MODULES)}), and {evidence} match none of them; "
                           f"rename it, or pass the folder")
-    if notebook:
-        try:
-            data, how, left_out = _notebook_source(data, name, module)
-        except NotebookError as exc:
-            raise IntakeError(str(exc)) from None
+    try:
+        cells = _notebook_source(data, name, module) if notebook else _script_source(data, module)
+    except NotebookError as exc:
+        raise IntakeError(str(exc)) from None
+    if cells:
+        data, how, left_out = cells
         notes.append(f"{module}: graded {name} ({how})")
     if evidence:
         notes[:] = [f"{name} holds {module} (by {evidence}); graded as {module}"
-                    + (f", from {how}" if notebook else "")]
-    if notebook:
+                    + (f", from {how}" if cells else "")]
+    if cells:
         notes += left_out_notes(name, left_out)
     files, sources = {f"{module}.py": data}, {f"{module}.py": name}
     # the .py files next to it that it imports (its own helpers, another exercise

@@ -567,6 +567,23 @@ def any_cells_source(nb: dict, module: str, left_out: list[str] | None = None) -
     return _finish(parts)
 
 
+# nbconvert's script export (File > Save and Export Notebook As > Executable
+# Script) starts each code cell with this line; its markdown becomes comments.
+_EXPORTED_CELL = re.compile(r"^# In\[[ 0-9]*\]:[ \t]*$", re.M)
+
+
+def exported_cells(source: str) -> list[str] | None:
+    """The code cells of a notebook exported as a script, or None when
+    ``source`` is no such export. Graded like the notebook's code cells: an
+    export holds the test cells too, whose ``from attnkit.kernel.notebook
+    import score`` the sandbox does not offer (a correct export scored 0/25)."""
+    marks = list(_EXPORTED_CELL.finditer(source))
+    if not marks:
+        return None
+    ends = [m.start() for m in marks[1:]] + [len(source)]
+    return [source[m.end():end] for m, end in zip(marks, ends)]
+
+
 def _uses_the_kit(source: str) -> bool:
     if "attnkit" not in source:  # most cells: no parse
         return False
