@@ -52,6 +52,21 @@ def test_mistakes_that_pass_the_example_are_not_flagged(zygote, tmp_path):
         assert integrity.hard_coded(name, report) == [], name
 
 
+def test_a_named_mistake_that_the_example_cannot_tell_apart_is_not_flagged(zygote, tmp_path):
+    """Style review: the document's multi-head example has head_dim 1, where
+    unscaled scores give its numbers exactly; the hidden checks name the mistake,
+    so the integrity report must not call it a hard-coded output."""
+    MH, CA = "multihead_attention", "causal_attention"
+    edits = {MH: [("weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+                   "weights = torch.softmax(scores, dim=-1)")]}
+    report = grade(zygote, from_folder(str(make_submission(tmp_path / "noscale", edits)), (CA, MH)))
+    mha = report.by_item()[f"{MH}.MultiHeadAttention"]
+    by_kind = {c.kind: c for c in mha.checks}
+    assert by_kind["example"].passed and not by_kind["hidden"].passed and by_kind["hidden"].wrong_answer
+    assert any(c.diagnosis for c in mha.checks), mha.reasons
+    assert integrity.hard_coded("noscale", report) == []
+
+
 # --------------------------------------------------------------------------- nbgrader
 
 def test_nbgrader_scores_above_the_isolated_grade_are_flagged():
