@@ -13,7 +13,7 @@ from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.diagnosis.dropout import train_mode_failure
 from attnkit.judge.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
 from attnkit.errors import CheckFailure, LimitExceeded, StudentError
-from attnkit.judge.student import parameter_difference
+from attnkit.judge.student import _reference_names, parameter_difference
 
 # float32 results of a different but correct formula differ by ~1e-7.
 F32 = dict(atol=1e-6, rtol=1e-5)
@@ -343,7 +343,13 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
     what = f"the output after torch.manual_seed({seed})"
     run = build_witnessed(student, *args, like=inputs, seed=seed, inputs=[inputs], **kwargs)
     got = run.outputs[0] if run.outputs else None
-    compare.matches_doc(got, entry_id, what=what)
+    try:
+        compare.matches_doc(got, entry_id, what=what)
+    except CheckFailure as exc:
+        # for the advice conclude() adds: the order the student's module made its
+        # parameters in, and the reference's (None where there is no reference)
+        exc.layer_order = (_layers(run.params), _layers(_reference_names(student.name, args, kwargs) or []))
+        raise
     verify(student, run, what)
     if run.witness_input is not None:
         # the point is for the parameters the seed gave: the document's numbers
@@ -353,6 +359,12 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
                 got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"]):
             raise CheckFailure(f"{what} cannot be credited: it is not what your module's parameters give "
                                f"on the document's input")
+
+
+def _layers(parameter_names) -> list[str]:
+    """Layers and parameters by name, in order: ``W_query.weight`` is ``W_query``."""
+    return list(dict.fromkeys(n.rsplit(".", 1)[0] if n.endswith((".weight", ".bias")) else n
+                              for n in parameter_names))
 
 
 def verify_structure(student, run, *args_without_dropout, like: torch.Tensor) -> None:

@@ -30,8 +30,19 @@ from attnkit.errors import CheckFailure, LimitExceeded, StudentError
 MATCH = dict(rtol=1e-4, atol=1e-6)
 
 SEED_HINT = ("; with the document's weights set directly your module passes the example, so the random "
-             "numbers differ: create the layers in the documented order (W_query, W_key, W_value) and draw "
-             "no other random numbers in __init__")
+             "numbers differ: draw the parameters as the class's docstring says (its layers in its order, "
+             "torch.rand where it says torch.rand, not torch.randn) and no other random numbers in __init__")
+SEED_ORDER_HINT = ("; with the document's weights set directly your module passes the example, so the random "
+                   "numbers differ: your module creates {yours}, in that order; the documented order is {theirs}")
+
+
+def seed_hint(exc) -> str:
+    """The advice for a seed check that fails where the example passes: the order of
+    the layers where the module's differs from the reference's, else what to look at."""
+    yours, theirs = getattr(exc, "layer_order", ([], []))
+    if theirs and sorted(yours) == sorted(theirs) and yours != theirs:
+        return SEED_ORDER_HINT.format(yours=", ".join(yours), theirs=", ".join(theirs))
+    return SEED_HINT
 SEED_AND_EXAMPLE = "; the example fails too, with the document's weights set directly: fix the forward first"
 
 
@@ -145,7 +156,7 @@ def conclude_item(item: str, outcomes: list[tuple[object, BaseException | None]]
             elif exc.diagnosis or exc.reason != exc.facts:
                 exc = _with_reason(exc, exc.facts, "", exc.details)
             if check.kind == "seed" and not exc.diagnosis and not isinstance(exc, StudentError):
-                hint = SEED_HINT if "example" in passed else SEED_AND_EXAMPLE if "example" in failures else ""
+                hint = seed_hint(exc) if "example" in passed else SEED_AND_EXAMPLE if "example" in failures else ""
                 exc = _with_reason(exc, exc.reason + hint, "", exc.details)
         out.append((check, exc))
     return out
