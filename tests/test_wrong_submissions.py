@@ -190,3 +190,14 @@ def test_a_mask_buffer_not_sized_by_context_length_loses_the_structure_point(zyg
     lost = {(r.item.key, c.kind): c.reason for r in report.results for c in r.checks if not c.passed}
     assert list(lost) == [(f"{CA}.CausalAttention", "structure")], lost
     assert "expected (context_length, context_length) = (9, 9)" in lost[(f"{CA}.CausalAttention", "structure")]
+
+
+def test_a_query_score_that_squeezes_every_axis_loses_the_hidden_points(zygote, tmp_path):
+    """Style review: ``(inputs @ query.unsqueeze(-1)).squeeze()`` is right until an
+    axis of the batch or the sequence has size 1; a hidden case now has both."""
+    folder = make_submission(tmp_path / "squeeze", {S: [
+        ("return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
+         "return (inputs @ query.unsqueeze(-1)).squeeze()")]})
+    report = grade_folder(zygote, folder, (S,))
+    assert scores(report) == dict(full_marks((S,)), **{f"{S}.query_scores": 1})
+    assert "has shape (); expected (1, 1)" in report.by_item()[f"{S}.query_scores"].summary

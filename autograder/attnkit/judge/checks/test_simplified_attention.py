@@ -30,6 +30,8 @@ def test_query_scores_hidden(student):
     g = ref.generator(M, "query_scores")
     against_reference(student, ref.randn(g, 5, 7), ref.randn(g, 7))
     against_reference(student, ref.randn(g, 2, 3, 5, 7), ref.randn(g, 2, 3, 7))
+    # a batch of one sequence of one token: every axis that may be 1 is (a .squeeze() drops them)
+    against_reference(student, ref.randn(g, 1, 1, 7), ref.randn(g, 1, 7))
 
 
 @check(M + "attention_scores", "example")
