@@ -612,3 +612,18 @@ def from_folder_files(sub, modules):
     from attnkit.intake import Submission
 
     return Submission(sub.label, modules, {f"{m}.py": sub.files[f"{m}.py"] for m in modules}, sub.notes, sub.sources)
+
+
+def test_a_package_of_ones_own_that_an_exercise_file_imports_is_named_in_a_note(tmp_path):
+    """Only .py helpers next to the exercise files come along (README); a package
+    folder the student imports does not, and a note says so and what to do,
+    instead of the bare "No module named 'attn_utils'" of the import (style review)."""
+    make_submission(tmp_path, {CA: [("import torch.nn as nn", "import torch.nn as nn\nfrom attn_utils import helper")]})
+    (tmp_path / "attn_utils").mkdir()
+    (tmp_path / "attn_utils" / "__init__.py").write_text("def helper():\n    return 1\n")
+    (tmp_path / "unused_pkg").mkdir()
+    (tmp_path / "unused_pkg" / "__init__.py").write_text("")
+    notes = collect(str(tmp_path), "x").notes
+    assert [n for n in notes if "a folder next to it" in n] == [
+        f"{CA}.py imports attn_utils, a folder next to it: only the .py files next to the exercise files come along; "
+        "make it attn_utils.py"]

@@ -348,6 +348,15 @@ def _support(root: _Root, entries: list[_Entry], folders: list[tuple], files: di
             taken += 1
         except IntakeError as exc:
             notes.append(f"{exc} (a module that imports it fails)")
+    # a package of one's own next to the exercise files does not come along: say so
+    # where an exercise file imports it, or the student reads only "No module named"
+    packages = {e.parts[len(f)] for e in entries for f in order if len(e.parts) > len(f) + 1 and e.parts[:len(f)] == f
+                and e.name.endswith(".py")}
+    for name in sorted(files):
+        if name in exercise:
+            for package in sorted(_imports(files[name]) & packages - {n[:-3] for n in files}):
+                notes.append(f"{sources.get(name, name)} imports {package}, a folder next to it: only the .py "
+                             f"files next to the exercise files come along; make it {package}.py")
     return notes
 
 
