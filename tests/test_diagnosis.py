@@ -50,6 +50,14 @@ CASES = {
          f"{SA}.attention_weights", "dividing the scores by d_k itself"),
         (CA, [(CA_SOFTMAX, "weights = torch.softmax(scores / keys.shape[-1], dim=-1)")],
          f"{CA}.CausalAttention", "Scale by sqrt(d_k)")],
+    "square_root_as_power_one_half": [  # style review: Python's precedence, d_k ** 1/2 == d_k / 2
+        (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k ** 1/2, dim=-1)")],
+         f"{SA}.attention_weights", "dividing the scores by 2 * d_k: ** binds tighter than /"),
+        (SA, [("return torch.softmax(scores / d_k ** 0.5, dim=-1)",
+               "scale = d_k ** 1/2\n    return torch.softmax(scores / scale, dim=-1)")],
+         f"{SA}.attention_weights", "dividing the scores by d_k / 2"),
+        (CA, [(CA_SOFTMAX, "weights = torch.softmax(scores / keys.shape[-1] ** 1/2, dim=-1)")],
+         f"{CA}.CausalAttention", "d_k ** 0.5")],
     "not_scaled": [
         (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores, dim=-1)")],
          f"{SA}.attention_weights", "unscaled scores"),

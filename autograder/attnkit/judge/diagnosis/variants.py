@@ -33,7 +33,8 @@ def attend(q, k, v, *, causal: bool, scale: str = "sqrt", mask: str = "strict", 
            mask_after_softmax: bool = False, softmax_dim: int = -1, d_out: int | None = None):
     """Scaled dot-product attention with one knob per known mistake.
 
-    scale: "sqrt" (right), "d_k", "none", "sqrt_d_out" (the whole d_out instead
+    scale: "sqrt" (right), "d_k", "half_d_k" (``s = d_k ** 1/2``), "twice_d_k"
+    (``scores / d_k ** 1/2``), "none", "sqrt_d_out" (the whole d_out instead
     of one head's size), "sqrt_num_heads" (the head axis, keys.shape[1] after
     the split); mask: "strict" (right), "diagonal" (hides the diagonal too),
     "none"; fill: "-inf" (right) or "zero".
@@ -41,7 +42,7 @@ def attend(q, k, v, *, causal: bool, scale: str = "sqrt", mask: str = "strict", 
     n = q.shape[-2]
     scores = q @ k.transpose(-2, -1)
     d_k = k.shape[-1]
-    divisor = {"sqrt": d_k ** 0.5, "d_k": float(d_k), "none": 1.0,
+    divisor = {"sqrt": d_k ** 0.5, "d_k": float(d_k), "half_d_k": d_k / 2, "twice_d_k": 2.0 * d_k, "none": 1.0,
                "sqrt_d_out": (d_out or d_k) ** 0.5,
                "sqrt_num_heads": (k.shape[1] if k.dim() == 4 else 1) ** 0.5}[scale]
     hidden = future(n, 1 if mask == "strict" else 0)
