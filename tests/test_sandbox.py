@@ -665,3 +665,54 @@ def test_a_frame_naming_one_buffer_many_times_is_refused_before_it_is_copied(zyg
     # each child forges its first reply (a new child after a malformed frame too): each item scores 0
     for result in replied.by_item().values():
         assert result.score == 0 and "a buffer described twice" in result.summary, result.summary
+
+
+SPINNER = """
+import threading as _threading
+
+SPINS = [0]
+
+
+def _spin():
+    while True:
+        SPINS[0] += 1
+
+
+_threading.Thread(target=_spin, daemon=True).start()
+"""
+
+
+def _host_pid(pidfd: int) -> int:
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("Pid:")))
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, every thread's
+
+
+@confined_only
+def test_nothing_of_a_child_runs_between_its_requests(zygote):
+    """Attack review: a thread started at import spun on between the grader's
+    requests, while the grader compared and while other jobs' students were
+    graded (taking their CPU against their time limits). From one answer to
+    the next request the child is stopped, every thread of it; it answers
+    the next request as before."""
+    from attnkit.sandbox import Session
+
+    code = (SOLUTIONS / f"{S}.py").read_text() + SPINNER
+    session = Session(zygote, {f"{S}.py": code.encode()}, (S,), limits=Limits(seconds=10))
+    try:
+        first = session.request(f"{S}.softmax", "call", (torch.zeros(2, 3),))
+        pid = _host_pid(session.child.pidfd)
+        with open(f"/proc/{pid}/status") as f:
+            assert "State:\tT" in f.read()
+        before = _cpu_ticks(pid)
+        time.sleep(0.5)
+        assert _cpu_ticks(pid) == before  # a running spinner takes ~50 ticks in 0.5 s
+        again = session.request(f"{S}.softmax", "call", (torch.zeros(2, 3),))
+        assert torch.equal(first["result"], again["result"])
+    finally:
+        session.close()

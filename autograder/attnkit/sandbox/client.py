@@ -237,6 +237,7 @@ class Session:
         self.current = item
         if self.fresh:  # the runner's count starts again: the child's own, if it keeps one, too
             header, self.fresh = dict(header, fresh_output=True), False
+        self.child.resume()  # stopped since its last answer (ForkedChild.pause)
         try:
             protocol.send(self.sock, header, bufs, deadline)
             while True:
@@ -260,6 +261,8 @@ class Session:
             raise LimitHit(Limit.PROTOCOL, f"the process running your code sent malformed data ({exc})") from None
         finally:
             self.current = None
+            if self.sock is not None:
+                self.child.pause()
 
     def _answer_upcall(self, header: dict, bufs: list, item: str | None, deadline: float) -> None:
         """A stand-in's request: answered for the stages ``item`` may call only,
