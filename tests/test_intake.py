@@ -468,12 +468,13 @@ def test_trial_assignments_in_a_solution_cell_are_left_out_and_definitions_kept(
 def test_ipython_habits_in_a_solution_cell_compile_as_ipython_reads_them():
     """A continuation line that starts with % or ! is Python, not a magic; a
     magic where a statement starts is dropped; a ``from __future__`` import in
-    a cell goes first; a ``try`` of imports is kept; the two halves of a split
+    a cell goes first; a ``try`` of imports that a def reads is kept; the two halves of a split
     cell (both with the cell's grade_id) both count."""
     body = _solution_body("simplified_attention", "softmax")
     text = module_source(_with_cells("simplified_attention", {
-        "normalize_by_sum": ["from __future__ import annotations\n%matplotlib inline\n!pip list\n"
+        "normalize_by_sum": ["from __future__ import annotations\n%matplotlib inline\n!pip list\npip install einops\n"
                              "try:\n    from math import fsum as _fsum\nexcept ImportError:\n    _fsum = sum\n"
+                             "def _total(xs):\n    return _fsum(xs)\n"
                              + _solution_body("simplified_attention", "normalize_by_sum")
                              + "\nLABEL = ('%d of %d'\n         % (1, 2))\n"],
         "softmax": ["def _helper():\n    return 1\n", body + "\nassert _helper() == 1\n"],
@@ -495,7 +496,8 @@ def test_a_definition_made_in_a_block_or_guarded_by_a_try_that_says_why_is_kept(
     whole (0/13). Both run top to bottom in the kernel. A block that defines
     nothing anything reads, and a ``try`` that runs a trial, still go."""
     ca = _solution_body("causal_attention", "CausalAttention")
-    guarded = ca.replace("weights = torch.softmax(", "weights = _softmax(")
+    guarded = ca.replace("weights = torch.softmax(", "weights = _softmax(").replace(
+        "keys.shape[-1] ** 0.5", "_sqrt(keys.shape[-1])")
     assert guarded != ca
     text = module_source(_with_cells("causal_attention", {"CausalAttention": [
         "import torch.nn.functional as F\n"
@@ -509,7 +511,28 @@ def test_a_definition_made_in_a_block_or_guarded_by_a_try_that_says_why_is_kept(
     space = _namespace(text)
     assert {"_softmax", "_sqrt", "CausalAttention"} <= set(space), sorted(space)
     assert "_unused" not in space and "print(CausalAttention" not in text
+    # second review: a try nothing reads goes (its import may be of a package the grader lacks);
+    # a block whose helper prints the setup cell's names still makes what it makes; a graded item
+    # defined in an if/else, or bound by a call, is kept
+    text = module_source(_with_cells("causal_attention", {
+        "causal_mask": ["try:\n    import seaborn_not_here as sns\nexcept ImportError:\n"
+                        "    print('pip install seaborn')\n    raise\n"
+                        + _solution_body("causal_attention", "causal_mask")],
+        "mask_scores": ["if hasattr(torch, 'finfo'):\n    FILL = float('-inf')\n"
+                        "    def show_masked():\n        print(mask_scores(scores, causal_mask(6)))\n"
+                        "else:\n    FILL = -1e9\n"
+                        "def mask_scores(scores, mask):\n    return scores.masked_fill(mask, FILL)\n"],
+        "renormalize_masked": ["def _make():\n    def renorm(weights, mask):\n"
+                               "        kept = weights * (~mask)\n"
+                               "        return kept / kept.sum(dim=-1, keepdim=True)\n    return renorm\n"
+                               "if hasattr(torch, 'where'):\n    renormalize_masked = _make()\n"
+                               "else:\n    renormalize_masked = _make()\n"]}), "causal_attention")
+    space = _namespace(text)
+    assert "sns" not in space and space["FILL"] == float("-inf") and "show_masked" in space
     torch = space["torch"]
+    mask = space["causal_mask"](3)
+    assert torch.isinf(space["mask_scores"](torch.zeros(3, 3), mask)).sum() == 3
+    assert torch.allclose(space["renormalize_masked"](torch.ones(3, 3), mask).sum(-1), torch.ones(3))
     module = space["CausalAttention"](3, 2, 6, 0.0)
     assert module(torch.rand(2, 4, 3)).shape == (2, 4, 2)
 
@@ -564,7 +587,7 @@ def test_a_cell_left_out_is_said_in_the_notes_on_every_path(tmp_path):
     for sub in (collect(str(tmp_path / "folder"), "x"), find(str(tmp_path / "folder" / f"{S}.ipynb")),
                 notebook_submission(tmp_path / "folder" / f"{S}.ipynb", S, public=False)):
         notes = [n for n in sub.notes if "left out" in n]
-        assert len(notes) == 2 and notes[0].startswith(said) and "(line 2)" in notes[0], sub.notes
+        assert len(notes) == 2 and notes[0].startswith(said) and "(line 2 of the cell)" in notes[0], sub.notes
         assert "would pass 512 KiB" in notes[1] and notes[1].startswith(f"{S}.ipynb: code cell ")
     plain = copy.deepcopy(broken)
     for cell in plain["cells"]:
@@ -600,11 +623,26 @@ def test_a_notebook_exported_as_a_script_is_graded_by_its_code_cells(zygote, tmp
     for sub in (collect(str(both), "x"), find(str(alone / f"{CA}.py"))):
         assert any("a notebook exported as a script" in n for n in sub.notes), sub.notes
         assert scores(grade(zygote, from_folder_files(sub, (CA,)))) == full_marks((CA,))
-    # a plain exercise file is still run as it is: its top-level code too
-    assert collect(str(tmp_path / "alone"), "x").files[f"{CA}.py"] != script.encode()
+    # saved with Windows line ends, it is the same export
+    crlf = tmp_path / "crlf"
+    crlf.mkdir()
+    (crlf / f"{CA}.py").write_bytes(script.replace("\n", "\r\n").encode())
+    assert scores(grade(zygote, from_folder_files(find(str(crlf / f"{CA}.py")), (CA,)))) == full_marks((CA,))
+    # a plain exercise file is still run as it is, top-level code too, even with an "In" mark
+    # pasted into it (second review: everything above the mark was lost)
     plain = tmp_path / "plain"
     make_submission(plain)
-    assert collect(str(plain), "x").files[f"{CA}.py"] == (plain / f"{CA}.py").read_bytes()
+    text = (plain / f"{CA}.py").read_text().replace("class CausalAttention(", "# In[12]:\nclass CausalAttention(")
+    (plain / f"{CA}.py").write_text(text)
+    sub = collect(str(plain), "x")
+    assert sub.files[f"{CA}.py"] == text.encode() and not any("exported" in n for n in sub.notes)
+    # an item an export binds by a call is the answer, not a trial
+    bound = tmp_path / "bound"
+    bound.mkdir()
+    (bound / f"{S}.py").write_text("#!/usr/bin/env python\n# coding: utf-8\n\n# In[1]:\n\n\nimport torch\n\n\n"
+                                   "# In[2]:\n\n\ndef _make():\n    def scores(inputs, query):\n"
+                                   "        return inputs @ query\n    return scores\n\n\nquery_scores = _make()\n")
+    assert "query_scores = _make()" in find(str(bound / f"{S}.py")).files[f"{S}.py"].decode()
 
 
 def from_folder_files(sub, modules):
@@ -623,7 +661,7 @@ def test_a_package_of_ones_own_that_an_exercise_file_imports_is_named_in_a_note(
     (tmp_path / "attn_utils" / "__init__.py").write_text("def helper():\n    return 1\n")
     (tmp_path / "unused_pkg").mkdir()
     (tmp_path / "unused_pkg" / "__init__.py").write_text("")
-    notes = collect(str(tmp_path), "x").notes
-    assert [n for n in notes if "a folder next to it" in n] == [
-        f"{CA}.py imports attn_utils, a folder next to it: only the .py files next to the exercise files come along; "
-        "make it attn_utils.py"]
+    said = [f"{CA}.py imports attn_utils, a folder next to it: only the .py files next to the exercise files come "
+            "along; make it attn_utils.py"]
+    assert [n for n in collect(str(tmp_path), "x").notes if "a folder next to it" in n] == said
+    assert [n for n in find(str(tmp_path / f"{CA}.py")).notes if "a folder next to it" in n] == said

@@ -74,12 +74,13 @@ WORDS = {
             self.W_query = nn.Parameter(torch.rand(d_in, d_out))
             self.W_value = nn.Parameter(torch.rand(d_in, d_out))
         """)],
-        f"{SA}.SelfAttention", None, says=("your module creates W_key, W_query, W_value, in that order; the "
-                                            "documented order is W_query, W_key, W_value", "passes the example")),
+        f"{SA}.SelfAttention", None, says=("your module registers W_key, W_query, W_value, in that order; the "
+                                            "documented order is W_query, W_key, W_value", "passes the example",
+                                            "its layers in its order")),
     "seed_with_out_proj_first": Words(  # style review: the hint named only the three projections
         MH, [("self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)",
               "self.out_proj = nn.Linear(d_out, d_out)\n        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)")],
-        f"{MH}.MultiHeadAttention", None, says=("creates out_proj, W_query, W_key, W_value, in that order; the "
+        f"{MH}.MultiHeadAttention", None, says=("registers out_proj, W_query, W_key, W_value, in that order; the "
                                                 "documented order is W_query, W_key, W_value, out_proj",)),
     "seed_with_randn": Words(  # style review: the layers are in order, their numbers are drawn otherwise
         SA, [body(SA, "SelfAttention.__init__", """

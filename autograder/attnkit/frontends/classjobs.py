@@ -145,6 +145,14 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
                 results += [StudentOutcome(name, 0, {}, error="grader error: the job process died")
                             for name, _, _ in pending]
                 break
+            if attempts > 1 and own:
+                # A job process died, and with it the pool: the child it was talking to
+                # stays stopped between requests (ForkedChild.pause) and cannot see its
+                # socket close. A new worker for the rest; the old one's children die with it.
+                _ZYGOTE.close()
+                _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4)
+                refuse_unconfined(_ZYGOTE, unconfined)
+                _NEXT_CHANNEL.value = 0
             pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar)
     finally:
         if own:

@@ -298,7 +298,7 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
         sources[f"{module}.py"] = best.entry.rel
         chosen_folders.append(best.entry.folder)
         plain_place = best.entry.rel == f"{module}.py" or layout == NBGRADER  # where it belongs: nothing to say
-        if passed or not plain_place:
+        if passed or not plain_place or (best.how and not best.notebook):  # an export: say so
             what = best.entry.rel + (f" ({best.how})" if best.how else "")
             note = f"{module}: graded {what}"
             if passed:
@@ -355,9 +355,13 @@ def _support(root: _Root, entries: list[_Entry], folders: list[tuple], files: di
     for name in sorted(files):
         if name in exercise:
             for package in sorted(_imports(files[name]) & packages - {n[:-3] for n in files}):
-                notes.append(f"{sources.get(name, name)} imports {package}, a folder next to it: only the .py "
-                             f"files next to the exercise files come along; make it {package}.py")
+                notes.append(_package_note(sources.get(name, name), package))
     return notes
+
+
+def _package_note(name: str, package: str) -> str:
+    return (f"{name} imports {package}, a folder next to it: only the .py files next to the exercise files "
+            f"come along; make it {package}.py")
 
 
 # --------------------------------------------------------------------------- the entry points
@@ -464,6 +468,9 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
         queue += sorted(_imports(around.files[other]))
     if brought:
         notes.append(f"{name} imports {', '.join(brought)}, next to it: graded with it")
+    here = os.path.dirname(os.path.abspath(path))
+    notes += [_package_note(name, package) for package in sorted(_imports(data) - {f[:-3] for f in files})
+              if os.path.isdir(os.path.join(here, package)) and not os.path.islink(os.path.join(here, package))]
     return Submission(label or name, (module,), files, tuple(one_line(n) for n in notes), sources)
 
 

@@ -53,7 +53,9 @@ from attnkit.intake.files import PY_LIMIT
 DATA = PACKAGE_DIR / "data" / "notebook_modules.json"
 KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
         ast.Assign, ast.AnnAssign)
-MAGIC = re.compile(r"^(\s*)[%!]")
+# a line magic, a shell escape, or IPython's automagic of pip and conda (``pip install einops``
+# runs in a notebook and is no Python: two names side by side)
+MAGIC = re.compile(r"^(\s*)([%!]|(pip|conda|mamba)[ \t]+(install|uninstall)\b)")
 
 
 class NotebookError(Exception):
@@ -229,7 +231,7 @@ def definitions(source: str) -> tuple[str, str | None]:
     try:
         tree = ast.parse(text)
     except SyntaxError as exc:
-        return "", f"SyntaxError: {exc.msg} (line {exc.lineno})"
+        return "", f"SyntaxError: {exc.msg} (line {exc.lineno} of the cell)"
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes; nesting too deep to parse
         return "", f"it cannot be parsed ({type(exc).__name__})"
     keep = [False] * len(lines)
@@ -310,6 +312,7 @@ class _Unit:
         stores = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         stores |= {n.arg for n in running if isinstance(n, ast.arg)}
         self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
+        self.later: set[str] = set()
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         self.makes = set(stores) if isinstance(node, (*BLOCKS, ast.Try)) else set()
         for t in targets:  # x = ..., x, y = ..., and x.attr = ..., x[k] = ...: it makes (part of) x
@@ -342,7 +345,10 @@ class _Unit:
                     if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                         defs.append(child)
             self.makes |= {d.name for d in defs}
-            self.reads = (self.reads | set().union(*[_global_reads(d) for d in defs])) - self.makes
+            self.reads -= self.makes
+            # what its defs read when called: needed if the unit is, but, as for a def at the
+            # top, a name nothing defines (the setup cell's) does not make the unit a trial
+            self.later = set().union(*[_global_reads(d) for d in defs]) - self.makes
         self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom, ast.Try)) or any(
             isinstance(n, ast.Call) for n in running)
 
@@ -384,7 +390,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
     imported = {(a.asname or a.name).split(".")[0] for n in always for a in n.names}
     units = [_Unit(n) for n in tree.body if (isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign, *BLOCKS))
              and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)
-             or (isinstance(n, ast.Try) and mine(n))]
+             or isinstance(n, ast.Try)]  # a try of a solution cell too: kept where what it makes is read
     gone += [u.node for u in units if mine(u.node) and u.makes & graded]
     units = [u for u in units if not (mine(u.node) and u.makes & graded)]
     makers: dict[str, list[_Unit]] = {}
@@ -396,9 +402,11 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
             readers.setdefault(name, []).append(u)
     # what the defs and classes read, and through the statements and helpers that make it, what those read
     needed = {d.name for d in defs} | set().union(*[_global_reads(d) for d in defs])
-    # an item bound by assignment in a solution cell (normalize_by_sum = lambda ...) reads when called
+    # an item bound by assignment in a solution cell (normalize_by_sum = lambda ...) reads when called;
+    # an item is needed however it is bound (softmax = make_softmax(), a def in an if/else)
     needed |= {n.id for u in units if not mine(u.node) and u.makes & items
                for n in ast.walk(u.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    needed |= set(items)
     queue, kept, used = list(needed), set(), []
     while queue:
         name = queue.pop()
@@ -406,7 +414,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
         for u in makers.get(name, []):
             if id(u) not in kept:
                 kept.add(id(u))
-                reads |= u.reads
+                reads |= u.reads | u.later
         for d in helpers.pop(name, []):
             used.append(d)
             reads |= _global_reads(d)
@@ -564,24 +572,33 @@ def any_cells_source(nb: dict, module: str, left_out: list[str] | None = None) -
         parts.append(f"# (cell {n} was left out: {problem})\n" if problem else code)
         if problem and left_out is not None:
             left_out.append(f"code cell {n} was left out: {problem}")
-    return _finish(parts)
+    # an item bound by assignment (softmax = make_softmax()) is the student's answer, not a trial
+    return _finish(parts, (), frozenset(item.name for item in items_of(module)))
 
 
 # nbconvert's script export (File > Save and Export Notebook As > Executable
-# Script) starts each code cell with this line; its markdown becomes comments.
+# Script) starts with these two lines, then each code cell with an "In" mark;
+# its markdown becomes comments.
+_EXPORT_HEAD = re.compile(r"\A#!/usr/bin/env python3?[ \t]*\n# coding: utf-8[ \t]*\n")
 _EXPORTED_CELL = re.compile(r"^# In\[[ 0-9]*\]:[ \t]*$", re.M)
 
 
 def exported_cells(source: str) -> list[str] | None:
     """The code cells of a notebook exported as a script, or None when
-    ``source`` is no such export. Graded like the notebook's code cells: an
-    export holds the test cells too, whose ``from attnkit.kernel.notebook
-    import score`` the sandbox does not offer (a correct export scored 0/25)."""
+    ``source`` is no such export: its head and at least one mark, the export
+    whole (a ``# In[3]:`` pasted into an exercise file makes no export). Graded
+    like the notebook's code cells: an export holds the test cells too, whose
+    ``from attnkit.kernel.notebook import score`` the sandbox does not offer (a
+    correct export scored 0/25). Windows line ends are read as Python reads them."""
+    source = source.replace("\r\n", "\n")
+    if not _EXPORT_HEAD.match(source):
+        return None
     marks = list(_EXPORTED_CELL.finditer(source))
     if not marks:
         return None
-    ends = [m.start() for m in marks[1:]] + [len(source)]
-    return [source[m.end():end] for m, end in zip(marks, ends)]
+    starts = [0] + [m.end() for m in marks]  # what comes before the first mark is a cell too
+    ends = [m.start() for m in marks] + [len(source)]
+    return [source[a:b] for a, b in zip(starts, ends)]
 
 
 def _uses_the_kit(source: str) -> bool:

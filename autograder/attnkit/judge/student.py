@@ -106,7 +106,7 @@ class Student:
         spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
                 "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
                 "grad_output": grad_output, "describe": list(describe), "witness": witness,
-                "names": list(state) if state is not None else _reference_names(self.item.key, init_args, init)}
+                "names": list(state) if state is not None else reference_names(self.item.key, init_args, init)}
         try:
             reply = self._request("module", (), spec)
         except StudentError as exc:
@@ -130,7 +130,7 @@ class Student:
         return run
 
 
-def _reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:
+def reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:
     """The reference module's parameter names for these arguments: the names
     a parameter registered under several is reported by. None without a reference."""
     try:

@@ -13,7 +13,7 @@ from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.diagnosis.dropout import train_mode_failure
 from attnkit.judge.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
 from attnkit.errors import CheckFailure, LimitExceeded, StudentError
-from attnkit.judge.student import _reference_names, parameter_difference
+from attnkit.judge.student import parameter_difference, reference_names
 
 # float32 results of a different but correct formula differ by ~1e-7.
 F32 = dict(atol=1e-6, rtol=1e-5)
@@ -348,7 +348,7 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
     except CheckFailure as exc:
         # for the advice conclude() adds: the order the student's module made its
         # parameters in, and the reference's (None where there is no reference)
-        exc.layer_order = (_layers(run.params), _layers(_reference_names(student.name, args, kwargs) or []))
+        exc.layer_order = (_layers(run.params), _layers(reference_names(student.name, args, kwargs) or []))
         raise
     verify(student, run, what)
     if run.witness_input is not None:

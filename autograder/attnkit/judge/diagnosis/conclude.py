@@ -32,17 +32,20 @@ MATCH = dict(rtol=1e-4, atol=1e-6)
 SEED_HINT = ("; with the document's weights set directly your module passes the example, so the random "
              "numbers differ: draw the parameters as the class's docstring says (its layers in its order, "
              "torch.rand where it says torch.rand, not torch.randn) and no other random numbers in __init__")
-SEED_ORDER_HINT = ("; with the document's weights set directly your module passes the example, so the random "
-                   "numbers differ: your module creates {yours}, in that order; the documented order is {theirs}")
+SEED_ORDER = " (your module registers {yours}, in that order; the documented order is {theirs})"
 
 
 def seed_hint(exc) -> str:
-    """The advice for a seed check that fails where the example passes: the order of
-    the layers where the module's differs from the reference's, else what to look at."""
+    """The advice for a seed check that fails where the example passes, with the
+    order the module registered its layers in where it differs from the
+    reference's: a fact, and one cause it may be (the numbers may also be drawn
+    in the documented order and registered otherwise, or drawn with randn)."""
     yours, theirs = getattr(exc, "layer_order", ([], []))
     if theirs and sorted(yours) == sorted(theirs) and yours != theirs:
-        return SEED_ORDER_HINT.format(yours=", ".join(yours), theirs=", ".join(theirs))
+        return SEED_HINT + SEED_ORDER.format(yours=", ".join(yours), theirs=", ".join(theirs))
     return SEED_HINT
+
+
 SEED_AND_EXAMPLE = "; the example fails too, with the document's weights set directly: fix the forward first"
 
 
