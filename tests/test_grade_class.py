@@ -168,57 +168,46 @@ def test_bad_class_folder_is_a_clear_error(attnkit, tmp_path):
     assert proc.returncode == 2 and "must not be inside the class folder" in proc.stderr
 
 
-def _dying_job(student, submission, *args, **kwargs):
-    """``classjobs._grade_one`` whose job process dies once, at bob, holding a
-    stopped child; the next student graded records what became of that child.
-    Module-level: the job pool pickles it by name."""
-    import os
-
-    from attnkit.frontends import classjobs
-    from attnkit.sandbox import Session
-
-    marker, seen = Path(os.environ["DYING_MARKER"]), Path(os.environ["DYING_SEEN"])
-    if student == "bob" and not marker.exists():
-        session = Session(classjobs._ZYGOTE, submission.files, ("simplified_attention",))
-        session.request("simplified_attention.softmax", "call", (torch.zeros(2, 3),))
-        with open(f"/proc/self/fdinfo/{session.child.pidfd}") as f:
-            marker.write_text(next(line.split()[1] for line in f if line.startswith("Pid:")))
-        os._exit(1)
-    if marker.exists() and not seen.exists():
-        try:
-            with open(f"/proc/{marker.read_text()}/status") as f:
-                seen.write_text(next(line for line in f if line.startswith("State:")))
-        except FileNotFoundError:
-            seen.write_text("gone")
-    return _REAL_GRADE_ONE(student, submission, *args, **kwargs)
-
-
-_REAL_GRADE_ONE = None
-
-
 @confined_only
 def test_a_job_process_that_dies_costs_a_retry_and_leaves_no_child_behind(tmp_path, monkeypatch):
     """Never tested before: a job process that dies (the pool breaks) costs a retry
     of its students, not the run. The child it was talking to is stopped between
     requests and cannot see its socket close (second review): the worker that
     forked it is replaced, so it is gone before the retry grades anyone."""
-    global _REAL_GRADE_ONE
+    import os
+
     import attnkit.sandbox
     from attnkit.frontends import classgrade, classjobs
-    from attnkit.sandbox import runners
+    from attnkit.judge import engine
+    from attnkit.sandbox import Session, runners
 
     # a worker of its own, which it replaces (this module's other tests lend one that cannot close)
     monkeypatch.setattr(attnkit.sandbox, "Zygote", runners.Zygote)
-
     klass = tmp_path / "class"
     for name in ("alice", "bob", "carol"):
         make_submission(klass / name)
-    monkeypatch.setenv("DYING_MARKER", str(tmp_path / "died"))
-    monkeypatch.setenv("DYING_SEEN", str(tmp_path / "seen"))
-    _REAL_GRADE_ONE = classjobs._grade_one
-    monkeypatch.setattr(classjobs, "_grade_one", _dying_job)
+    marker, seen = tmp_path / "died", tmp_path / "seen"
+    real = engine.grade
+
+    def dying(zygote, submission, *args, **kwargs):
+        """In the job process (forked: nothing is pickled): at bob, once, die holding a
+        stopped child; the next student graded records what became of it."""
+        if submission.label == "bob" and not marker.exists():
+            session = Session(classjobs._ZYGOTE, submission.files, ("simplified_attention",))
+            session.request("simplified_attention.softmax", "call", (torch.zeros(2, 3),))
+            with open(f"/proc/self/fdinfo/{session.child.pidfd}") as f:
+                marker.write_text(next(line.split()[1] for line in f if line.startswith("Pid:")))
+            os._exit(1)
+        if marker.exists() and not seen.exists():
+            try:
+                with open(f"/proc/{marker.read_text()}/status") as f:
+                    seen.write_text(next(line for line in f if line.startswith("State:")))
+            except FileNotFoundError:
+                seen.write_text("gone")
+        return real(zygote, submission, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "grade", dying)
     run = classgrade.grade_class(str(klass), str(tmp_path / "out"), jobs=1, progress=False)
     assert sorted((o.student, o.total, o.error) for o in run.outcomes) == [
         ("alice", 100, ""), ("bob", 100, ""), ("carol", 100, "")]
-    seen = (tmp_path / "seen").read_text()
-    assert (tmp_path / "died").exists() and seen in ("gone", "State:\tZ (zombie)\n"), seen
+    assert marker.exists() and seen.read_text() in ("gone", "State:\tZ (zombie)\n"), seen.read_text()

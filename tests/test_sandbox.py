@@ -687,6 +687,11 @@ def _host_pid(pidfd: int) -> int:
         return int(next(line.split()[1] for line in f if line.startswith("Pid:")))
 
 
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        return "State:\tT" in f.read()
+
+
 def _cpu_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -707,8 +712,11 @@ def test_nothing_of_a_child_runs_between_its_requests(zygote):
     try:
         first = session.request(f"{S}.softmax", "call", (torch.zeros(2, 3),))
         pid = _host_pid(session.child.pidfd)
-        with open(f"/proc/{pid}/status") as f:
-            assert "State:\tT" in f.read()
+        # the stop is the kernel's to carry out when it next schedules the child: give it a moment
+        deadline = time.monotonic() + 5
+        while not _stopped(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _stopped(pid)
         before = _cpu_ticks(pid)
         time.sleep(0.5)
         assert _cpu_ticks(pid) == before  # a running spinner takes ~50 ticks in 0.5 s
