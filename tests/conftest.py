@@ -38,9 +38,9 @@ confined_only = pytest.mark.skipif(PORTABLE, reason="a guarantee of the Linux sa
                                                     "does not give (README: Student code is untrusted)")
 
 
-# The longest files, first: the README's test command runs the suite on two
+# The longest files, first: the README's test command runs the suite on three
 # processes, a file to each (pytest-xdist's loadfile), and a long file taken
-# last would leave the other process idle while it ends.
+# last would leave the others idle while it ends.
 LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_handout.py", "test_portable.py", "test_unprivileged.py")
 
 

@@ -601,6 +601,7 @@ def test_a_cell_left_out_is_said_in_the_notes_on_every_path(tmp_path):
     assert not [n for n in collect(str(tmp_path / "whole"), "x").notes if "left out" in n]
 
 
+@pytest.mark.slow  # nbconvert's import and four gradings: about 7 s
 def test_a_notebook_exported_as_a_script_is_graded_by_its_code_cells(zygote, tmp_path):
     """Style review: Jupyter's "Download as Python" of a correct notebook, next to
     the notebook or alone, scored 0/25: the export holds the test cells too, and
