@@ -624,6 +624,15 @@ def test_a_notebook_exported_as_a_script_is_graded_by_its_code_cells(zygote, tmp
     for sub in (collect(str(both), "x"), find(str(alone / f"{CA}.py"))):
         assert any("a notebook exported as a script" in n for n in sub.notes), sub.notes
         assert scores(grade(zygote, from_folder_files(sub, (CA,)))) == full_marks((CA,))
+    # exported without the cells' marks (--no-prompt), it is read one statement a cell (review:
+    # 0/25); a file with the same head that does not import the kit is the module it is
+    bare, _ = PythonExporter(exclude_input_prompt=True).from_notebook_node(nb)
+    assert "# In[" not in bare and bare.startswith("#!/usr/bin/env python\n# coding: utf-8")
+    (alone / f"{CA}.py").write_text(bare)
+    assert scores(grade(zygote, from_folder_files(find(str(alone / f"{CA}.py")), (CA,)))) == full_marks((CA,))
+    headed = "#!/usr/bin/env python\n# coding: utf-8\n" + (ROOT / "solutions" / f"{CA}.py").read_text()
+    (alone / f"{CA}.py").write_text(headed)
+    assert find(str(alone / f"{CA}.py")).files[f"{CA}.py"] == headed.encode()
     # saved with Windows line ends, it is the same export
     crlf = tmp_path / "crlf"
     crlf.mkdir()

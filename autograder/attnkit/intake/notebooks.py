@@ -585,8 +585,9 @@ _EXPORTED_CELL = re.compile(r"^# In\[[ 0-9]*\]:[ \t]*$", re.M)
 
 def exported_cells(source: str) -> list[str] | None:
     """The code cells of a notebook exported as a script, or None when
-    ``source`` is no such export: its head and at least one mark, the export
-    whole (a ``# In[3]:`` pasted into an exercise file makes no export). Graded
+    ``source`` is no such export: its head and its cell marks, the export
+    whole (a ``# In[3]:`` pasted into an exercise file makes no export); without
+    marks, where it imports the kit, one statement a cell (``_statements``). Graded
     like the notebook's code cells: an export holds the test cells too, whose
     ``from attnkit.kernel.notebook import score`` the sandbox does not offer (a
     correct export scored 0/25). Windows line ends are read as Python reads them."""
@@ -594,11 +595,24 @@ def exported_cells(source: str) -> list[str] | None:
     if not _EXPORT_HEAD.match(source):
         return None
     marks = list(_EXPORTED_CELL.finditer(source))
-    if not marks:
-        return None
+    if not marks:  # exported --no-prompt: read as cells only where the kit's cells would fail it
+        return _statements(source) if _uses_the_kit(source) else None
     starts = [0] + [m.end() for m in marks]  # what comes before the first mark is a cell too
     ends = [m.start() for m in marks] + [len(source)]
     return [source[a:b] for a, b in zip(starts, ends)]
+
+
+def _statements(source: str) -> list[str] | None:
+    """An export without its cells' marks (``--no-prompt``), as one cell per top-level
+    statement, so that the kit's imports and test calls go alone; None when it does
+    not parse (then it is graded as the file it is, and its error says where)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    lines = source.split("\n")
+    firsts = [min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])]) for n in tree.body]
+    return ["\n".join(lines[a - 1:b - 1]) for a, b in zip(firsts, firsts[1:] + [len(lines) + 1])]
 
 
 def _uses_the_kit(source: str) -> bool:
