@@ -24,8 +24,9 @@ The rule (``collect``), the same for every path:
   ``NOTEBOOK_LIMIT`` is refused by its size, before a byte is read.
 - A notebook is graded by its solution cells (``notebook_code``); a notebook
   that is malformed in any way is a note, and its module is missing. A ``.py``
-  that is a notebook exported as a script (nbconvert's ``# In[ ]:`` cell
-  marks) is graded by its code cells, as a notebook without nbgrader metadata.
+  that is a notebook exported as a script (nbconvert's head and ``# In[ ]:``
+  cell marks; ``notebooks.exported_cells``) is graded by its code cells, as a
+  notebook without nbgrader metadata.
 - Where one module has several candidates, the grader takes, in this order of
   preference: any file with work in it over an untouched stub (every item
   still raises NotImplementedError); the shallowest; the one in the folder
