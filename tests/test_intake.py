@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -358,6 +359,7 @@ def test_messages_never_name_the_graders_paths(tmp_path):
 
 NO_WORKER = """
 import sys
+import textwrap
 from attnkit.frontends.cli import main
 code = main(sys.argv[1:])
 started = [m for m in ("torch", "attnkit.sandbox", "attnkit.judge.engine") if m in sys.modules]
@@ -529,6 +531,15 @@ def test_a_definition_made_in_a_block_or_guarded_by_a_try_that_says_why_is_kept(
                                "else:\n    renormalize_masked = _make()\n"]}), "causal_attention")
     space = _namespace(text)
     assert "sns" not in space and space["FILL"] == float("-inf") and "show_masked" in space
+    # an item a solution cell defines in an if/else is the graded one: a cell of one's own after it
+    # (a trial version to compare) does not replace it
+    nb = _with_cells("causal_attention", {"causal_mask": [
+        "if hasattr(torch, 'triu'):\n" + textwrap.indent(_solution_body("causal_attention", "causal_mask"), "    ")
+        + "\nelse:\n    def causal_mask(num_tokens):\n        raise RuntimeError('no triu')\n"]})
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "def causal_mask(num_tokens):\n    return 'a trial'\n"})
+    space = _namespace(module_source(nb, "causal_attention"))
+    assert space["causal_mask"](3).dtype == space["torch"].bool
     torch = space["torch"]
     mask = space["causal_mask"](3)
     assert torch.isinf(space["mask_scores"](torch.zeros(3, 3), mask)).sum() == 3

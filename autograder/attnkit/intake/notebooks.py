@@ -374,6 +374,9 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
     solution cell's."""
     everything = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     graded = {d.name for d in everything if not mine(d)}
+    # and the items a solution cell defines in a block or a try (an if/else of two versions)
+    graded |= {name for n in tree.body if isinstance(n, (*BLOCKS, ast.Try)) and not mine(n)
+               for name in _Unit(n).makes & items}
     # an item no solution cell defines may be defined in a cell of one's own, as the kernel sees it
     defs = [d for d in everything if not mine(d) or (d.name in items and d.name not in graded)]
     helpers: dict[str, list] = {}  # name -> the defs of the student's own cells that define it
