@@ -531,6 +531,23 @@ def test_a_definition_made_in_a_block_or_guarded_by_a_try_that_says_why_is_kept(
                                "else:\n    renormalize_masked = _make()\n"]}), "causal_attention")
     space = _namespace(text)
     assert "sns" not in space and space["FILL"] == float("-inf") and "show_masked" in space
+    # third review: a block reads what it calls methods of (torch in torch.no_grad(), math in
+    # math.sqrt); a fallback try is kept whole (its handler's "as err" is its own name; what it
+    # calls may be defined nowhere, get_ipython); what a lambda reads when called is needed
+    text = module_source(_with_cells("causal_attention", {
+        "causal_mask": ["import math\nINV_SQRT = {}\nfor _d in range(1, 9):\n    INV_SQRT[_d] = 1 / math.sqrt(_d)\n"
+                        "with torch.no_grad():\n    TINY = torch.finfo(torch.float32).tiny\n"
+                        "try:\n    import einops_not_here as einops\n    EINOPS_ERROR = None\n"
+                        "except ImportError as err:\n    einops = None\n    EINOPS_ERROR = err\n"
+                        "try:\n    _shell = get_ipython()\n    VERBOSE = False\nexcept NameError:\n    VERBOSE = False\n"
+                        "try:\n    EPS = torch.finfo(torch.float32).eps\nexcept AttributeError:\n    EPS = 1e-7\n"
+                        "_safe = lambda a: a + EPS\n"
+                        "def causal_mask(num_tokens):\n"
+                        "    assert INV_SQRT[4] == 0.5 and TINY > 0 and einops is None and not VERBOSE\n"
+                        "    assert _safe(0.0) > 0 and isinstance(EINOPS_ERROR, ImportError)\n"
+                        "    return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)\n"]}),
+        "causal_attention")
+    assert _namespace(text)["causal_mask"](3).sum() == 3
     # an item a solution cell defines in an if/else is the graded one: a cell of one's own after it
     # (a trial version to compare) does not replace it
     nb = _with_cells("causal_attention", {"causal_mask": [

@@ -211,6 +211,12 @@ def without_magics(source: str) -> list[str]:
     return lines
 
 
+def _fallback(node: ast.Try) -> bool:
+    """A try of definitions whose handlers define too (``except ImportError: einops
+    = None``): a solution cell's is kept whole, wherever it is read, as it always was."""
+    return all(isinstance(s, (*KEPT, ast.Pass)) for h in node.handlers for s in h.body)
+
+
 def _keeps(node) -> bool:
     """A top-level statement that may define something: imports, def, class,
     assignments, a ``try`` of those (a fallback import, whose handler may say
@@ -301,6 +307,11 @@ def _global_reads(node) -> set[str]:
     return _loads_and_stores(head)[0] | (loads - (local - declared))
 
 
+def _lambda_reads(node: ast.Lambda) -> set[str]:
+    loads, stores = _loads_and_stores([node.body])
+    return loads - stores - {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+
+
 class _Unit:
     """A top-level statement the module may leave out: what it reads and makes,
     and whether it runs anything (a call, a block) when the module is imported."""
@@ -311,8 +322,10 @@ class _Unit:
         loads = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         stores = {n.id for n in running if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         stores |= {n.arg for n in running if isinstance(n, ast.arg)}
+        stores |= {n.name for n in running if isinstance(n, ast.ExceptHandler) and n.name}  # except E as err
         self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
-        self.later: set[str] = set()
+        # what runs later, when called: a lambda's body (``_div = lambda a, b: a / (b + TINY)``)
+        self.later: set[str] = set().union(*[_lambda_reads(n) for n in ast.walk(node) if isinstance(n, ast.Lambda)])
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         self.makes = set(stores) if isinstance(node, (*BLOCKS, ast.Try)) else set()
         for t in targets:  # x = ..., x, y = ..., and x.attr = ..., x[k] = ...: it makes (part of) x
@@ -335,20 +348,22 @@ class _Unit:
                     self.makes.add(base.id)
         if isinstance(node, (ast.Import, ast.ImportFrom)):  # an import runs the module it names
             self.reads, self.makes = set(), {(a.asname or a.name).split(".")[0] for a in node.names}
-        if isinstance(node, (ast.Try, *BLOCKS)):  # a try of one's own cell, or a block: what it binds, defs
-            defs = []  # and imports included (``if ...: def attend(...)``), and what its defs read when called;
-            # a def's own local names are its own
+        if isinstance(node, (ast.Try, *BLOCKS)):  # a try or a block: what it binds, defs and imports
+            defs, bound = [], set()  # included (``if ...: def attend(...)``), and what its defs read when
+            # called; a def's own local names are its own
             for n in running:
                 if isinstance(n, (ast.Import, ast.ImportFrom)):
-                    self.makes |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name != "*"}
+                    bound |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name != "*"}
                 for child in ast.iter_child_nodes(n):
                     if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                         defs.append(child)
-            self.makes |= {d.name for d in defs}
-            self.reads -= self.makes
+            bound |= {d.name for d in defs}
+            self.makes |= bound
+            # only what it binds itself: a block also "makes" x of x.update(...), which it reads first
+            self.reads -= bound
             # what its defs read when called: needed if the unit is, but, as for a def at the
             # top, a name nothing defines (the setup cell's) does not make the unit a trial
-            self.later = set().union(*[_global_reads(d) for d in defs]) - self.makes
+            self.later = (self.later | set().union(*[_global_reads(d) for d in defs])) - bound
         self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom, ast.Try)) or any(
             isinstance(n, ast.Call) for n in running)
 
@@ -393,7 +408,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
     imported = {(a.asname or a.name).split(".")[0] for n in always for a in n.names}
     units = [_Unit(n) for n in tree.body if (isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign, *BLOCKS))
              and getattr(n, "value", True) is not None) or (n in imports and n not in gone and n not in always)
-             or isinstance(n, ast.Try)]  # a try of a solution cell too: kept where what it makes is read
+             or (isinstance(n, ast.Try) and (mine(n) or not _fallback(n)))]
     gone += [u.node for u in units if mine(u.node) and u.makes & graded]
     units = [u for u in units if not (mine(u.node) and u.makes & graded)]
     makers: dict[str, list[_Unit]] = {}
@@ -600,9 +615,12 @@ def exported_cells(source: str) -> list[str] | None:
     marks = list(_EXPORTED_CELL.finditer(source))
     if not marks:  # exported --no-prompt: read as cells only where the kit's cells would fail it
         return _statements(source) if _uses_the_kit(source) else None
-    starts = [0] + [m.end() for m in marks]  # what comes before the first mark is a cell too
+    starts = [0] + [m.end() for m in marks]  # what comes before the first mark is a cell too, if it holds code
     ends = [m.start() for m in marks] + [len(source)]
-    return [source[a:b] for a, b in zip(starts, ends)]
+    cells = [source[a:b] for a, b in zip(starts, ends)]
+    head = [cells[0]] if any(line.strip() and not line.lstrip().startswith("#") for line in cells[0].split("\n")) else []
+    # nbconvert writes two blank lines after each mark: without them, a cell's lines are the notebook's
+    return [cell.lstrip("\n") for cell in head + cells[1:]]
 
 
 def _statements(source: str) -> list[str] | None:
