@@ -121,7 +121,11 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
     # One warm worker serves every job, each on its own channel: torch is
     # imported once for the workers, and once here, in parallel.
     own = zygote is None
-    _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4) if own else zygote  # spare channels too
+
+    def worker():  # spare channels too
+        return Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4)
+
+    _ZYGOTE = worker() if own else zygote
     _warm_up_here()  # while the worker starts: measured, the two torch imports no longer wait on each other
     refuse_unconfined(_ZYGOTE, unconfined, close=own)
     _warm_up()
@@ -150,7 +154,7 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
                 # stays stopped between requests (ForkedChild.pause) and cannot see its
                 # socket close. A new worker for the rest; the old one's children die with it.
                 _ZYGOTE.close()
-                _ZYGOTE = Zygote(hide=[*secret_paths(), *hide], channels=jobs * 4)
+                _ZYGOTE = worker()
                 refuse_unconfined(_ZYGOTE, unconfined)
                 _NEXT_CHANNEL.value = 0
             pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar)

@@ -180,22 +180,28 @@ def progress(source: bytes, module: str) -> int | None:
 def _notebook_source(data: bytes, name: str, module: str) -> tuple[bytes, str, tuple[str, ...]]:
     """``<module>.py`` from a notebook's bytes, which cells it came from, and
     the cells left out (each a line: which, and why)."""
-    from attnkit.intake.notebooks import any_cells_source, module_source, parse_notebook, solution_cells
+    from attnkit.intake.notebooks import module_source, parse_notebook, solution_cells
 
     nb = parse_notebook(data, name)
-    left_out: list[str] = []
     if solution_cells(nb):
-        source, how = module_source(nb, module, left_out), "its solution cells"
-    else:
-        source, how = any_cells_source(nb, module, left_out), "its code cells (no nbgrader metadata)"
-    return source.encode("utf-8", "surrogatepass"), how, tuple(left_out)
+        left_out: list[str] = []
+        return module_source(nb, module, left_out).encode("utf-8", "surrogatepass"), "its solution cells", \
+            tuple(left_out)
+    return _any_cells(nb, module, "its code cells (no nbgrader metadata)")
+
+
+def _any_cells(nb: dict, module: str, how: str) -> tuple[bytes, str, tuple[str, ...]]:
+    from attnkit.intake.notebooks import any_cells_source
+
+    left_out: list[str] = []
+    return any_cells_source(nb, module, left_out).encode("utf-8", "surrogatepass"), how, tuple(left_out)
 
 
 def _script_source(data: bytes, module: str) -> tuple[bytes, str, tuple[str, ...]] | None:
     """``<module>.py`` from a notebook exported as a script (as ``_notebook_source``
     makes it from a notebook without nbgrader metadata), or None when ``data``
     is no such export."""
-    from attnkit.intake.notebooks import any_cells_source, exported_cells
+    from attnkit.intake.notebooks import exported_cells
 
     try:
         found = exported_cells(data.decode("utf-8"))
@@ -203,10 +209,8 @@ def _script_source(data: bytes, module: str) -> tuple[bytes, str, tuple[str, ...
         return None
     if found is None:
         return None
-    left_out: list[str] = []
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": code} for code in found]}
-    return (any_cells_source(nb, module, left_out).encode("utf-8", "surrogatepass"),
-            "its code cells: a notebook exported as a script", tuple(left_out))
+    return _any_cells(nb, module, "its code cells: a notebook exported as a script")
 
 
 def left_out_notes(name: str, left_out) -> list[str]:

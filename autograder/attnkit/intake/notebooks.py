@@ -420,10 +420,8 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
             readers.setdefault(name, []).append(u)
     # what the defs and classes read, and through the statements and helpers that make it, what those read
     needed = {d.name for d in defs} | set().union(*[_global_reads(d) for d in defs])
-    # an item bound by assignment in a solution cell (normalize_by_sum = lambda ...) reads when called;
-    # an item is needed however it is bound (softmax = make_softmax(), a def in an if/else)
-    needed |= {n.id for u in units if not mine(u.node) and u.makes & items
-               for n in ast.walk(u.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    # an item is needed however it is bound (softmax = make_softmax(), a def in an if/else, a lambda:
+    # what the lambda reads when called comes with it, as a unit's ``later``)
     needed |= set(items)
     queue, kept, used = list(needed), set(), []
     while queue:

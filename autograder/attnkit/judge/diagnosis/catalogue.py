@@ -77,10 +77,13 @@ def _module(**knobs) -> Callable[[Call], torch.Tensor]:
 
 
 # d_k ** 1/2 on its own is d_k / 2; inside ``scores / d_k ** 1/2`` it divides by 2 * d_k
-_POWER_ONE_HALF = (({"divisor": "d_k / 2", "inline": ""}, 0.5),
-                   ({"divisor": "2 * d_k", "inline": ", and `scores / d_k ** 1/2` is `(scores / d_k) / 2`"}, 2.0))
-_POWER_ONE_HALF_KNOBS = tuple((fields, "half_d_k" if factor == 0.5 else "twice_d_k")
-                              for fields, factor in _POWER_ONE_HALF)
+_HALF = {"divisor": "d_k / 2", "inline": ""}
+_TWICE = {"divisor": "2 * d_k", "inline": ", and `scores / d_k ** 1/2` is `(scores / d_k) / 2`"}
+
+
+def _power_one_half(half, twice) -> Callable[[Call], list]:
+    """Both readings of ``d_k ** 1/2``, each with its words."""
+    return lambda call: [(_HALF, half(call)), (_TWICE, twice(call))]
 
 
 def _every(items, **knobs) -> dict:
@@ -199,12 +202,11 @@ ENTRIES: tuple[Misconception, ...] = (
         "square_root_as_power_one_half",
         "your result matches dividing the scores by {divisor}: ** binds tighter than /, so `d_k ** 1/2` "
         "is `(d_k ** 1) / 2`{inline}. Write the square root as d_k ** 0.5 (or math.sqrt(d_k))",
-        variants={"self_attention.attention_weights": lambda c: [
-            (fields, torch.softmax(c.arg(0, "scores") / (c.arg(1, "d_k") * factor), -1))
-            for fields, factor in _POWER_ONE_HALF],
-            **{item: (lambda knobs: lambda c: [(fields, knobs[scale](c)) for fields, scale in _POWER_ONE_HALF_KNOBS])(
-                {"half_d_k": _module(scale="half_d_k"), "twice_d_k": _module(scale="twice_d_k")})
-               for item in SCALED_MODULES}}),
+        variants={"self_attention.attention_weights": _power_one_half(
+                      lambda c: torch.softmax(c.arg(0, "scores") / (c.arg(1, "d_k") / 2), -1),
+                      lambda c: torch.softmax(c.arg(0, "scores") / (c.arg(1, "d_k") * 2), -1)),
+                  **{item: _power_one_half(_module(scale="half_d_k"), _module(scale="twice_d_k"))
+                     for item in SCALED_MODULES}}),
     Misconception(
         "not_scaled",
         "your result matches unscaled scores, softmax(scores): dot products of d_k components grow like "
