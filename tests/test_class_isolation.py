@@ -22,7 +22,7 @@ from hostile import MALFORMED, fifo, huge_notebook, sparse
 from notebook_samples import source_notebook
 
 from attnkit.frontends import classgrade
-from attnkit.text import spreadsheet_cell
+from attnkit.text import name_shown, spreadsheet_cell
 from attnkit.intake import NOTEBOOK_LIMIT
 from attnkit.exercises import MODULES
 
@@ -102,6 +102,17 @@ def named_with_newline(k):
     return name, "graded", 0
 
 
+def named_like_another(k):
+    """One escape sequence away from a classmate's name: shown escaped, never as "stubs"."""
+    make_submission(k / "stubs\x1b[0m")
+    return "stubs\x1b[0m", "graded", 100
+
+
+def named_with_a_byte_not_utf8(k):
+    make_submission(k / os.fsdecode(b"stubs\xff"))
+    return os.fsdecode(b"stubs\xff"), "graded", 100
+
+
 def named_as_formula(k):
     make_submission(k / '=HYPERLINK("evil.example","y")', base=ASSIGNMENTS)
     return '=HYPERLINK("evil.example","y")', "graded", 0
@@ -122,7 +133,8 @@ def malformed(case):
 NOTEBOOKS = ("deep_nesting", "cell_is_a_string", "metadata_is_a_list", "source_of_ints", "deep_expression",
              "invalid_utf8", "huge")  # every other malformed notebook: test_intake.py
 HOSTILE = [link_to_solutions, link_folder, a_fifo, dev_zero, proc_self_mem, unreadable, sparse_notes,
-           nbgrader_look_alike, named_grades_csv, named_with_newline, named_as_formula] + [malformed(c) for c in NOTEBOOKS]
+           nbgrader_look_alike, named_grades_csv, named_with_newline, named_like_another, named_with_a_byte_not_utf8,
+           named_as_formula] + [malformed(c) for c in NOTEBOOKS]
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +169,8 @@ def test_one_hostile_folder_changes_no_other_students_grade(shared, build):
     for student in HONEST:
         assert (out / student / "results.json").read_bytes() == (base_out / student / "results.json").read_bytes()
         assert now[student] == alone[student]
-    shown = spreadsheet_cell(name)
-    assert set(now) == set(HONEST) | {shown}
+    shown = spreadsheet_cell(name_shown(name))
+    assert set(now) == set(HONEST) | {shown}  # a row of its own, under a name no other folder shows
     assert now[shown]["status"].startswith(status), now[shown]["status"]
     if status == "graded":
         assert now[shown]["total"] != "" and (total is None or int(now[shown]["total"]) == total)

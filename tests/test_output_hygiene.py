@@ -14,7 +14,7 @@ from attnkit.intake import from_folder
 from attnkit.judge.registry import Check
 from attnkit.errors import CheckFailure, StudentError
 from attnkit.outputs.report import gradescope, table
-from attnkit.text import one_line, printable, spreadsheet_cell
+from attnkit.text import name_shown, one_line, printable, spreadsheet_cell
 from attnkit.judge.scoring import build_report, outcome
 
 S = "simplified_attention"
@@ -33,6 +33,19 @@ def test_ordinary_cells_are_kept_and_every_cell_is_one_line():
     assert spreadsheet_cell(" =1+1").startswith("'")
     assert spreadsheet_cell("eve\n=1+1") == "eve\\n=1+1"
     assert spreadsheet_cell("bad\udcffname") == "bad\ufffdname"  # a folder name that is not UTF-8
+
+
+def test_folder_names_are_shown_one_to_one():
+    """Names that one_line makes alike (an escape sequence dropped, bytes that
+    are not UTF-8 replaced) are shown apart, escaped; plain names as they are."""
+    names = ["xred", "x\x1b[31mred", "bob\udcff", "bob\udcfe", "bob\ufffd", "bob\xff", "a\\x1b", "a\x1b",
+             "a\\u001b", "tab\tname", "tab name", "bidi\u202eevil", "Zo\u00eb", "line\nTotal: 100/100", "a\x85",
+             "a\udc85", "back\\slash"]
+    shown = [name_shown(n) for n in names]
+    assert len(set(shown)) == len(names), shown
+    assert all(one_line(s) == s for s in shown)
+    assert [name_shown(n) for n in ("xred", "tab name", "Zo\u00eb", "bob\xff")] == ["xred", "tab name", "Zo\u00eb", "bob\xff"]
+    assert name_shown("x\x1b[31mred") == "x\\u001b[31mred" and name_shown("bob\udcff") == "bob\\xff"
 
 
 def test_control_characters_are_stripped_and_lines_kept_only_where_asked():

@@ -6,8 +6,9 @@ a carriage return overwrites a line, a newline forges a whole line (``ok
 simplified_attention.softmax 5/5``, ``Total: 100/100``), a cell starting with
 ``=`` becomes a spreadsheet formula, and a name that is not valid UTF-8
 cannot even be written to a UTF-8 file. Every such text goes through one of
-the three functions here before it enters a report: ``printable`` (lines
-kept), ``one_line`` (reasons, notes, names) or ``spreadsheet_cell`` (CSV).
+the functions here before it enters a report: ``printable`` (lines kept),
+``one_line`` (reasons and notes), ``spreadsheet_cell`` (CSV) or, for a
+student's folder name, ``name_shown``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ def printable(text) -> str:
 def one_line(text) -> str:
     """``text`` as one printable line: a newline shows as ``\\n``, so it can never start a line of its own."""
     return printable(text).replace("\n", "\\n").replace("\t", " ")
+
+
+def name_shown(name) -> str:
+    """A student's folder name as one printable line that no other name is shown as.
+
+    ``one_line`` drops escape sequences and turns bytes that are not UTF-8 into
+    U+FFFD, so ``xred`` and ``x<ESC>[31mred``, or ``bob<0xff>`` and ``bob<0xfe>``,
+    would be one name in grades.csv: one student's row would pass for
+    another's. A name that is not already plain is written escaped instead:
+    a byte that is not UTF-8 as ``\\xNN``, a control character as ``\\uNNNN``,
+    a backslash doubled. A plain name has no backslash and an escaped one
+    always has one, so two folders never share a shown name.
+    """
+    name = str(name)
+    if "\\" not in name and one_line(name) == name:
+        return name
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogate escape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in "\t\n\r" or _CONTROL.match(ch) or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def spreadsheet_cell(text) -> str:

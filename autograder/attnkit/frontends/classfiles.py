@@ -20,7 +20,7 @@ from attnkit.files import write_atomic
 from attnkit.judge import integrity
 from attnkit.outputs import feedback as feedback_html
 from attnkit.outputs.report import gradescope, table
-from attnkit.text import one_line, spreadsheet_cell
+from attnkit.text import name_shown, spreadsheet_cell
 
 NOT_GRADED = "could not be graded"
 
@@ -62,7 +62,7 @@ def write_student(folder: Path, student: str, report, fingerprint: str, version:
     data["extra_data"] = {"attnkit": {"student": student, "fingerprint": fingerprint, "grader_version": version,
                                       "integrity": [f.as_dict() for f in flags],
                                       "units": {n: list(u) for n, u in sorted((units or {}).items())}}}
-    title = f"attnkit feedback for {one_line(student)}"
+    title = f"attnkit feedback for {name_shown(student)}"
     feedback = [table(report, title), ""]
     for r in report.results:
         for c in r.checks:
@@ -85,7 +85,7 @@ def write_csv(out_dir: Path, outcomes: list[StudentOutcome]) -> Path:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["student", "total", "status", *keys])
     for o in sorted(outcomes, key=lambda o: o.student):
-        name = spreadsheet_cell(o.student)
+        name = spreadsheet_cell(name_shown(o.student))
         if o.error:
             writer.writerow([name, "", spreadsheet_cell(f"{NOT_GRADED}: {o.error}"), *[""] * len(keys)])
         else:

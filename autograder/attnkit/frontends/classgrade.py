@@ -35,7 +35,7 @@ from attnkit.frontends.classfiles import NOT_GRADED, StudentOutcome, previous, w
 from attnkit.frontends.classjobs import run_jobs
 from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
 from attnkit.judge import integrity
-from attnkit.text import one_line
+from attnkit.text import name_shown, one_line
 
 OUTPUT_FILES = ("grades.csv", "integrity.csv")  # the class's own files in OUT: no student folder may take their names
 
@@ -91,7 +91,7 @@ def roster(class_dir: Path) -> Roster:
         if stat.S_ISLNK(mode):
             errors[name] = "a symbolic link, not a folder; not followed (copy the student's files in)"
         elif not stat.S_ISDIR(mode):
-            ignored.append(one_line(f"{name}: not a folder, so no student; ignored"))
+            ignored.append(f"{name_shown(name)}: not a folder, so no student; ignored")
             if name.endswith((".py", ".ipynb")):
                 exercise_files.append(name)
         elif name.lower() in OUTPUT_FILES:
@@ -169,7 +169,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
     bar = Progress(len(found.submissions) + len(found.errors)) if progress else None
     for o in outcomes:
         if bar:
-            bar.step(f"{o.student}: {'unchanged' if o.skipped else NOT_GRADED}")
+            bar.step(f"{name_shown(o.student)}: {'unchanged' if o.skipped else NOT_GRADED}")
     if todo:
         outcomes += run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
                               [str(class_path), str(out_path), *map(str, hide)], bar, zygote, unconfined)
@@ -213,7 +213,7 @@ def summary(run: ClassRun, out_dir: str) -> list[str]:
     kind = "nbgrader's submitted/ tree" if run.roster.kind == NBGRADER else "one folder per student"
     lines = [f"attnkit grade-class ({kind}): {len(outcomes)} students: {len(graded)} graded, {len(skipped)} "
              f"unchanged since the last run, {len(errors)} {NOT_GRADED}"]
-    lines += [one_line(f"  {o.student}: {NOT_GRADED}: {o.error}") for o in errors]
+    lines += [f"  {name_shown(o.student)}: {one_line(f'{NOT_GRADED}: {o.error}')}" for o in errors]
     lines += [f"  {line}" for line in run.roster.ignored]
     lines.append(f"grades: {os.path.join(out_dir, 'grades.csv')}")
     lines += integrity.summary(run.flags)

@@ -24,6 +24,7 @@ from attnkit.frontends.classfiles import NOT_GRADED, StudentOutcome, score_cell,
 from attnkit.intake import Submission
 from attnkit.judge import integrity
 from attnkit.outputs import feedback as feedback_html
+from attnkit.text import name_shown
 
 _ZYGOTE = None
 _NEXT_CHANNEL = None
@@ -183,7 +184,7 @@ def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar
                         outcome = StudentOutcome(name, 0, {}, error=f"grader error: {exc}")
                     results.append(outcome)
                     if bar:
-                        bar.step(f"{name}: {NOT_GRADED if outcome.error else score_cell(outcome.total)}")
+                        bar.step(f"{name_shown(name)}: {NOT_GRADED if outcome.error else score_cell(outcome.total)}")
         except BrokenProcessPool:
             # A job process died (never student code: that runs further down).
             done = {r.student for r in results}

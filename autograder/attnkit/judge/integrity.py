@@ -38,7 +38,7 @@ from pathlib import Path
 
 from attnkit.exercises import MODULES
 from attnkit.files import write_atomic
-from attnkit.text import spreadsheet_cell
+from attnkit.text import name_shown, spreadsheet_cell
 
 HARD_CODED = "hard-coded public output?"
 NBGRADER_HIGHER = "nbgrader score above the isolated grade"
@@ -286,7 +286,7 @@ def write(out_dir: Path, flags: list[Flag]) -> Path:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["flag", "students", "item", "evidence"])
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
-        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell("; ".join(f.students)),
+        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell("; ".join(map(name_shown, f.students))),
                          spreadsheet_cell(f.item), spreadsheet_cell(f.evidence)])
     path = Path(out_dir) / "integrity.csv"
     write_atomic(str(path), buf.getvalue())
@@ -295,12 +295,12 @@ def write(out_dir: Path, flags: list[Flag]) -> Path:
 
 def summary(flags: list[Flag]) -> list[str]:
     """The integrity section of grade-class's summary: counts, then one line per flag."""
-    from attnkit.text import one_line
+    from attnkit.text import name_shown, one_line
 
     counts = {name: sum(f.flag == name for f in flags) for name in (HARD_CODED, NBGRADER_HIGHER, NEAR_IDENTICAL)}
     lines = ["integrity (flags inform, they never change a grade): "
              + ", ".join(f"{n} {name}" for name, n in counts.items())]
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
         what = f" {f.item}" if f.item else ""
-        lines.append(one_line(f"  {f.flag}: {', '.join(f.students)}{what}: {f.evidence}"))
+        lines.append(one_line(f"  {f.flag}: {', '.join(map(name_shown, f.students))}{what}: {f.evidence}"))
     return lines
