@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import ASSIGNMENTS, ROOT, cli_in_process, confined_only, make_submission
 
-from attnkit.exercises import items
+from attnkit.exercises import MODULES, items
 
 pytestmark = pytest.mark.slow  # whole classes graded with two jobs
 
@@ -87,11 +87,19 @@ def test_progress_and_summary(graded):
     assert "4/4 students" in proc.stderr
 
 
-def test_an_honest_class_has_an_empty_integrity_report(graded):
+def test_an_honest_class_has_no_flag_but_the_copies_of_the_solutions(graded):
+    """This class is made from copies of solutions/ (ada's whole, the others' but
+    for the file they changed): those copies, and nothing else, are flagged."""
     _, out, proc = graded
-    assert (out / "integrity.csv").read_text() == "flag,students,item,evidence\n"
+    with open(out / "integrity.csv", newline="") as f:
+        rows = [(r["flag"], r["students"], r["item"]) for r in csv.DictReader(f)]
+    copy = "the reference solution, byte for byte"
+    assert rows == [(copy, "ada", ", ".join(MODULES)),
+                    (copy, "cyd", ", ".join(m for m in MODULES if m != S)),
+                    (copy, "dee", ", ".join(m for m in MODULES if m != "causal_attention"))]
     assert ("integrity (flags inform, they never change a grade): 0 hard-coded public output?, "
-            "0 nbgrader score above the isolated grade, 0 near-identical code") in proc.stdout
+            "0 nbgrader score above the isolated grade, 0 near-identical code, "
+            "3 the reference solution, byte for byte") in proc.stdout
 
 
 def test_rerun_skips_unchanged_students_and_regrades_changed_ones(attnkit, graded, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, make_submission, scores
@@ -237,13 +238,15 @@ def test_grade_class_writes_the_report_and_keeps_it_on_a_rerun(zygote, tmp_path)
     make_submission(klass / "dee", NO_SHIFT)
     run = classgrade.grade_class(str(klass), str(out), jobs=1, seconds=5, progress=False, zygote=zygote)
     with open(out / "integrity.csv", newline="") as f:
-        rows = [(r["flag"], r["students"], r["item"]) for r in csv.DictReader(f)]
+        rows = [(r["flag"], r["students"], r["item"]) for r in csv.DictReader(f)
+                if r["flag"] != integrity.REFERENCE_COPY]  # their other three files: test_reference_copies_...
     assert rows == [(integrity.HARD_CODED, "hc", f"{S}.attention_scores"),
                     (integrity.NEAR_IDENTICAL, "ann; ben", f"{S}.normalize_by_sum, {S}.simplified_self_attention, "
                                                            f"{S}.softmax")]
     lines = classgrade.summary(run, str(out))
     assert "integrity (flags inform, they never change a grade): 1 hard-coded public output?, " \
-           "0 nbgrader score above the isolated grade, 1 near-identical code" in lines
+           "0 nbgrader score above the isolated grade, 1 near-identical code, " \
+           "4 the reference solution, byte for byte" in lines
     with open(out / "grades.csv", newline="") as f:
         totals = {r["student"]: r["total"] for r in csv.DictReader(f)}
     assert totals["hc"] == "98" and totals["dee"] == "98"  # flagged or not, the grade is the checks'
@@ -251,3 +254,28 @@ def test_grade_class_writes_the_report_and_keeps_it_on_a_rerun(zygote, tmp_path)
     again = classgrade.grade_class(str(klass), str(out), jobs=1, seconds=5, progress=False, zygote=zygote)
     assert all(o.skipped for o in again.outcomes)
     assert (out / "integrity.csv").read_bytes() == before
+
+
+def test_reference_copies_are_flagged_whatever_brought_them_and_only_they(zygote, tmp_path):
+    """A hard link to solutions/ in a student's folder is read as the student's
+    file (the intake refuses symbolic links; a hard link is the file itself):
+    graded 100, and flagged. A copy with one comment changed is not flagged."""
+    from attnkit.config import solutions_dir
+
+    klass, out = tmp_path / "class", tmp_path / "out"
+    linked = klass / "lin"
+    linked.mkdir(parents=True)
+    for module in MODULES:
+        os.link(solutions_dir() / f"{module}.py", linked / f"{module}.py")
+    edited = make_submission(klass / "ed")
+    text = (edited / f"{S}.py").read_text()
+    (edited / f"{S}.py").write_text(text.replace("\n", "\n# mine\n", 1))
+    make_submission(klass / "stubs", base=ASSIGNMENTS)
+    run = classgrade.grade_class(str(klass), str(out), jobs=1, seconds=5, progress=False, zygote=zygote)
+    copies = [f for f in run.flags if f.flag == integrity.REFERENCE_COPY]
+    assert [(f.students, f.item) for f in copies] == [
+        (("ed",), ", ".join(m for m in MODULES if m != S)), (("lin",), ", ".join(MODULES))]
+    assert {o.student: o.total for o in run.outcomes} == {"ed": 100, "lin": 100, "stubs": 0}
+    again = classgrade.grade_class(str(klass), str(out), jobs=1, seconds=5, progress=False, zygote=zygote)
+    assert all(o.skipped for o in again.outcomes)
+    assert [f for f in again.flags if f.flag == integrity.REFERENCE_COPY] == copies  # kept in results.json

@@ -54,7 +54,7 @@ def _grade_one(student: str, submission: Submission, out_dir: str, fingerprint: 
         report = grade(_ZYGOTE, submission, Limits(seconds=limits_seconds))
     except GraderError as exc:
         return StudentOutcome(student, 0, {}, error=f"grader error: {exc}")
-    flags = integrity.hard_coded(student, report)
+    flags = integrity.hard_coded(student, report) + integrity.reference_copies(student, submission.files)
     units = integrity.own_units(submission.files)
     write_student(Path(out_dir) / student, student, report, fingerprint, version, flags, units)
     return StudentOutcome(student, report.score, {r.item.key: r.score for r in report.results}, flags=flags,

@@ -1,6 +1,6 @@
 """The integrity report of ``grade-class``: what an instructor may want to look at.
 
-Three flags, each with its evidence, in ``OUT/integrity.csv`` and in the
+Four flags, each with its evidence, in ``OUT/integrity.csv`` and in the
 run's summary. A flag informs; it never changes a grade.
 
 - **hard-coded public output?** An item passes the chapter's example but fails
@@ -24,6 +24,11 @@ run's summary. A flag informs; it never changes a grade.
   students share. Two students are flagged when they share at least
   ``MIN_SHARED`` such functions making up at least ``MIN_FRACTION`` of the
   smaller one's remaining code; flagged pairs are joined into groups.
+- **the reference solution, byte for byte.** An exercise file that is the
+  kit's ``solutions/`` file to the byte, its comments and blank lines
+  included. Nobody writes that from the stubs and the document; a copy of the
+  solutions does, or a hard link to them put in the student's folder (the
+  intake refuses symbolic links, but a hard link is the file itself).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from attnkit.text import name_shown, spreadsheet_cell
 HARD_CODED = "hard-coded public output?"
 NBGRADER_HIGHER = "nbgrader score above the isolated grade"
 NEAR_IDENTICAL = "near-identical code"
+REFERENCE_COPY = "the reference solution, byte for byte"
 
 OTHER_INPUTS = ("hidden", "stability", "short_sequence", "masking")  # check kinds that feed other inputs
 MIN_NODES = 25
@@ -86,6 +92,18 @@ def hard_coded(student: str, report) -> list[Flag]:
             evidence = "; ".join(["example: passes"] + [f"{c.kind}: {c.reason}" for c in others])
             flags.append(Flag(HARD_CODED, (student,), r.item.key, evidence))
     return flags
+
+
+def reference_copies(student: str, files: dict[str, bytes]) -> list[Flag]:
+    """The student's exercise files that are the reference solution's, byte for byte: one flag."""
+    from attnkit.config import solutions_dir
+
+    solutions, _ = _reference(str(solutions_dir()))
+    copied = [m for m in MODULES if f"{m}.py" in files and files[f"{m}.py"] == solutions.get(m)]
+    if not copied:
+        return []
+    return [Flag(REFERENCE_COPY, (student,), ", ".join(copied),
+                 " and ".join(f"{m}.py" for m in copied) + " byte for byte as in the kit's solutions/")]
 
 
 # --------------------------------------------------------------------------- nbgrader
@@ -297,7 +315,8 @@ def summary(flags: list[Flag]) -> list[str]:
     """The integrity section of grade-class's summary: counts, then one line per flag."""
     from attnkit.text import name_shown, one_line
 
-    counts = {name: sum(f.flag == name for f in flags) for name in (HARD_CODED, NBGRADER_HIGHER, NEAR_IDENTICAL)}
+    counts = {name: sum(f.flag == name for f in flags)
+              for name in (HARD_CODED, NBGRADER_HIGHER, NEAR_IDENTICAL, REFERENCE_COPY)}
     lines = ["integrity (flags inform, they never change a grade): "
              + ", ".join(f"{n} {name}" for name, n in counts.items())]
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
