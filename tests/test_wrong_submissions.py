@@ -98,6 +98,17 @@ def test_wrong_submission_loses_exactly_its_stage(zygote, tmp_path, name):
     assert {c.diagnosis for c in report.by_item()[item].checks if not c.passed} - {""} == {named}
 
 
+def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote, tmp_path):
+    """``weights.tril()`` fakes the causal mask, the only one the example and the
+    masking check pass; the docstring takes any boolean mask (style review)."""
+    folder = make_submission(tmp_path / "s", {CA: [("kept = weights * (~mask)  # masked positions become exactly 0",
+                                                    "kept = weights.tril()")]})
+    report = grade_folder(zygote, folder, (CA,))
+    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.renormalize_masked": 2})  # hidden: 2 points
+    (failed,) = [c for c in report.by_item()[f"{CA}.renormalize_masked"].checks if not c.passed]
+    assert failed.kind == "hidden" and "arguments of shape (7, 7), (7, 7): values differ" in failed.reason
+
+
 def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
     """merge_heads deleted: MultiHeadAttention, which calls it, keeps its points."""
     start = "def merge_heads(x: torch.Tensor) -> torch.Tensor:"

@@ -82,6 +82,10 @@ def test_renormalize_masked_example(student):
 def test_renormalize_masked_hidden(student):
     g = ref.generator(M, "renormalize_masked")
     against_reference(student, torch.softmax(ref.randn(g, 2, 3, 5, 5), -1), _mask(5))
+    # Any boolean mask, as the docstring says, not only the causal one (which
+    # weights.tril() would fake); each row keeps its own token, so none sums to 0.
+    weights, hide = torch.softmax(ref.randn(g, 7, 7), -1), ref.rand(g, 7, 7) > 0.5
+    against_reference(student, weights, hide & ~torch.eye(7, dtype=torch.bool))
 
 
 @check(M + "renormalize_masked", "masking")
