@@ -247,7 +247,7 @@ def test_a_frame_cut_short_times_out_at_the_deadline():
 
 def test_the_wire_names_of_the_messages():
     """Both sides of the channel speak these strings; renaming one breaks an older child."""
-    assert [m.value for m in codec.Op] == ["hello", "import", "call", "module", "start"]
+    assert [m.value for m in codec.Op] == ["hello", "import", "call", "module", "start", "gradient"]
     assert [m.value for m in codec.Kind] == ["ready", "warm", "result", "error", "upcall", "upcall_result",
                                              "upcall_error"]
     assert codec.Fault("not_implemented") is codec.Fault.NOT_IMPLEMENTED and len(codec.Fault) == 9

@@ -109,6 +109,32 @@ def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote,
     assert failed.kind == "hidden" and "arguments of shape (7, 7), (7, 7): values differ" in failed.reason
 
 
+CUT_GRAPH = {  # right in value, cut from the autograd graph: the modules that call them could not train
+    "mask_scores_detaches": ({CA: [('return scores.masked_fill(mask, float("-inf"))',
+                                    'masked = scores.clone().detach()\n'
+                                    '    masked[mask.expand_as(masked)] = float("-inf")\n    return masked')]},
+                             f"{CA}.mask_scores", 3, "scores"),
+    "attention_weights_under_no_grad": ({SA: [("def attention_weights(", "@torch.no_grad()\ndef attention_weights(")]},
+                                        f"{SA}.attention_weights", 2, "scores"),
+    "merge_heads_through_numpy": ({MH: [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)",
+                                         "x = torch.from_numpy(x.detach().numpy()).transpose(1, 2).contiguous()")]},
+                                  f"{MH}.merge_heads", 1, "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT_GRAPH))
+def test_a_stage_that_cuts_the_gradient_loses_its_hidden_check(zygote, tmp_path, name):
+    """The modules' own checks stand in for the stages they call, so only the
+    stage's check can see this (style review: 100/100 before)."""
+    edits, item, left, argument = CUT_GRAPH[name]
+    folder = make_submission(tmp_path / name, edits)
+    report = grade_folder(zygote, folder, tuple(edits))
+    assert scores(report) == dict(full_marks(tuple(edits)), **{item: left})
+    (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
+    assert failed.kind == "hidden"
+    assert failed.reason.startswith(f"no gradient flows back from the result to `{argument}`")
+
+
 def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
     """merge_heads deleted: MultiHeadAttention, which calls it, keeps its points."""
     start = "def merge_heads(x: torch.Tensor) -> torch.Tensor:"

@@ -59,7 +59,8 @@ class Student:
     def name(self) -> str:
         return self.item.key
 
-    def _arg_names(self, n: int) -> list[str]:
+    def arg_names(self, n: int) -> list[str]:
+        """The names of the item's first ``n`` arguments, as its reference calls them."""
         return (list(_parameter_names(self.item.key)) + [f"argument {i + 1}" for i in range(n)])[:n]
 
     def _request(self, op: str, args=(), kwargs=None):
@@ -85,15 +86,28 @@ class Student:
         try:
             reply = self._request("call", args, kwargs)
         except StudentError as exc:  # the grader knows what it sent: say it, and what the error shows
-            raise errors.explain(self.name, exc, args, kwargs, self._arg_names(len(args))) from None
+            raise errors.explain(self.name, exc, args, kwargs, self.arg_names(len(args))) from None
         if not isinstance(reply, dict) or "result" not in reply:
             raise CheckFailure("the process running your code sent back a malformed reply")
         after = reply.get("args_after") or []
-        tensors = [(n, a) for n, a in zip(self._arg_names(len(args)), args) if isinstance(a, torch.Tensor)]
+        tensors = [(n, a) for n, a in zip(self.arg_names(len(args)), args) if isinstance(a, torch.Tensor)]
         if len(after) != len(tensors):
             raise CheckFailure("the process running your code sent back a malformed reply")
         compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
         return reply["result"]
+
+    def gradient(self, args: tuple, grad_output: tuple) -> list:
+        """The gradient the student's function gives each of ``args`` when
+        ``grad_output`` (one tensor per result) flows back: None where none reached it."""
+        try:
+            reply = self._request("gradient", (), {"args": list(args), "grad_output": list(grad_output)})
+        except StudentError as exc:
+            raise errors.explain(self.name, exc, args, {}, self.arg_names(len(args))) from None
+        grads = reply.get("grads") if isinstance(reply, dict) else None
+        if not isinstance(grads, list) or len(grads) != len(args) or not all(
+                g is None or isinstance(g, torch.Tensor) for g in grads):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        return grads
 
     def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
               seed: int | None = None, dtype: str | None = None, repeat: int = 1,

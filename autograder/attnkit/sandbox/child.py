@@ -198,6 +198,8 @@ class Child:
                     return self.run(lambda: self.call(target, args, kwargs))
                 if op == Op.MODULE:
                     return self.run(lambda: self.module(target, kwargs))
+                if op == Op.GRADIENT:
+                    return self.run(lambda: self.gradient(target, kwargs))
         finally:
             self.item = None
         raise StudentFault(Fault.PROTOCOL, f"unknown request {op!r}")
@@ -340,6 +342,26 @@ class Child:
         result = target(*args, **kwargs)
         after = [a for a in args if isinstance(a, self.torch.Tensor)]
         return {"result": result, "args_after": after}
+
+    def gradient(self, target, spec: dict):
+        """Call the function on ``args``, each float tensor a fresh leaf that
+        requires grad, and backpropagate ``grad_output`` (one tensor per
+        result). Returns the gradient each argument got: None where the result
+        is cut from it. The grader compares them with the reference's."""
+        torch = self.torch
+        if not callable(target):
+            raise StudentFault(Fault.MISSING, f"`{getattr(target, '__name__', target)}` is not a function")
+        args = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                for a in spec.get("args", [])]
+        with torch.enable_grad():
+            result = target(*args)
+            results = list(result) if isinstance(result, (tuple, list)) else [result]
+            terms = [(r * g).sum() for r, g in zip(results, spec.get("grad_output", []))
+                     if isinstance(r, torch.Tensor) and isinstance(g, torch.Tensor) and r.requires_grad
+                     and tuple(r.shape) == tuple(g.shape)]
+            if terms:
+                torch.stack(terms).sum().backward()
+        return {"grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args]}
 
     def module(self, cls, spec: dict):
         """Build the class and run it. Parameters and buffers come back as values,

@@ -58,6 +58,7 @@ class Op(_Word):
     CALL = "call"  # call a graded function
     MODULE = "module"  # build a graded class and run it
     START = "start"  # the portable runner's spawn request (limits, folder): a forked child has it from the worker
+    GRADIENT = "gradient"  # call a graded function and backpropagate through its result
 
 
 class Kind(_Word):

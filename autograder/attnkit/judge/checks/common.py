@@ -43,6 +43,44 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
     return compare.close(got, expected, what=what, call=call, **tol)
 
 
+def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | None = None) -> None:
+    """The gradient of the item's result (times a random tensor, summed) with
+    respect to each float argument, as the reference's. The modules of later
+    stages call this one (stood in for while they are graded): a stage that
+    cuts the autograd graph (``.detach()``, ``torch.no_grad()``, a detour
+    through numpy) is right in value, and would leave their parameters untrained.
+
+    ``free``: positions of the first argument whose gradient is anyone's (a
+    score masked to -inf: ``masked_fill`` sends it 0, adding a -inf mask sends
+    it the incoming gradient, and the softmax after it gives both weight 0)."""
+    expected_out = reference.memo(student.name, reference.solution(student.name), *args)
+    outs = expected_out if isinstance(expected_out, tuple) else (expected_out,)
+    grad_output = tuple(reference.randn(gen, *o.shape) for o in outs)
+    expected = reference.memo("gradients", _reference_gradients, student.name, args, grad_output)
+    got = student.gradient(args, grad_output)
+    for name, g, e in zip(student.arg_names(len(args)), got, expected):
+        if e is None:
+            continue
+        if g is None:
+            raise CheckFailure(f"no gradient flows back from the result to `{name}`: the result is right, but "
+                               f"cut from the autograd graph (a .detach(), torch.no_grad() or a detour through "
+                               f"numpy?), so a module that calls this stage could not train what comes before it")
+        if free is not None and g is got[0] and g.shape == e.shape:
+            g, e = g.masked_fill(free, 0), e.masked_fill(free, 0)
+        compare.close(g, e, what=f"the gradient with respect to `{name}` (of the result times a random tensor, "
+                                 f"summed)")
+
+
+def _reference_gradients(item: str, args: tuple, grad_output: tuple) -> list:
+    leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point()
+              else a for a in args]
+    with torch.enable_grad():
+        out = reference.solution(item)(*leaves)
+        outs = out if isinstance(out, tuple) else (out,)
+        torch.stack([(o * g).sum() for o, g in zip(outs, grad_output)]).sum().backward()
+    return [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in leaves]
+
+
 def random_state(item: str, gen: torch.Generator, *args, **kwargs) -> dict[str, torch.Tensor]:
     """Random float64 parameters with the reference module's names and shapes."""
     shapes = reference.memo("shapes", _parameter_shapes, item, *args, **kwargs)

@@ -5,7 +5,7 @@ import torch
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
 from attnkit.judge.checks.common import (module_matches_doc, against_reference, buffer_shape, build_witnessed, dropout_behaves,
-                                   gradients_match, has_types, module_against_reference, random_state,
+                                   gradients_flow, gradients_match, has_types, module_against_reference, random_state,
                                    seeded_matches_doc, short_sequence_matches, verify_structure)
 from attnkit.judge.diagnosis import Call
 from attnkit.judge.registry import check
@@ -46,8 +46,10 @@ def test_mask_scores_example(student):
 @check(M + "mask_scores", "hidden")
 def test_mask_scores_hidden(student):
     g = ref.generator(M, "mask_scores")
-    against_reference(student, ref.randn(g, 2, 3, 5, 5), _mask(5))
+    scores = ref.randn(g, 2, 3, 5, 5)
+    against_reference(student, scores, _mask(5))
     against_reference(student, ref.randn(g, 7, 7), ref.rand(g, 7, 7) > 0.5)
+    gradients_flow(student, scores, _mask(5), gen=g, free=_mask(5))  # the modules call it: it keeps the graph
 
 
 def _check_masked_weights(weights: torch.Tensor, mask: torch.Tensor, what: str) -> None:
@@ -86,6 +88,7 @@ def test_renormalize_masked_hidden(student):
     # weights.tril() would fake); each row keeps its own token, so none sums to 0.
     weights, hide = torch.softmax(ref.randn(g, 7, 7), -1), ref.rand(g, 7, 7) > 0.5
     against_reference(student, weights, hide & ~torch.eye(7, dtype=torch.bool))
+    gradients_flow(student, weights, hide & ~torch.eye(7, dtype=torch.bool), gen=g)
 
 
 @check(M + "renormalize_masked", "masking")

@@ -5,7 +5,7 @@ import torch
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
 from attnkit.judge.checks.common import (module_matches_doc, F32, against_reference, buffer_shape, build_witnessed, dropout_behaves,
-                                   gradients_match, has_types, module_against_reference, random_state,
+                                   gradients_flow, gradients_match, has_types, module_against_reference, random_state,
                                    raises_value_error, seeded_matches_doc, short_sequence_matches, verify_structure)
 from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.registry import check
@@ -76,9 +76,11 @@ def test_split_heads_example(student):
 @check(M + "split_heads", "hidden")
 def test_split_heads_hidden(student):
     g = ref.generator(M, "split_heads")
-    against_reference(student, ref.randn(g, 2, 5, 12), 3)
+    x = ref.randn(g, 2, 5, 12)
+    against_reference(student, x, 3)
     against_reference(student, ref.randn(g, 2, 5, 12), 4)
     against_reference(student, ref.randn(g, 3, 7, 6), 2)
+    gradients_flow(student, x, 3, gen=g)  # the module calls it: it keeps the autograd graph
 
 
 @check(M + "merge_heads", "example")
@@ -94,9 +96,11 @@ def test_merge_heads_example(student):
 @check(M + "merge_heads", "hidden")
 def test_merge_heads_hidden(student):
     g = ref.generator(M, "merge_heads")
-    against_reference(student, ref.randn(g, 2, 3, 5, 4))
+    x = ref.randn(g, 2, 3, 5, 4)
+    against_reference(student, x)
     against_reference(student, ref.randn(g, 2, 4, 5, 3))
     against_reference(student, ref.randn(g, 3, 2, 7, 6))
+    gradients_flow(student, x, gen=g)
 
 
 # -- the fused module
