@@ -135,6 +135,42 @@ def test_a_stage_that_cuts_the_gradient_loses_its_hidden_check(zygote, tmp_path,
     assert failed.reason.startswith(f"no gradient flows back from the result to `{argument}`")
 
 
+def test_an_in_place_dropout_that_breaks_training_loses_the_dropout_check(zygote, tmp_path):
+    """nn.Dropout(inplace=True) on the weights overwrites the softmax output its
+    backward needs: right in every forward, untrainable (style review: 100/100)."""
+    edits = {m: [("self.dropout = nn.Dropout(dropout)", "self.dropout = nn.Dropout(dropout, inplace=True)")]
+             for m in (CA, MH)}
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA, MH))
+    assert scores(report) == dict(full_marks((CA, MH)), **{f"{CA}.CausalAttention": 10,  # dropout: 3
+                                                              f"{MH}.MultiHeadAttention": 14})  # dropout: 1
+    for item in (f"{CA}.CausalAttention", f"{MH}.MultiHeadAttention"):
+        (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
+        assert failed.kind == "dropout"
+        assert failed.reason.startswith("in train mode, backpropagating through the module fails: raised "
+                                        "RuntimeError: one of the variables needed for gradient computation "
+                                        "has been modified by an inplace operation")
+
+
+def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check(zygote, tmp_path):
+    """Any T <= context_length, call after call: a mask sliced once and kept fits
+    only the first length (style review: 13/13 before, each check built a
+    fresh module and called it with one length)."""
+    edits = {CA: [("mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+                   "mask_scores(scores, self._first_mask(num_tokens))"),
+                  ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+                   "    def _first_mask(self, n):\n"
+                   "        if getattr(self, '_kept', None) is None:\n"
+                   "            self._kept = self.mask[:n, :n]\n"
+                   "        return self._kept\n\n"
+                   "    def forward(self, x: torch.Tensor) -> torch.Tensor:")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
+    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.CausalAttention": 11})  # short_sequence: 2
+    (failed,) = [c for c in report.by_item()[f"{CA}.CausalAttention"].checks if not c.passed]
+    assert failed.kind == "short_sequence"
+    assert failed.reason.startswith("called with 5 tokens and then, the same module, with 3 (context_length 9), "
+                                    "forward raised RuntimeError: The size of tensor a (5) must match")
+
+
 def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
     """merge_heads deleted: MultiHeadAttention, which calls it, keeps its points."""
     start = "def merge_heads(x: torch.Tensor) -> torch.Tensor:"

@@ -178,18 +178,22 @@ def module_matches_doc(student, *args, state: str, x: torch.Tensor, entry: str, 
 
 def short_sequence_matches(student, *args, state, x: torch.Tensor, **kwargs) -> None:
     """The module (constructed with ``args``, context_length ``args[2]``) on
-    ``x``, fewer tokens than its context_length, against the reference. If its
-    forward raises, the failure says with how many tokens, and names a cause
-    only where the error shows one (an unsliced mask is recognised in
-    ``attnkit.judge.diagnosis.errors``)."""
+    ``x``, fewer tokens than its context_length, and then, the same module, on
+    the first two tokens fewer (any T <= context_length, call after call: a
+    mask kept from the first call would not fit the second), against the
+    reference. If its forward raises, the failure says with how many tokens,
+    and names a cause only where the error shows one (an unsliced mask is
+    recognised in ``attnkit.judge.diagnosis.errors``)."""
     tokens, context = x.shape[1], args[2]
+    shorter = x[:, :max(1, tokens - 2)].clone()
     try:
-        module_against_reference(student, *args, state=state, inputs=[x],
-                                 what=f"the context vectors of {tokens} tokens with context_length {context}", **kwargs)
+        module_against_reference(student, *args, state=state, inputs=[x, shorter],
+                                 what=f"the context vectors with context_length {context}", **kwargs)
     except StudentError as exc:
         if exc.kind != "exception" or exc.diagnosis == "mask_not_sliced":
             raise exc from None
-        facts = f"with {tokens} tokens and context_length {context}, forward {exc.reason}"
+        facts = (f"called with {tokens} tokens and then, the same module, with {shorter.shape[1]} "
+                 f"(context_length {context}), forward {exc.reason}")
         raise CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts) from None
 
 
@@ -520,3 +524,11 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
         raise CheckFailure("in train mode the output is not the dropped weights times the values: its last "
                            "columns, where the values hold features drawn for this check, do not follow from "
                            "the weights shown in the first ones")
+    # Training is what dropout is for: a gradient must get back through it (an
+    # in-place dropout overwrites the softmax output its backward needs).
+    try:
+        student.build(*args, state=state, inputs=[x], dtype="float64", train=True,
+                      grad_output=torch.ones(b, T, d_out, dtype=torch.float64))
+    except StudentError as exc:
+        facts = f"in train mode, backpropagating through the module fails: {exc.reason}"
+        raise CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts) from None
