@@ -171,6 +171,22 @@ def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check
                                     "forward raised RuntimeError: The size of tensor a (5) must match")
 
 
+def test_autograd_turned_off_at_a_files_top_level_costs_no_item_and_is_said(zygote, tmp_path):
+    """A global switch in one file cost the gradient checks of four other
+    files' modules, each told of an error in its own correct code (style review:
+    95/100). Each request now starts with autograd on; the file is named in a note."""
+    folder = make_submission(tmp_path / "s", {S: [("import torch\n", "import torch\n\ntorch.set_grad_enabled(False)\n")]})
+    report = grade_folder(zygote, folder)
+    assert scores(report) == full_marks()
+    assert [n for n in report.notes if "autograd" in n] == [
+        "simplified_attention.py turns autograd off when it is imported (torch.set_grad_enabled(False), or a "
+        "no_grad() entered, at its top level): a training script that imports it could train nothing; the "
+        "grader turned it on again for every item"]
+    # an item that turns it off in its own call still pays for it, and nothing else does
+    folder = make_submission(tmp_path / "t", {SA: [("def attention_weights(", "@torch.no_grad()\ndef attention_weights(")]})
+    assert scores(grade_folder(zygote, folder)) == dict(full_marks(), **{f"{SA}.attention_weights": 2})
+
+
 def test_a_missing_function_costs_only_its_own_item(zygote, tmp_path):
     """merge_heads deleted: MultiHeadAttention, which calls it, keeps its points."""
     start = "def merge_heads(x: torch.Tensor) -> torch.Tensor:"

@@ -134,7 +134,7 @@ class Grading:
         return self.run_.student(check)
 
     def report(self) -> Report:
-        notes = list(self.submission.notes) + self.submission.missing_notes()
+        notes = list(self.submission.notes) + self.submission.missing_notes() + self.run_.session.notes
         return build_report(self.run_.results, self.submission.modules, notes, public=self.public)
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ import traceback
 import types
 
 from attnkit.sandbox import protocol, standins
-from attnkit.sandbox.protocol import Fault, Kind, Op
+from attnkit.sandbox.protocol import AUTOGRAD_OFF, Fault, Kind, Op
 
 _MISSING = object()
 BUFFER_VALUES = 1 << 16  # buffers up to this many elements are sent as values, larger ones by shape
@@ -185,7 +185,13 @@ class Child:
                 if not isinstance(sys.modules.get(other), _StandInModule):
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
+            if not self.torch.is_grad_enabled():
+                # switched off at the file's top level: said in a note, and on again, so
+                # that it costs no item of this or any other file (each request starts with it on)
+                self.torch.set_grad_enabled(True)
+                return AUTOGRAD_OFF
             return "ok"
+        self.torch.set_grad_enabled(True)  # as a training script has it: an earlier request's switch is not this one's
         used: set = set()
         args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
         kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs, used=used)

@@ -28,7 +28,7 @@ from attnkit.sandbox import protocol
 from attnkit.sandbox.answers import ANSWERS
 from attnkit.sandbox.contract import ChildFault, LimitHit, Limits
 from attnkit.sandbox.forking import SESSION_PREFIX, ForkZygote, _top_level_imports, checkout_paths
-from attnkit.sandbox.protocol import Fault, Kind, Limit, Op
+from attnkit.sandbox.protocol import AUTOGRAD_OFF, Fault, Kind, Limit, Op
 
 
 # --------------------------------------------------------------------------- one submission
@@ -66,6 +66,8 @@ class Session:
         self.fresh = False  # the next request tells the child its output is counted from zero
         self.spawned = 0
         self._deps: dict[str, list[str]] = {}
+        self.notes: list[str] = []  # what the grader saw while grading, for the report's notes
+        self.autograd_off: set[str] = set()  # the files whose import turned autograd off
 
     # -- lifecycle
     def _start(self) -> None:
@@ -178,6 +180,12 @@ class Session:
             else:
                 self.imported.add(m)
                 self.imported_before.add(m)
+                if reply.get("value") == ["s", AUTOGRAD_OFF] and m not in self.autograd_off:
+                    self.autograd_off.add(m)
+                    self.notes.append(f"{m}.py turns autograd off when it is imported (torch.set_grad_enabled("
+                                      f"False), or a no_grad() entered, at its top level): a training script "
+                                      f"that imports it could train nothing; the grader turned it on again "
+                                      f"for every item")
 
     # -- requests
     def request(self, item: str, op: str, args=(), kwargs=None):

@@ -50,6 +50,11 @@ class _Word(str, Enum):
     __format__ = str.__format__
 
 
+# An import's reply where the file turned autograd off at its top level (the
+# child turns it on again): the grader says so in a note, and nothing else.
+AUTOGRAD_OFF = "autograd off"
+
+
 class Op(_Word):
     """What the grader asks of a child (the ``op`` of a request frame)."""
 
