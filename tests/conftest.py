@@ -41,7 +41,8 @@ confined_only = pytest.mark.skipif(PORTABLE, reason="a guarantee of the Linux sa
 # The longest files, first: the README's test command runs the suite on three
 # processes, a file to each (pytest-xdist's loadfile), and a long file taken
 # last would leave the others idle while it ends.
-LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_handout.py", "test_portable.py", "test_unprivileged.py")
+LONGEST_FIRST = ("test_nbgrader_pipeline.py", "test_nbgrader_pipeline_hostile.py", "test_handout.py", "test_portable.py",
+                 "test_unprivileged.py")
 
 
 def pytest_configure(config):

@@ -31,7 +31,8 @@ EDITS: dict[str, dict[str, list[tuple[str, str, str]]]] = {
         ("project_qkv", "    queries = inputs @ W_query",
          "    print('in project_qkv', file=sys.stderr)\n"
          "    warnings.warn('a stray warning')\n"
-         "    queries = torch.tensor(inputs) @ W_query  # torch warns: copy-constructing a tensor"),
+         "    torch.tensor(inputs)  # torch warns: copy-constructing a tensor (kept apart: the copy is detached)\n"
+         "    queries = inputs @ W_query"),
     ]},
     "loop": {"causal_attention": [
         ("renormalize_masked", "    kept = weights * (~mask)", "    while True:\n        pass\n    kept = weights * (~mask)"),
