@@ -290,3 +290,23 @@ def test_a_query_score_that_squeezes_every_axis_loses_the_hidden_points(zygote, 
     report = grade_folder(zygote, folder, (S,))
     assert scores(report) == dict(full_marks((S,)), **{f"{S}.query_scores": 1})
     assert "has shape (); expected (1, 1)" in report.by_item()[f"{S}.query_scores"].summary
+
+
+def test_heads_that_are_one_module_repeated_are_said_so(zygote, tmp_path):
+    """`nn.ModuleList([CausalAttention(...)] * num_heads)` registers one object
+    num_heads times: the reason says what the missing parameters show (style
+    review: it listed them only)."""
+    old = "[CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)\n             for _ in range(num_heads)]"
+    folder = make_submission(tmp_path / "s", {MH: [(old, "[CausalAttention(d_in, d_out, context_length, dropout, "
+                                                         "qkv_bias)] * num_heads")]})
+    report = grade_folder(zygote, folder, (MH,))
+    assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
+    reasons = [c.reason for c in report.by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks if not c.passed]
+    assert any("only heads.0 has parameters of its own: `heads` holds one module, or one module repeated" in r
+               for r in reasons), reasons
+    # one head short, each a module of its own: with num_heads 3 (the hidden check) two heads have
+    # parameters, and the reason lists what the third lacks, with no such guess
+    folder = make_submission(tmp_path / "t", {MH: [(old, old.replace("range(num_heads)", "range(num_heads - 1)"))]})
+    (hidden,) = [c for c in grade_folder(zygote, folder, (MH,)).by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks
+                 if c.kind == "hidden"]
+    assert "missing heads.2.W_query.weight" in hidden.reason and "only heads.0" not in hidden.reason

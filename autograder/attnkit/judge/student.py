@@ -186,4 +186,11 @@ def parameter_difference(params: dict, state: dict) -> str:
     for n in want:
         if n in have and list(have[n]) != want[n]:
             parts.append(f"{n} has shape {tuple(have[n])}, expected {tuple(want[n])}")
+    def heads(names) -> set[str]:
+        return {n.split(".")[1] for n in names if n.startswith("heads.")}
+
+    if len(heads(want)) > 1 and heads(have) == {"0"} and not extra and all(n.startswith("heads.") for n in missing):
+        parts.append("only heads.0 has parameters of its own: `heads` holds one module, or one module repeated "
+                     "(`[head] * num_heads` puts the same object num_heads times, it makes no new heads); "
+                     "create a new CausalAttention for each head")
     return "the module's parameters are not the expected ones: " + "; ".join(parts or ["(none)"])
