@@ -310,3 +310,20 @@ def test_heads_that_are_one_module_repeated_are_said_so(zygote, tmp_path):
     (hidden,) = [c for c in grade_folder(zygote, folder, (MH,)).by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks
                  if c.kind == "hidden"]
     assert "missing heads.2.W_query.weight" in hidden.reason and "only heads.0" not in hidden.reason
+
+
+def test_heads_copied_from_one_head_are_said_so(zygote, tmp_path):
+    """copy.deepcopy of one head gives every head its weights: only the seed
+    check can tell, and its reason now says what the parameters show."""
+    old = "[CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)\n             for _ in range(num_heads)]"
+    new = "[copy.deepcopy(CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)) for _ in range(num_heads)]"
+    folder = make_submission(tmp_path / "s", {MH: [("import torch\n", "import copy\n\nimport torch\n"), (old, new)]})
+    report = grade_folder(zygote, folder, (MH,))
+    assert scores(report) == full_marks((MH,))  # a copy of each fresh head: draws of its own, correct
+    folder = make_submission(tmp_path / "t", {MH: [("import torch\n", "import copy\n\nimport torch\n"), (old, (
+        "[copy.deepcopy(first) for first in [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)]"
+        " for _ in range(num_heads)]"))]})
+    report = grade_folder(zygote, folder, (MH,))
+    assert scores(report) == dict(full_marks((MH,)), **{f"{MH}.MultiHeadAttentionWrapper": 6})  # seed: 1
+    (failed,) = [c for c in report.by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks if not c.passed]
+    assert failed.kind == "seed" and "every head starts with the same weights as heads.0" in failed.reason

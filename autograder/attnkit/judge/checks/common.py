@@ -388,10 +388,15 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
     try:
         compare.matches_doc(got, entry_id, what=what)
     except CheckFailure as exc:
+        if _heads_alike(run.params):
+            exc = CheckFailure(f"{exc.reason}; and every head starts with the same weights as heads.0: they were "
+                               f"copied from one head (copy.deepcopy), or drawn after the seed was set again; create "
+                               f"the heads one after another, each with its own CausalAttention(...) call, so that "
+                               f"each draws its own numbers", exc.details)
         # for the advice conclude() adds: the order the student's module made its
         # parameters in, and the reference's (None where there is no reference)
         exc.layer_order = (_layers(run.params), _layers(reference_names(student.name, args, kwargs) or []))
-        raise
+        raise exc from None
     verify(student, run, what)
     if run.witness_input is not None:
         # the point is for the parameters the seed gave: the document's numbers
@@ -401,6 +406,19 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
                 got.double(), expected.double(), atol=F32["atol"], rtol=F32["rtol"]):
             raise CheckFailure(f"{what} cannot be credited: it is not what your module's parameters give "
                                f"on the document's input")
+
+
+def _heads_alike(params: dict) -> bool:
+    """Two heads or more, and every one's parameters equal to heads.0's: no draw gives that."""
+    heads: dict[str, dict[str, torch.Tensor]] = {}
+    for name, value in dict(params).items():
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "heads" and isinstance(value, torch.Tensor):
+            heads.setdefault(parts[1], {})[parts[2]] = value
+    first = heads.get("0")
+    return bool(first) and len(heads) > 1 and all(
+        set(h) == set(first) and all(h[k].shape == first[k].shape and torch.equal(h[k], first[k]) for k in h)
+        for h in heads.values())
 
 
 def _layers(parameter_names) -> list[str]:
