@@ -257,6 +257,10 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         kept = weights.masked_fill(mask, 0.0)
         return kept / kept.sum(dim=-1, keepdim=True)
     """)]),
+    "renormalize_one_minus_masked_sum": (CA, [body(CA, "renormalize_masked", """
+        kept = weights * (~mask)
+        return kept / (1 - (weights * mask).sum(dim=-1, keepdim=True))  # softmax rows sum to 1
+    """)]),
     "renormalize_where": (CA, [body(CA, "renormalize_masked", """
         kept = torch.where(mask, torch.zeros_like(weights), weights)
         return kept / kept.sum(-1, keepdim=True)

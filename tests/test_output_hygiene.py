@@ -46,6 +46,13 @@ def test_folder_names_are_shown_one_to_one():
     assert all(one_line(s) == s for s in shown)
     assert [name_shown(n) for n in ("xred", "tab name", "Zo\u00eb", "bob\xff")] == ["xred", "tab name", "Zo\u00eb", "bob\xff"]
     assert name_shown("x\x1b[31mred") == "x\\u001b[31mred" and name_shown("bob\udcff") == "bob\\xff"
+    # and as a CSV cell writes them: '=x (a formula made text) is not the folder "'=x"; a
+    # zero-width space or a non-breaking one is not invisible; in a list, "ann; ben" is one name
+    alike = ["=x", "'=x", "ada", "ada\u200b", "a b", "a\u00a0b", "\ufeffada"]
+    cells = [spreadsheet_cell(name_shown(n)) for n in alike]
+    assert len(set(cells)) == len(alike), cells
+    assert "; ".join(name_shown(n, ";,") for n in ["ann; ben"]) == "ann\\u003b ben"
+    assert name_shown("o'neil") == "o'neil"
 
 
 def test_control_characters_are_stripped_and_lines_kept_only_where_asked():

@@ -180,8 +180,13 @@ def test_autograd_turned_off_at_a_files_top_level_costs_no_item_and_is_said(zygo
     assert scores(report) == full_marks()
     assert [n for n in report.notes if "autograd" in n] == [
         "simplified_attention.py turns autograd off when it is imported (torch.set_grad_enabled(False), or a "
-        "no_grad() entered, at its top level): a training script that imports it could train nothing; the "
-        "grader turned it on again for every item"]
+        "no_grad() or inference_mode() entered, at its top level): a training script that imports it could "
+        "train nothing; the grader turned it on again for every item"]
+    # inference mode entered and never left: the same (it outlived set_grad_enabled(True), 63/100)
+    folder = make_submission(tmp_path / "i", {S: [("import torch\n", "import torch\n\n_mode = torch.inference_mode()\n"
+                                                                     "_mode.__enter__()\n")]})
+    report = grade_folder(zygote, folder)
+    assert scores(report) == full_marks() and [n for n in report.notes if "autograd" in n]
     # an item that turns it off in its own call still pays for it, and nothing else does
     folder = make_submission(tmp_path / "t", {SA: [("def attention_weights(", "@torch.no_grad()\ndef attention_weights(")]})
     assert scores(grade_folder(zygote, folder)) == dict(full_marks(), **{f"{SA}.attention_weights": 2})
@@ -327,3 +332,28 @@ def test_heads_copied_from_one_head_are_said_so(zygote, tmp_path):
     assert scores(report) == dict(full_marks((MH,)), **{f"{MH}.MultiHeadAttentionWrapper": 6})  # seed: 1
     (failed,) = [c for c in report.by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks if not c.passed]
     assert failed.kind == "seed" and "every head starts with the same weights as heads.0" in failed.reason
+
+
+def test_dropout_run_without_autograd_loses_the_dropout_check(zygote, tmp_path):
+    """Dropout under torch.no_grad(): every forward right, and in train mode
+    W_query and W_key learn nothing (second review: 13/13)."""
+    edits = {CA: [("        weights = self.dropout(weights)\n        return weights @ values  # (b, T, d_out)",
+                   "        with torch.no_grad():\n            weights = self.dropout(weights)\n"
+                   "        return weights @ values  # (b, T, d_out)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
+    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.CausalAttention": 10})  # dropout: 3
+    (failed,) = [c for c in report.by_item()[f"{CA}.CausalAttention"].checks if not c.passed]
+    assert failed.kind == "dropout"
+    assert failed.reason.startswith("in train mode no gradient reaches W_query.weight, W_key.weight")
+
+
+def test_a_stage_whose_only_fault_is_its_gradient_is_no_hard_coding_suspect(zygote, tmp_path):
+    """Its values pass every check on other inputs: the integrity flag, which
+    needs a wrong answer on each, does not list it (second review: it did)."""
+    from attnkit.judge import integrity
+
+    edits, item, _, _ = CUT_GRAPH["merge_heads_through_numpy"]
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), tuple(edits))
+    (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
+    assert failed.kind == "hidden" and failed.error == "gradient" and not failed.wrong_answer
+    assert integrity.hard_coded("s", report) == []

@@ -28,6 +28,11 @@ class CheckFailure(AssertionError):
         self.facts = reason if facts is None else facts
 
 
+class GradientFailure(CheckFailure):
+    """The item's values are right, and what flows back through it is not (cut
+    from the autograd graph, or another gradient): never a wrong answer."""
+
+
 class StudentError(CheckFailure):
     """The student's code raised, was missing, or could not be imported.
 

@@ -14,12 +14,14 @@ student's folder name, ``name_shown``.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \), and two-byte ESC sequences.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 # C0 controls but tab and newline, DEL, C1 controls, and the bidirectional
 # overrides that make a terminal show text in another order than it is.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (zero-width), unassigned
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -40,28 +42,39 @@ def one_line(text) -> str:
     return printable(text).replace("\n", "\\n").replace("\t", " ")
 
 
-def name_shown(name) -> str:
+def name_shown(name, separators: str = "") -> str:
     """A student's folder name as one printable line that no other name is shown as.
 
     ``one_line`` drops escape sequences and turns bytes that are not UTF-8 into
     U+FFFD, so ``xred`` and ``x<ESC>[31mred``, or ``bob<0xff>`` and ``bob<0xfe>``,
     would be one name in grades.csv: one student's row would pass for
     another's. A name that is not already plain is written escaped instead:
-    a byte that is not UTF-8 as ``\\xNN``, a control character as ``\\uNNNN``,
-    a backslash doubled. A plain name has no backslash and an escaped one
-    always has one, so two folders never share a shown name.
+    a byte that is not UTF-8 as ``\\xNN``, a control character, an invisible one
+    (a zero-width space, a format character, a space other than " ") or a
+    leading ``'`` (which a CSV cell puts before ``=x``) as ``\\uNNNN``, and
+    each of ``separators`` too (where names are listed: ``ann; ben`` is not two
+    students), a backslash doubled. A plain name has no backslash and an
+    escaped one always has one, so two folders never share a shown name.
+    Letters that look alike in other scripts are letters, and stay.
     """
     name = str(name)
-    if "\\" not in name and one_line(name) == name:
+
+    def hidden(at: int, ch: str) -> bool:
+        code = ord(ch)
+        return (ch in "\t\n\r" or ch in separators or (at == 0 and ch == "'") or bool(_CONTROL.match(ch))
+                or 0xD800 <= code <= 0xDFFF or unicodedata.category(ch) in _INVISIBLE
+                or (unicodedata.category(ch) == "Zs" and ch != " "))
+
+    if "\\" not in name and not any(hidden(at, ch) for at, ch in enumerate(name)):
         return name
     out = []
-    for ch in name:
+    for at, ch in enumerate(name):
         code = ord(ch)
         if ch == "\\":
             out.append("\\\\")
         elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogate escape)
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch in "\t\n\r" or _CONTROL.match(ch) or 0xD800 <= code <= 0xDFFF:
+        elif hidden(at, ch):
             out.append(f"\\u{code:04x}")
         else:
             out.append(ch)

@@ -304,7 +304,7 @@ def write(out_dir: Path, flags: list[Flag]) -> Path:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["flag", "students", "item", "evidence"])
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
-        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell("; ".join(map(name_shown, f.students))),
+        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell("; ".join(name_shown(s, ";,") for s in f.students)),
                          spreadsheet_cell(f.item), spreadsheet_cell(f.evidence)])
     path = Path(out_dir) / "integrity.csv"
     write_atomic(str(path), buf.getvalue())
@@ -321,5 +321,5 @@ def summary(flags: list[Flag]) -> list[str]:
              + ", ".join(f"{n} {name}" for name, n in counts.items())]
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
         what = f" {f.item}" if f.item else ""
-        lines.append(one_line(f"  {f.flag}: {', '.join(map(name_shown, f.students))}{what}: {f.evidence}"))
+        lines.append(one_line(f"  {f.flag}: {', '.join(name_shown(s, ';,') for s in f.students)}{what}: {f.evidence}"))
     return lines

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from attnkit.exercises import PUBLIC_KINDS, Item, items
 from attnkit.judge.registry import Check
-from attnkit.errors import CheckFailure, LimitExceeded, StudentError
+from attnkit.errors import CheckFailure, GradientFailure, LimitExceeded, StudentError
 from attnkit.text import one_line, printable
 
 
@@ -22,7 +22,7 @@ class CheckResult:
     not_implemented: bool = False
     diagnosis: str = ""  # id of the catalogued misconception named in the reason
     pictures: list = field(default_factory=list)  # diagnosis.pictures.Picture, for the feedback file
-    error: str = ""  # why it failed other than by a wrong answer: "limit", "grader", or the StudentError kind
+    error: str = ""  # why it failed other than by a wrong answer: "limit", "grader", "gradient", or the StudentError kind
 
     @property
     def wrong_answer(self) -> bool:
@@ -55,7 +55,8 @@ def outcome(check: Check, exc: BaseException | None) -> CheckResult:
         return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS), limit=True, error="limit",
                            **base)
     if isinstance(exc, CheckFailure):
-        kind = (exc.kind or "raised") if isinstance(exc, StudentError) else ""
+        kind = (exc.kind or "raised") if isinstance(exc, StudentError) else (
+            "gradient" if isinstance(exc, GradientFailure) else "")
         return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS),
                            details=_capped(printable(exc.details), DETAILS_CHARS),
                            not_implemented=kind == "not_implemented", error=kind,

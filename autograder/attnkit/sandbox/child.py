@@ -176,6 +176,14 @@ class Child:
             sys.modules[module] = self._stand_in_module(module)
 
     def handle(self, header: dict, bufs: list):
+        # Every request runs with autograd on and inference mode off, as a training
+        # script has them: a switch a file flipped at its top level (a global
+        # set_grad_enabled(False), a no_grad() or inference_mode() entered and never
+        # left) ends with the request that imported it, and costs no other item.
+        with self.torch.inference_mode(False), self.torch.enable_grad():
+            return self._handle(header, bufs)
+
+    def _handle(self, header: dict, bufs: list):
         op = header.get("op")
         if header.get("fresh_output") and self.fresh_output is not None:
             self.fresh_output()
@@ -185,13 +193,9 @@ class Child:
                 if not isinstance(sys.modules.get(other), _StandInModule):
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
-            if not self.torch.is_grad_enabled():
-                # switched off at the file's top level: said in a note, and on again, so
-                # that it costs no item of this or any other file (each request starts with it on)
-                self.torch.set_grad_enabled(True)
-                return AUTOGRAD_OFF
+            if not self.torch.is_grad_enabled() or self.torch.is_inference_mode_enabled():
+                return AUTOGRAD_OFF  # switched off at the file's top level: said in a note
             return "ok"
-        self.torch.set_grad_enabled(True)  # as a training script has it: an earlier request's switch is not this one's
         used: set = set()
         args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
         kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs, used=used)

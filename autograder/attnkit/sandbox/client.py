@@ -183,9 +183,9 @@ class Session:
                 if reply.get("value") == ["s", AUTOGRAD_OFF] and m not in self.autograd_off:
                     self.autograd_off.add(m)
                     self.notes.append(f"{m}.py turns autograd off when it is imported (torch.set_grad_enabled("
-                                      f"False), or a no_grad() entered, at its top level): a training script "
-                                      f"that imports it could train nothing; the grader turned it on again "
-                                      f"for every item")
+                                      f"False), or a no_grad() or inference_mode() entered, at its top level): "
+                                      f"a training script that imports it could train nothing; the grader "
+                                      f"turned it on again for every item")
 
     # -- requests
     def request(self, item: str, op: str, args=(), kwargs=None):

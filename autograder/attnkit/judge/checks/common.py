@@ -12,7 +12,7 @@ from attnkit.judge import compare, reference
 from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.diagnosis.dropout import train_mode_failure
 from attnkit.judge.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
-from attnkit.errors import CheckFailure, LimitExceeded, StudentError
+from attnkit.errors import CheckFailure, GradientFailure, LimitExceeded, StudentError
 from attnkit.judge.student import parameter_difference, reference_names
 
 # float32 results of a different but correct formula differ by ~1e-7.
@@ -43,7 +43,8 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
     return compare.close(got, expected, what=what, call=call, **tol)
 
 
-def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | None = None) -> None:
+def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | None = None,
+                   rows_sum_to_one: bool = False) -> None:
     """The gradient of the item's result (times a random tensor, summed) with
     respect to each float argument, as the reference's. The modules of later
     stages call this one (stood in for while they are graded): a stage that
@@ -52,7 +53,11 @@ def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | No
 
     ``free``: positions of the first argument whose gradient is anyone's (a
     score masked to -inf: ``masked_fill`` sends it 0, adding a -inf mask sends
-    it the incoming gradient, and the softmax after it gives both weight 0)."""
+    it the incoming gradient, and the softmax after it gives both weight 0).
+    ``rows_sum_to_one``: the first argument is softmax weights, so only
+    directions along which its rows still sum to 1 count (``1 - masked sum``
+    for the new sum is right on them, and any gradient composed with the softmax
+    before it is the same): each row's mean is taken out of both gradients."""
     expected_out = reference.memo(student.name, reference.solution(student.name), *args)
     outs = expected_out if isinstance(expected_out, tuple) else (expected_out,)
     grad_output = tuple(reference.randn(gen, *o.shape) for o in outs)
@@ -62,13 +67,19 @@ def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | No
         if e is None:
             continue
         if g is None:
-            raise CheckFailure(f"no gradient flows back from the result to `{name}`: the result is right, but "
+            raise GradientFailure(f"no gradient flows back from the result to `{name}`: the result is right, but "
                                f"cut from the autograd graph (a .detach(), torch.no_grad() or a detour through "
                                f"numpy?), so a module that calls this stage could not train what comes before it")
-        if free is not None and g is got[0] and g.shape == e.shape:
+        first = g is got[0] and g.shape == e.shape
+        if free is not None and first:
             g, e = g.masked_fill(free, 0), e.masked_fill(free, 0)
-        compare.close(g, e, what=f"the gradient with respect to `{name}` (of the result times a random tensor, "
-                                 f"summed)")
+        if rows_sum_to_one and first:
+            g, e = g - g.mean(dim=-1, keepdim=True), e - e.mean(dim=-1, keepdim=True)
+        try:
+            compare.close(g, e, what=f"the gradient with respect to `{name}` (of the result times a random tensor, "
+                                     f"summed)")
+        except CheckFailure as exc:
+            raise GradientFailure(exc.reason, exc.details) from None
 
 
 def _reference_gradients(item: str, args: tuple, grad_output: tuple) -> list:
@@ -545,8 +556,15 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     # Training is what dropout is for: a gradient must get back through it (an
     # in-place dropout overwrites the softmax output its backward needs).
     try:
-        student.build(*args, state=state, inputs=[x], dtype="float64", train=True,
-                      grad_output=torch.ones(b, T, d_out, dtype=torch.float64))
+        run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True,
+                            grad_output=torch.ones(b, T, d_out, dtype=torch.float64))
     except StudentError as exc:
         facts = f"in train mode, backpropagating through the module fails: {exc.reason}"
         raise CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts) from None
+    # the queries' and keys' gradients pass through the dropped weights (out_proj's
+    # does not: an out_proj left unused is its own mistake, named by other checks)
+    unreached = [n for n, grad in dict(run.grads or {}).items() if grad is None and ("W_query" in n or "W_key" in n)]
+    if run.grads is None or unreached:
+        raise GradientFailure(f"in train mode no gradient reaches {', '.join(unreached) or 'the parameters'}: "
+                              f"the output is cut from them in the autograd graph (is the dropout, or what comes "
+                              f"after it, run under torch.no_grad() or detached?)")
