@@ -116,6 +116,8 @@ CUT_GRAPH = {  # right in value, cut from the autograd graph: the modules that c
                              f"{CA}.mask_scores", 3, "scores"),
     "attention_weights_under_no_grad": ({SA: [("def attention_weights(", "@torch.no_grad()\ndef attention_weights(")]},
                                         f"{SA}.attention_weights", 2, "scores"),
+    "causal_mask_under_inference_mode": ({CA: [("def causal_mask(", "@torch.inference_mode()\ndef causal_mask(")]},
+                                         f"{CA}.causal_mask", 1, None),  # third review: 100/100
     "merge_heads_through_numpy": ({MH: [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)",
                                          "x = torch.from_numpy(x.detach().numpy()).transpose(1, 2).contiguous()")]},
                                   f"{MH}.merge_heads", 1, "x"),
@@ -132,7 +134,8 @@ def test_a_stage_that_cuts_the_gradient_loses_its_hidden_check(zygote, tmp_path,
     assert scores(report) == dict(full_marks(tuple(edits)), **{item: left})
     (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
     assert failed.kind == "hidden"
-    assert failed.reason.startswith(f"no gradient flows back from the result to `{argument}`")
+    assert failed.reason.startswith(f"no gradient flows back from the result to `{argument}`" if argument else
+                                    "the result is right, but an inference tensor (made under torch.inference_mode())")
 
 
 def test_an_in_place_dropout_that_breaks_training_loses_the_dropout_check(zygote, tmp_path):
@@ -182,6 +185,18 @@ def test_autograd_turned_off_at_a_files_top_level_costs_no_item_and_is_said(zygo
         "simplified_attention.py turns autograd off when it is imported (torch.set_grad_enabled(False), or a "
         "no_grad() or inference_mode() entered, at its top level): a training script that imports it could "
         "train nothing; the grader turned it on again for every item"]
+    # the default dtype changed at the top: the same (third review: 79/100, the file never named)
+    folder = make_submission(tmp_path / "d", {S: [("import torch\n", "import torch\n\ntorch.set_default_dtype(torch.float64)\n")]})
+    report = grade_folder(zygote, folder)
+    assert scores(report) == full_marks()
+    assert [n for n in report.notes if "dtype" in n] == [
+        "simplified_attention.py changes torch's default dtype when it is imported (torch.set_default_dtype at its "
+        "top level): every layer and tensor made after it, in any file, would take that dtype; the grader set it "
+        "back for every item"]
+    # torch's switches replaced by the submission: the child keeps torch's own (third review: 52/100)
+    folder = make_submission(tmp_path / "r", {S: [("import torch\n", "import torch\n\ntorch.enable_grad = torch.no_grad\n"
+                                                                     "torch.inference_mode = lambda *a, **k: torch.no_grad()\n")]})
+    assert scores(grade_folder(zygote, folder)) == full_marks()
     # inference mode entered and never left: the same (it outlived set_grad_enabled(True), 63/100)
     folder = make_submission(tmp_path / "i", {S: [("import torch\n", "import torch\n\n_mode = torch.inference_mode()\n"
                                                                      "_mode.__enter__()\n")]})
@@ -357,3 +372,12 @@ def test_a_stage_whose_only_fault_is_its_gradient_is_no_hard_coding_suspect(zygo
     (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
     assert failed.kind == "hidden" and failed.error == "gradient" and not failed.wrong_answer
     assert integrity.hard_coded("s", report) == []
+
+
+def test_a_module_that_turns_autograd_off_in_eval_mode_keeps_its_gradient_point(zygote, tmp_path):
+    """Gradients are taken as a training step takes them, in train mode (dropout
+    0): inference_mode(not self.training) trains (third review: 12/13)."""
+    edits = {CA: [("        ### BEGIN SOLUTION\n        num_tokens = x.shape[-2]\n",
+                   "        ### BEGIN SOLUTION\n        with torch.inference_mode(not self.training):\n"
+                   "            return self._forward(x)\n\n    def _forward(self, x):\n        num_tokens = x.shape[-2]\n")]}
+    assert scores(grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))) == full_marks((CA,))

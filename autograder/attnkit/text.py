@@ -22,6 +22,13 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 # overrides that make a terminal show text in another order than it is.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (zero-width), unassigned
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters
+# shown as nothing, whatever their category (a combining grapheme joiner, the
+# variation selectors, the Hangul fillers), and the blank Braille pattern.
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+              (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x2800, 0x2800),
+              (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+              (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))
 FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -50,8 +57,9 @@ def name_shown(name, separators: str = "") -> str:
     would be one name in grades.csv: one student's row would pass for
     another's. A name that is not already plain is written escaped instead:
     a byte that is not UTF-8 as ``\\xNN``, a control character, an invisible one
-    (a zero-width space, a format character, a space other than " ") or a
-    leading ``'`` (which a CSV cell puts before ``=x``) as ``\\uNNNN``, and
+    (a zero-width space, a format character, a space other than " ", what
+    Unicode says to show as nothing) or a leading ``'`` (which a CSV cell puts
+    before ``=x``) as ``\\uNNNN`` (``\\UNNNNNNNN`` above U+FFFF), and
     each of ``separators`` too (where names are listed: ``ann; ben`` is not two
     students), a backslash doubled. A plain name has no backslash and an
     escaped one always has one, so two folders never share a shown name.
@@ -63,7 +71,7 @@ def name_shown(name, separators: str = "") -> str:
         code = ord(ch)
         return (ch in "\t\n\r" or ch in separators or (at == 0 and ch == "'") or bool(_CONTROL.match(ch))
                 or 0xD800 <= code <= 0xDFFF or unicodedata.category(ch) in _INVISIBLE
-                or (unicodedata.category(ch) == "Zs" and ch != " "))
+                or (unicodedata.category(ch) == "Zs" and ch != " ") or any(lo <= code <= hi for lo, hi in _IGNORABLE))
 
     if "\\" not in name and not any(hidden(at, ch) for at, ch in enumerate(name)):
         return name
@@ -74,8 +82,8 @@ def name_shown(name, separators: str = "") -> str:
             out.append("\\\\")
         elif 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogate escape)
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif hidden(at, ch):
-            out.append(f"\\u{code:04x}")
+        elif hidden(at, ch):  # fixed width: U+E0001 is not U+E000 and a "1"
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
         else:
             out.append(ch)
     return "".join(out)

@@ -96,9 +96,10 @@ class Student:
         compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
         return reply["result"]
 
-    def gradient(self, args: tuple, grad_output: tuple) -> list:
+    def gradient(self, args: tuple, grad_output: tuple) -> tuple[list, bool]:
         """The gradient the student's function gives each of ``args`` when
-        ``grad_output`` (one tensor per result) flows back: None where none reached it."""
+        ``grad_output`` (one tensor per result) flows back (None where none
+        reached it), and whether a result is an inference tensor."""
         try:
             reply = self._request("gradient", (), {"args": list(args), "grad_output": list(grad_output)})
         except StudentError as exc:
@@ -107,7 +108,7 @@ class Student:
         if not isinstance(grads, list) or len(grads) != len(args) or not all(
                 g is None or isinstance(g, torch.Tensor) for g in grads):
             raise CheckFailure("the process running your code sent back a malformed reply")
-        return grads
+        return grads, reply.get("inference") is True
 
     def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
               seed: int | None = None, dtype: str | None = None, repeat: int = 1,

@@ -21,7 +21,7 @@ import traceback
 import types
 
 from attnkit.sandbox import protocol, standins
-from attnkit.sandbox.protocol import AUTOGRAD_OFF, Fault, Kind, Op
+from attnkit.sandbox.protocol import SWITCHED, Fault, Kind, Op
 
 _MISSING = object()
 BUFFER_VALUES = 1 << 16  # buffers up to this many elements are sent as values, larger ones by shape
@@ -110,6 +110,11 @@ class Child:
         self.torch = torch
         keep_one_thread(torch)
         compile_eagerly(torch)
+        # torch's switches as torch gave them (a submission may replace the names in
+        # torch), and the default dtype every request starts from
+        self.switches = (torch.inference_mode, torch.enable_grad, torch.is_grad_enabled,
+                         torch.is_inference_mode_enabled, torch.set_default_dtype, torch.get_default_dtype)
+        self.default_dtype = torch.get_default_dtype()
         self.exercises = modules  # every exercise module name
         self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
         self.swaps: dict[str, list[str]] = {}  # item -> the other stages it may call that have a stand-in
@@ -176,11 +181,14 @@ class Child:
             sys.modules[module] = self._stand_in_module(module)
 
     def handle(self, header: dict, bufs: list):
-        # Every request runs with autograd on and inference mode off, as a training
-        # script has them: a switch a file flipped at its top level (a global
-        # set_grad_enabled(False), a no_grad() or inference_mode() entered and never
-        # left) ends with the request that imported it, and costs no other item.
-        with self.torch.inference_mode(False), self.torch.enable_grad():
+        # Every request runs with autograd on, inference mode off and torch's default
+        # dtype, as a training script starts: a switch a file flipped at its top level
+        # (a global set_grad_enabled(False), a no_grad() or inference_mode() entered
+        # and never left, set_default_dtype) ends with the request that imported it,
+        # and costs no other item.
+        inference_mode, enable_grad, _, _, set_default_dtype, _ = self.switches
+        set_default_dtype(self.default_dtype)
+        with inference_mode(False), enable_grad():
             return self._handle(header, bufs)
 
     def _handle(self, header: dict, bufs: list):
@@ -193,9 +201,10 @@ class Child:
                 if not isinstance(sys.modules.get(other), _StandInModule):
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
-            if not self.torch.is_grad_enabled() or self.torch.is_inference_mode_enabled():
-                return AUTOGRAD_OFF  # switched off at the file's top level: said in a note
-            return "ok"
+            _, _, is_grad_enabled, is_inference_mode_enabled, _, get_default_dtype = self.switches
+            switched = [name for name, flipped in (("autograd", not is_grad_enabled() or is_inference_mode_enabled()),
+                                                   ("dtype", get_default_dtype() != self.default_dtype)) if flipped]
+            return SWITCHED + ",".join(switched) if switched else "ok"  # said in a note
         used: set = set()
         args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
         kwargs = protocol.decode_value(header.get("kwargs", ["d", {}]), bufs, used=used)
@@ -363,7 +372,7 @@ class Child:
             raise StudentFault(Fault.MISSING, f"`{getattr(target, '__name__', target)}` is not a function")
         args = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                 for a in spec.get("args", [])]
-        with torch.enable_grad():
+        with self.switches[1]():  # torch.enable_grad, as torch gave it
             result = target(*args)
             results = list(result) if isinstance(result, (tuple, list)) else [result]
             terms = [(r * g).sum() for r, g in zip(results, spec.get("grad_output", []))
@@ -371,7 +380,9 @@ class Child:
                      and tuple(r.shape) == tuple(g.shape)]
             if terms:
                 torch.stack(terms).sum().backward()
-        return {"grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args]}
+        return {"grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args],
+                # made under inference_mode(): no autograd graph may ever save it
+                "inference": any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)}
 
     def module(self, cls, spec: dict):
         """Build the class and run it. Parameters and buffers come back as values,

@@ -28,7 +28,19 @@ from attnkit.sandbox import protocol
 from attnkit.sandbox.answers import ANSWERS
 from attnkit.sandbox.contract import ChildFault, LimitHit, Limits
 from attnkit.sandbox.forking import SESSION_PREFIX, ForkZygote, _top_level_imports, checkout_paths
-from attnkit.sandbox.protocol import AUTOGRAD_OFF, Fault, Kind, Limit, Op
+from attnkit.sandbox.protocol import SWITCHED, SWITCHES, Fault, Kind, Limit, Op
+
+
+# What a note says of a global switch a file flipped when imported (the child
+# starts every request from torch's defaults again, so it costs no item).
+SWITCH_NOTES = {
+    "autograd": "{file} turns autograd off when it is imported (torch.set_grad_enabled(False), or a no_grad() or "
+                "inference_mode() entered, at its top level): a training script that imports it could train "
+                "nothing; the grader turned it on again for every item",
+    "dtype": "{file} changes torch's default dtype when it is imported (torch.set_default_dtype at its top level): "
+             "every layer and tensor made after it, in any file, would take that dtype; the grader set it back for "
+             "every item",
+}
 
 
 # --------------------------------------------------------------------------- one submission
@@ -67,7 +79,7 @@ class Session:
         self.spawned = 0
         self._deps: dict[str, list[str]] = {}
         self.notes: list[str] = []  # what the grader saw while grading, for the report's notes
-        self.autograd_off: set[str] = set()  # the files whose import turned autograd off
+        self.switched: set[tuple[str, str]] = set()  # (module, switch) its import flipped
 
     # -- lifecycle
     def _start(self) -> None:
@@ -180,12 +192,12 @@ class Session:
             else:
                 self.imported.add(m)
                 self.imported_before.add(m)
-                if reply.get("value") == ["s", AUTOGRAD_OFF] and m not in self.autograd_off:
-                    self.autograd_off.add(m)
-                    self.notes.append(f"{m}.py turns autograd off when it is imported (torch.set_grad_enabled("
-                                      f"False), or a no_grad() or inference_mode() entered, at its top level): "
-                                      f"a training script that imports it could train nothing; the grader "
-                                      f"turned it on again for every item")
+                value = reply.get("value")
+                if isinstance(value, list) and len(value) == 2 and str(value[1]).startswith(SWITCHED):
+                    for switch in str(value[1])[len(SWITCHED):].split(","):
+                        if switch in SWITCHES and (m, switch) not in self.switched:
+                            self.switched.add((m, switch))
+                            self.notes.append(SWITCH_NOTES[switch].format(file=f"{m}.py"))
 
     # -- requests
     def request(self, item: str, op: str, args=(), kwargs=None):

@@ -50,9 +50,11 @@ class _Word(str, Enum):
     __format__ = str.__format__
 
 
-# An import's reply where the file turned autograd off at its top level (the
-# child turns it on again): the grader says so in a note, and nothing else.
-AUTOGRAD_OFF = "autograd off"
+# An import's reply where the file flipped a global switch of torch at its top
+# level ("switched:autograd,dtype"; each request starts from torch's defaults
+# again): the grader says so in a note, and nothing else.
+SWITCHED = "switched:"
+SWITCHES = ("autograd", "dtype")
 
 
 class Op(_Word):

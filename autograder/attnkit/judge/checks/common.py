@@ -62,7 +62,10 @@ def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | No
     outs = expected_out if isinstance(expected_out, tuple) else (expected_out,)
     grad_output = tuple(reference.randn(gen, *o.shape) for o in outs)
     expected = reference.memo("gradients", _reference_gradients, student.name, args, grad_output)
-    got = student.gradient(args, grad_output)
+    got, inference = student.gradient(args, grad_output)
+    if inference:
+        raise GradientFailure("the result is right, but an inference tensor (made under torch.inference_mode()): "
+                              "autograd may never save it, so a module that uses it cannot be trained")
     for name, g, e in zip(student.arg_names(len(args)), got, expected):
         if e is None:
             continue
@@ -88,7 +91,9 @@ def _reference_gradients(item: str, args: tuple, grad_output: tuple) -> list:
     with torch.enable_grad():
         out = reference.solution(item)(*leaves)
         outs = out if isinstance(out, tuple) else (out,)
-        torch.stack([(o * g).sum() for o, g in zip(outs, grad_output)]).sum().backward()
+        terms = [(o * g).sum() for o, g in zip(outs, grad_output) if o.requires_grad]
+        if terms:  # a mask has none
+            torch.stack(terms).sum().backward()
     return [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in leaves]
 
 
@@ -367,11 +372,13 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
 
 
 def gradients_match(student, *args, state, x, gen, **kwargs) -> None:
-    """Every parameter receives the reference gradient."""
+    """Every parameter receives the reference gradient, in train mode (dropout 0),
+    as a training step would take it (a module that turns autograd off in eval
+    mode is not wrong)."""
     out_shape = reference_outputs(student.name, state, [x], *args, **kwargs)[0].shape
     g = reference.randn(gen, *out_shape)
     want = reference.memo("grads", _reference_grads, student.name, state, x, g, *args, **kwargs)
-    run = student.build(*args, state=state, inputs=[x], dtype="float64", grad_output=g, **kwargs)
+    run = student.build(*args, state=state, inputs=[x], dtype="float64", grad_output=g, train=True, **kwargs)
     if not isinstance(run.grads, dict):
         raise CheckFailure("forward did not return a tensor of the expected shape, "
                            "so no gradient could be taken")

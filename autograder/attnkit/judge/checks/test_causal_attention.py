@@ -35,6 +35,7 @@ def test_causal_mask_example(student):
 def test_causal_mask_hidden(student):
     for n in (1, 7, 13):
         against_reference(student, n, what=f"causal_mask({n})")
+    gradients_flow(student, 7, gen=ref.generator(M, "causal_mask"))  # a mask the modules can train with
 
 
 @check(M + "mask_scores", "example")
