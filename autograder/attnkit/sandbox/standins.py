@@ -236,7 +236,10 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 self.__dict__.pop(name, None)
             self.__dict__["_last_input"] = x
             names = [n for n, _ in self.named_parameters()]
-            request = {"target": key, "init": self._init, "state": names, "training": self.training}
+            # train mode asks for a dropout draw, never kept; with every dropout at p = 0
+            # there is none, and the answer is eval mode's (kept, asked once a class)
+            training = self.training and any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.modules())
+            request = {"target": key, "init": self._init, "state": names, "training": training}
             return upcalls.apply(request, [x] + [p for _, p in self.named_parameters()])
 
         def __getattr__(self, name):
