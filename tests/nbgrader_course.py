@@ -33,11 +33,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from attnkit.judge.engine import grade
 from attnkit.intake import from_folder
-from attnkit.exercises import MODULES, items_of, module_points
+from attnkit.exercises import MODULES, items_of, module_points, module_totals
 from attnkit.frontends.nbgrader_tree import extract, gradebook_scores, higher_in_nbgrader, module_scores
-from attnkit.sandbox import Limits
+from attnkit.sandbox import Limits, Zygote
 from notebook_samples import EDITS, SOLUTIONS, student_notebook, submit, write_modules
 
 # Run in the kernel only: a top-level `try` is not a definition, so the grader leaves it out.
@@ -102,6 +104,39 @@ def build_course(base: Path, submissions: dict[str, tuple[str, ...]]) -> Path:
     return root
 
 
+def fixtures(submissions: dict[str, tuple[str, ...]]):
+    """A test file's module fixtures: its course (nbgrader run on ``submissions``),
+    a worker, and the students' code graded as .py files."""
+
+    @pytest.fixture(scope="module")
+    def course(tmp_path_factory):
+        return build_course(tmp_path_factory.mktemp("nbgrader"), submissions)
+
+    @pytest.fixture(scope="module")
+    def zygote():
+        z = Zygote()
+        yield z
+        z.close()
+
+    @pytest.fixture(scope="module")
+    def attnkit_items(course, zygote, tmp_path_factory):
+        return graded_as_files(zygote, submissions, tmp_path_factory)
+
+    return course, zygote, attnkit_items
+
+
+def shared_tests(submissions: dict[str, tuple[str, ...]]):
+    """The tests every half of the class takes, for a test file to bind at its top level."""
+
+    def test_export_and_feedback_for_every_assignment(course):
+        check_export_and_feedback(course, submissions)
+
+    def test_every_test_cell_scores_what_attnkit_grade_gives(course, attnkit_items):
+        check_cells_equal_attnkit_grade(course, submissions, attnkit_items)
+
+    return test_export_and_feedback_for_every_assignment, test_every_test_cell_scores_what_attnkit_grade_gives
+
+
 def nbgrader_cells(course: Path) -> dict[str, dict[str, float]]:
     """student -> {item key: score of its test cell} from the gradebook."""
     from nbgrader.api import Gradebook
@@ -133,14 +168,6 @@ def graded_as_files(zygote, submissions: dict, tmp_path_factory) -> dict[str, di
     return out
 
 
-def per_assignment(scores: dict[str, float]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for key, value in scores.items():
-        module = key.split(".", 1)[0]
-        totals[module] = totals.get(module, 0) + value
-    return totals
-
-
 def full_points() -> dict[str, float]:
     return {i.key: float(i.points) for m in MODULES for i in items_of(m)}
 
@@ -166,7 +193,7 @@ def check_cells_equal_attnkit_grade(course: Path, submissions: dict, attnkit_ite
         if student == "forger":
             continue
         assert cells[student] == {k: float(v) for k, v in attnkit_items[student].items()}, student
-        assert per_assignment(cells[student]) == per_assignment(attnkit_items[student])
+        assert module_totals(cells[student]) == module_totals(attnkit_items[student])
 
 
 def check_fast_path(course: Path, submissions: dict, zygote, attnkit_items: dict, tmp_path: Path):
@@ -184,7 +211,7 @@ def check_fast_path(course: Path, submissions: dict, zygote, attnkit_items: dict
     nbgrader = gradebook_scores(course / "gradebook.db")
     assert set(isolated) == set(submissions)
     for student in submissions:
-        assert isolated[student] == per_assignment(attnkit_items[student]), student
+        assert isolated[student] == module_totals(attnkit_items[student]), student
         if student != "forger":
             assert nbgrader[student] == {m: float(v) for m, v in isolated[student].items()}, student
     print(f"fast path: {elapsed:.1f} s for {len(extraction.folders)} students")

@@ -12,13 +12,11 @@ import json
 import os
 
 import pytest
-from nbgrader_course import (build_course, check_cells_equal_attnkit_grade, check_export_and_feedback,
-                             check_fast_path, check_no_secret_shown, full_points, graded_as_files, nbgrader_cells,
-                             run)
+from nbgrader_course import (check_fast_path, check_no_secret_shown, fixtures, full_points, nbgrader_cells,
+                             run, shared_tests)
 from notebook_samples import student_notebook
 
 from attnkit.exercises import MODULES
-from attnkit.sandbox import Zygote
 
 pytestmark = pytest.mark.slow
 
@@ -27,29 +25,9 @@ SUBMISSIONS = {  # student -> assignments submitted
 }
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    return build_course(tmp_path_factory.mktemp("nbgrader"), SUBMISSIONS)
-
-
-@pytest.fixture(scope="module")
-def zygote():
-    z = Zygote()
-    yield z
-    z.close()
-
-
-@pytest.fixture(scope="module")
-def attnkit_items(course, zygote, tmp_path_factory):
-    return graded_as_files(zygote, SUBMISSIONS, tmp_path_factory)
-
-
-def test_export_and_feedback_for_every_assignment(course):
-    check_export_and_feedback(course, SUBMISSIONS)
-
-
-def test_every_test_cell_scores_what_attnkit_grade_gives(course, attnkit_items):
-    check_cells_equal_attnkit_grade(course, SUBMISSIONS, attnkit_items)
+course, zygote, attnkit_items = fixtures(SUBMISSIONS)
+test_export_and_feedback_for_every_assignment, test_every_test_cell_scores_what_attnkit_grade_gives = \
+    shared_tests(SUBMISSIONS)
 
 
 def test_scenarios(course):

@@ -10,12 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from nbgrader_course import (build_course, check_cells_equal_attnkit_grade, check_export_and_feedback,
-                             check_fast_path, check_no_secret_shown, full_points, graded_as_files, nbgrader_cells,
-                             per_assignment)
+from nbgrader_course import (check_fast_path, check_no_secret_shown, fixtures, full_points, nbgrader_cells,
+                             shared_tests)
 
-from attnkit.exercises import module_points
-from attnkit.sandbox import Zygote
+from attnkit.exercises import module_points, module_totals
 
 pytestmark = pytest.mark.slow
 
@@ -24,29 +22,9 @@ SUBMISSIONS = {  # student -> assignments submitted
 }
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    return build_course(tmp_path_factory.mktemp("nbgrader"), SUBMISSIONS)
-
-
-@pytest.fixture(scope="module")
-def zygote():
-    z = Zygote()
-    yield z
-    z.close()
-
-
-@pytest.fixture(scope="module")
-def attnkit_items(course, zygote, tmp_path_factory):
-    return graded_as_files(zygote, SUBMISSIONS, tmp_path_factory)
-
-
-def test_export_and_feedback_for_every_assignment(course):
-    check_export_and_feedback(course, SUBMISSIONS)
-
-
-def test_every_test_cell_scores_what_attnkit_grade_gives(course, attnkit_items):
-    check_cells_equal_attnkit_grade(course, SUBMISSIONS, attnkit_items)
+course, zygote, attnkit_items = fixtures(SUBMISSIONS)
+test_export_and_feedback_for_every_assignment, test_every_test_cell_scores_what_attnkit_grade_gives = \
+    shared_tests(SUBMISSIONS)
 
 
 def test_scenarios(course):
@@ -85,7 +63,7 @@ def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnk
         totals = {row["student"]: int(row["total"]) for row in csv.DictReader(f)}
     assert set(totals) == set(SUBMISSIONS)
     for student in SUBMISSIONS:
-        assert totals[student] == sum(per_assignment(attnkit_items[student]).values()), student
+        assert totals[student] == sum(module_totals(attnkit_items[student]).values()), student
 
 
 def test_no_kernel_sees_the_secret_or_the_solutions_path(course):

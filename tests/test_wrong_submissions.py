@@ -174,35 +174,37 @@ def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check
                                     "forward raised RuntimeError: The size of tensor a (5) must match")
 
 
-def test_autograd_turned_off_at_a_files_top_level_costs_no_item_and_is_said(zygote, tmp_path):
-    """A global switch in one file cost the gradient checks of four other
-    files' modules, each told of an error in its own correct code (style review:
-    95/100). Each request now starts with autograd on; the file is named in a note."""
-    folder = make_submission(tmp_path / "s", {S: [("import torch\n", "import torch\n\ntorch.set_grad_enabled(False)\n")]})
+AUTOGRAD_NOTE = ("simplified_attention.py turns autograd off when it is imported (torch.set_grad_enabled(False), "
+                 "or a no_grad() or inference_mode() entered, at its top level): a training script that imports it "
+                 "could train nothing; the grader turned it on again for every item")
+DTYPE_NOTE = ("simplified_attention.py changes torch's default dtype when it is imported (torch.set_default_dtype "
+              "at its top level): every layer and tensor made after it, in any file, would take that dtype; the "
+              "grader set it back for every item")
+SWITCHED_AT_THE_TOP = {  # code at the top of simplified_attention.py -> the notes it gets
+    # cost the gradient checks of four other files' modules, each told of an error in its own
+    # correct code (style review: 95/100)
+    "grad_off": ("torch.set_grad_enabled(False)\n", [AUTOGRAD_NOTE]),
+    # outlived set_grad_enabled(True) (second review: 63/100)
+    "inference_mode_entered": ("_mode = torch.inference_mode()\n_mode.__enter__()\n", [AUTOGRAD_NOTE]),
+    # cost 21 points in three other files, the file never named (third review: 79/100)
+    "default_dtype": ("torch.set_default_dtype(torch.float64)\n", [DTYPE_NOTE]),
+    # torch's switches replaced: the child keeps torch's own (third review: 52/100)
+    "torch_switches_replaced": ("torch.enable_grad = torch.no_grad\n"
+                                "torch.inference_mode = lambda *a, **k: torch.no_grad()\n", []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHED_AT_THE_TOP))
+def test_a_switch_flipped_at_a_files_top_level_costs_no_item_and_is_said(zygote, tmp_path, name):
+    """Each request starts from torch's defaults; the file is named in a note."""
+    code, notes = SWITCHED_AT_THE_TOP[name]
+    folder = make_submission(tmp_path / name, {S: [("import torch\n", "import torch\n\n" + code)]})
     report = grade_folder(zygote, folder)
     assert scores(report) == full_marks()
-    assert [n for n in report.notes if "autograd" in n] == [
-        "simplified_attention.py turns autograd off when it is imported (torch.set_grad_enabled(False), or a "
-        "no_grad() or inference_mode() entered, at its top level): a training script that imports it could "
-        "train nothing; the grader turned it on again for every item"]
-    # the default dtype changed at the top: the same (third review: 79/100, the file never named)
-    folder = make_submission(tmp_path / "d", {S: [("import torch\n", "import torch\n\ntorch.set_default_dtype(torch.float64)\n")]})
-    report = grade_folder(zygote, folder)
-    assert scores(report) == full_marks()
-    assert [n for n in report.notes if "dtype" in n] == [
-        "simplified_attention.py changes torch's default dtype when it is imported (torch.set_default_dtype at its "
-        "top level): every layer and tensor made after it, in any file, would take that dtype; the grader set it "
-        "back for every item"]
-    # torch's switches replaced by the submission: the child keeps torch's own (third review: 52/100)
-    folder = make_submission(tmp_path / "r", {S: [("import torch\n", "import torch\n\ntorch.enable_grad = torch.no_grad\n"
-                                                                     "torch.inference_mode = lambda *a, **k: torch.no_grad()\n")]})
-    assert scores(grade_folder(zygote, folder)) == full_marks()
-    # inference mode entered and never left: the same (it outlived set_grad_enabled(True), 63/100)
-    folder = make_submission(tmp_path / "i", {S: [("import torch\n", "import torch\n\n_mode = torch.inference_mode()\n"
-                                                                     "_mode.__enter__()\n")]})
-    report = grade_folder(zygote, folder)
-    assert scores(report) == full_marks() and [n for n in report.notes if "autograd" in n]
-    # an item that turns it off in its own call still pays for it, and nothing else does
+    assert [n for n in report.notes if "when it is imported" in n] == notes
+
+
+def test_an_item_that_turns_autograd_off_in_its_own_call_pays_for_it_alone(zygote, tmp_path):
     folder = make_submission(tmp_path / "t", {SA: [("def attention_weights(", "@torch.no_grad()\ndef attention_weights(")]})
     assert scores(grade_folder(zygote, folder)) == dict(full_marks(), **{f"{SA}.attention_weights": 2})
 
