@@ -96,19 +96,20 @@ class Student:
         compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
         return reply["result"]
 
-    def gradient(self, args: tuple, grad_output: tuple) -> tuple[list, bool]:
-        """The gradient the student's function gives each of ``args`` when
-        ``grad_output`` (one tensor per result) flows back (None where none
-        reached it), and whether a result is an inference tensor."""
+    def gradient(self, args: tuple, grad_output: tuple) -> tuple[object, list, bool]:
+        """Call the student's function on ``args`` (fresh leaves) and backpropagate
+        ``grad_output`` (one tensor per result): what it returned, the gradient
+        each argument got (None where none reached it), and whether a result is
+        an inference tensor."""
         try:
             reply = self._request("gradient", (), {"args": list(args), "grad_output": list(grad_output)})
         except StudentError as exc:
             raise errors.explain(self.name, exc, args, {}, self.arg_names(len(args))) from None
         grads = reply.get("grads") if isinstance(reply, dict) else None
-        if not isinstance(grads, list) or len(grads) != len(args) or not all(
+        if not isinstance(grads, list) or len(grads) != len(args) or "result" not in reply or not all(
                 g is None or isinstance(g, torch.Tensor) for g in grads):
             raise CheckFailure("the process running your code sent back a malformed reply")
-        return grads, reply.get("inference") is True
+        return reply["result"], grads, reply.get("inference") is True
 
     def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
               seed: int | None = None, dtype: str | None = None, repeat: int = 1,

@@ -380,7 +380,8 @@ class Child:
                      and tuple(r.shape) == tuple(g.shape)]
             if terms:
                 torch.stack(terms).sum().backward()
-        return {"grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args],
+        return {"result": result,
+                "grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args],
                 # made under inference_mode(): no autograd graph may ever save it
                 "inference": any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 
@@ -24,10 +25,41 @@ def shape_text(args) -> str:
     return ", ".join(str(s) for s in shapes)
 
 
-def against_reference(student, *args, what: str | None = None, tol=None, **kwargs):
-    """Call the item with these arguments and compare with the reference solution."""
+@dataclass(frozen=True)
+class Gradients:
+    """What ``against_reference`` also checks of the item's gradient: drawn from
+    ``gen``. ``free``: positions of the first argument whose gradient is anyone's
+    (a score masked to -inf: ``masked_fill`` sends it 0, adding a -inf mask
+    sends it the incoming gradient, and the softmax after it gives both weight
+    0). ``rows_sum_to_one``: the first argument is softmax weights, so only
+    directions along which its rows still sum to 1 count (``1 - masked sum``
+    for the new sum is right on them, and any gradient composed with the
+    softmax before it is the same): each row's mean is taken out of both."""
+
+    gen: torch.Generator
+    free: torch.Tensor | None = None
+    rows_sum_to_one: bool = False
+
+
+def against_reference(student, *args, what: str | None = None, tol=None, gradients: Gradients | None = None,
+                      **kwargs):
+    """Call the item with these arguments and compare with the reference solution.
+
+    With ``gradients``, the same request also backpropagates a random gradient
+    through the student's function, and what each float argument gets must be
+    the reference's: the modules of later stages call this one (stood in for
+    while they are graded), and a stage that cuts the autograd graph
+    (``.detach()``, ``torch.no_grad()``, a detour through numpy) is right in
+    value and would leave their parameters untrained. The arguments go as
+    fresh leaves, so that case does not also check they stay unchanged: take it
+    last, after cases that do."""
     expected = reference.memo(student.name, reference.solution(student.name), *args, **kwargs)
-    got = student(*args, **kwargs)
+    if gradients is None:
+        got = student(*args, **kwargs)
+    else:
+        outs = expected if isinstance(expected, tuple) else (expected,)
+        grad_output = tuple(reference.randn(gradients.gen, *o.shape) for o in outs)
+        got, grads, inference = student.gradient(args, grad_output)
     call = Call(student.name, args, kwargs)
     what = what or f"the result for arguments of shape {shape_text(args)}" + (
         f" and {', '.join(f'{k}={v}' for k, v in kwargs.items())}" if kwargs else "")
@@ -39,44 +71,31 @@ def against_reference(student, *args, what: str | None = None, tol=None, **kwarg
         names = ("queries", "keys", "values") if len(expected) == 3 else range(len(expected))
         for name, g, e in zip(names, got, expected):
             compare.close(g, e, what=f"{what}: {name}", **tol)
-        return got
-    return compare.close(got, expected, what=what, call=call, **tol)
+    else:
+        got = compare.close(got, expected, what=what, call=call, **tol)
+    if gradients is not None:
+        _gradients_match(student, args, grads, inference, grad_output, gradients)
+    return got
 
 
-def gradients_flow(student, *args, gen: torch.Generator, free: torch.Tensor | None = None,
-                   rows_sum_to_one: bool = False) -> None:
-    """The gradient of the item's result (times a random tensor, summed) with
-    respect to each float argument, as the reference's. The modules of later
-    stages call this one (stood in for while they are graded): a stage that
-    cuts the autograd graph (``.detach()``, ``torch.no_grad()``, a detour
-    through numpy) is right in value, and would leave their parameters untrained.
-
-    ``free``: positions of the first argument whose gradient is anyone's (a
-    score masked to -inf: ``masked_fill`` sends it 0, adding a -inf mask sends
-    it the incoming gradient, and the softmax after it gives both weight 0).
-    ``rows_sum_to_one``: the first argument is softmax weights, so only
-    directions along which its rows still sum to 1 count (``1 - masked sum``
-    for the new sum is right on them, and any gradient composed with the softmax
-    before it is the same): each row's mean is taken out of both gradients."""
-    expected_out = reference.memo(student.name, reference.solution(student.name), *args)
-    outs = expected_out if isinstance(expected_out, tuple) else (expected_out,)
-    grad_output = tuple(reference.randn(gen, *o.shape) for o in outs)
-    expected = reference.memo("gradients", _reference_gradients, student.name, args, grad_output)
-    got, inference = student.gradient(args, grad_output)
+def _gradients_match(student, args: tuple, got: list, inference: bool, grad_output: tuple,
+                     gradients: Gradients) -> None:
+    """The gradient each float argument got, as the reference's (the values are right by now)."""
     if inference:
         raise GradientFailure("the result is right, but an inference tensor (made under torch.inference_mode()): "
                               "autograd may never save it, so a module that uses it cannot be trained")
+    expected = reference.memo("gradients", _reference_gradients, student.name, args, grad_output)
     for name, g, e in zip(student.arg_names(len(args)), got, expected):
         if e is None:
             continue
         if g is None:
             raise GradientFailure(f"no gradient flows back from the result to `{name}`: the result is right, but "
-                               f"cut from the autograd graph (a .detach(), torch.no_grad() or a detour through "
-                               f"numpy?), so a module that calls this stage could not train what comes before it")
+                                  f"cut from the autograd graph (a .detach(), torch.no_grad() or a detour through "
+                                  f"numpy?), so a module that calls this stage could not train what comes before it")
         first = g is got[0] and g.shape == e.shape
-        if free is not None and first:
-            g, e = g.masked_fill(free, 0), e.masked_fill(free, 0)
-        if rows_sum_to_one and first:
+        if gradients.free is not None and first:
+            g, e = g.masked_fill(gradients.free, 0), e.masked_fill(gradients.free, 0)
+        if gradients.rows_sum_to_one and first:
             g, e = g - g.mean(dim=-1, keepdim=True), e - e.mean(dim=-1, keepdim=True)
         try:
             compare.close(g, e, what=f"the gradient with respect to `{name}` (of the result times a random tensor, "

@@ -5,7 +5,7 @@ import torch
 from attnkit.judge import compare
 from attnkit.judge import reference as ref
 from attnkit.judge.checks.common import (module_matches_doc, F32, against_reference, buffer_shape, build_witnessed, dropout_behaves,
-                                   gradients_flow, gradients_match, has_types, module_against_reference, random_state,
+                                   Gradients, gradients_match, has_types, module_against_reference, random_state,
                                    raises_value_error, seeded_matches_doc, short_sequence_matches, verify_structure)
 from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.registry import check
@@ -76,11 +76,10 @@ def test_split_heads_example(student):
 @check(M + "split_heads", "hidden")
 def test_split_heads_hidden(student):
     g = ref.generator(M, "split_heads")
-    x = ref.randn(g, 2, 5, 12)
-    against_reference(student, x, 3)
+    against_reference(student, ref.randn(g, 2, 5, 12), 3)
     against_reference(student, ref.randn(g, 2, 5, 12), 4)
-    against_reference(student, ref.randn(g, 3, 7, 6), 2)
-    gradients_flow(student, x, 3, gen=g)  # the module calls it: it keeps the autograd graph
+    # the module calls it: it keeps the autograd graph
+    against_reference(student, ref.randn(g, 3, 7, 6), 2, gradients=Gradients(g))
 
 
 @check(M + "merge_heads", "example")
@@ -96,11 +95,9 @@ def test_merge_heads_example(student):
 @check(M + "merge_heads", "hidden")
 def test_merge_heads_hidden(student):
     g = ref.generator(M, "merge_heads")
-    x = ref.randn(g, 2, 3, 5, 4)
-    against_reference(student, x)
+    against_reference(student, ref.randn(g, 2, 3, 5, 4))
     against_reference(student, ref.randn(g, 2, 4, 5, 3))
-    against_reference(student, ref.randn(g, 3, 2, 7, 6))
-    gradients_flow(student, x, gen=g)
+    against_reference(student, ref.randn(g, 3, 2, 7, 6), gradients=Gradients(g))
 
 
 # -- the fused module
