@@ -163,6 +163,28 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
                                                    "return torch.softmax(scores * d_k ** -0.5, dim=-1)")]),
     "attention_weights_float32_sqrt": (SA, [body(SA, "attention_weights",
                                                  "return torch.softmax(scores / torch.sqrt(torch.tensor(d_k)), -1)")]),
+    # a memory-light backward that reuses what its forward saved: the value is read before
+    # the backward runs (fourth review: it was read after, and said to differ)
+    "attention_weights_autograd_function": (SA, [body(SA, "attention_weights", """
+        class ScaledSoftmax(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, scores, d_k):
+                z = scores / d_k ** 0.5
+                y = torch.exp(z - z.amax(dim=-1, keepdim=True))
+                y = y / y.sum(dim=-1, keepdim=True)
+                ctx.save_for_backward(y)
+                ctx.scale = d_k ** 0.5
+                return y
+
+            @staticmethod
+            def backward(ctx, g):
+                (y,) = ctx.saved_tensors
+                dot = (g * y).sum(dim=-1, keepdim=True)
+                y.mul_(g - dot).div_(ctx.scale)  # in place: no second (..., T, T) buffer
+                return y, None
+
+        return ScaledSoftmax.apply(scores, d_k)
+    """)]),
     "attention_weights_own_softmax": (SA, [body(SA, "attention_weights", """
         scaled = scores / d_k ** 0.5
         exps = torch.exp(scaled - scaled.amax(dim=-1, keepdim=True))

@@ -49,7 +49,8 @@ def test_folder_names_are_shown_one_to_one():
     # and as a CSV cell writes them: '=x (a formula made text) is not the folder "'=x"; a
     # zero-width space or a non-breaking one is not invisible; in a list, "ann; ben" is one name
     alike = ["=x", "'=x", "ada", "ada\u200b", "a b", "a\u00a0b", "\ufeffada", "ada\U000e0001", "ada\ue0001",
-             "bob", "bob\u034f", "bob\ufe0f", "bob\u3164", "bob\u2800"]
+             "bob", "bob\u034f", "bob\ufe0f", "bob\u3164", "bob\u2800", "ann", "ann ", " ann", "Jos\u00e9",
+             "Jose\u0301"]
     cells = [spreadsheet_cell(name_shown(n)) for n in alike]
     assert len(set(cells)) == len(alike), cells
     assert "; ".join(name_shown(n, ";,") for n in ["ann; ben"]) == "ann\\u003b ben"

@@ -118,6 +118,13 @@ CUT_GRAPH = {  # right in value, cut from the autograd graph: the modules that c
                                         f"{SA}.attention_weights", 2, "scores"),
     "causal_mask_under_inference_mode": ({CA: [("def causal_mask(", "@torch.inference_mode()\ndef causal_mask(")]},
                                          f"{CA}.causal_mask", 1, None),  # third review: 100/100
+    # the small masks made once, under inference mode: only sizes up to 12 (fourth review: 100/100)
+    "causal_masks_cached_under_inference_mode": ({CA: [("def causal_mask(", (
+        "with torch.inference_mode():\n"
+        "    _MASKS = {n: torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1) for n in range(1, 13)}\n\n\n"
+        "def causal_mask(")), ("    ### BEGIN SOLUTION\n    return torch.triu(", (
+        "    ### BEGIN SOLUTION\n    if num_tokens in _MASKS:\n        return _MASKS[num_tokens]\n"
+        "    return torch.triu("))]}, f"{CA}.causal_mask", 1, None),
     "merge_heads_through_numpy": ({MH: [("x = x.transpose(1, 2).contiguous()  # (b, T, h, head_dim)",
                                          "x = torch.from_numpy(x.detach().numpy()).transpose(1, 2).contiguous()")]},
                                   f"{MH}.merge_heads", 1, "x"),
@@ -188,6 +195,11 @@ SWITCHED_AT_THE_TOP = {  # code at the top of simplified_attention.py -> the not
     "inference_mode_entered": ("_mode = torch.inference_mode()\n_mode.__enter__()\n", [AUTOGRAD_NOTE]),
     # cost 21 points in three other files, the file never named (third review: 79/100)
     "default_dtype": ("torch.set_default_dtype(torch.float64)\n", [DTYPE_NOTE]),
+    # the default device: a Colab habit, which cost 50 points in three other files (fourth review)
+    "default_device": ('torch.set_default_device("cuda")  # Colab GPU runtime\n', [
+        "simplified_attention.py changes torch's default device when it is imported (torch.set_default_device at "
+        "its top level): every tensor made after it, in any file, would go there, and the grader has no GPU; the "
+        "grader set it back to the CPU for every item"]),
     # torch's switches replaced: the child keeps torch's own (third review: 52/100)
     "torch_switches_replaced": ("torch.enable_grad = torch.no_grad\n"
                                 "torch.inference_mode = lambda *a, **k: torch.no_grad()\n", []),
@@ -383,3 +395,19 @@ def test_a_module_that_turns_autograd_off_in_eval_mode_keeps_its_gradient_point(
                    "        ### BEGIN SOLUTION\n        with torch.inference_mode(not self.training):\n"
                    "            return self._forward(x)\n\n    def _forward(self, x):\n        num_tokens = x.shape[-2]\n")]}
     assert scores(grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))) == full_marks((CA,))
+
+
+@pytest.mark.parametrize("fill", ["scores.masked_fill_(mask, float('-inf'))",  # autograd refuses it on a leaf
+                                  "scores.data.masked_fill_(mask, float('-inf'))"])  # and it allows this
+def test_a_stage_that_changes_its_batched_input_in_place_is_told_so(zygote, tmp_path, fill):
+    """The hidden case that carries the gradients sends its arguments as copies
+    of fresh leaves, and still shows an argument changed in place (fourth
+    review: the 4-D case went through the gradient request only, 100/100, or
+    'a leaf Variable that requires grad is being used in an in-place operation')."""
+    edits = {CA: [('    return scores.masked_fill(mask, float("-inf"))',
+                   f'    if scores.dim() == 4:  # (b, h, T, T): in place, to save a copy\n        {fill}\n'
+                   f'        return scores\n    return scores.masked_fill(mask, float("-inf"))')]}
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
+    assert scores(report)[f"{CA}.mask_scores"] == 3  # hidden: 2
+    (failed,) = [c for c in report.by_item()[f"{CA}.mask_scores"].checks if not c.passed]
+    assert failed.kind == "hidden" and failed.reason.startswith("modifies its argument `scores` in place")

@@ -61,15 +61,20 @@ def name_shown(name, separators: str = "") -> str:
     Unicode says to show as nothing) or a leading ``'`` (which a CSV cell puts
     before ``=x``) as ``\\uNNNN`` (``\\UNNNNNNNN`` above U+FFFF), and
     each of ``separators`` too (where names are listed: ``ann; ben`` is not two
-    students), a backslash doubled. A plain name has no backslash and an
+    students), a space at either end, and the combining marks of a name not in
+    Unicode's composed form (NFC: macOS writes "José" decomposed), a backslash doubled. A plain name has no backslash and an
     escaped one always has one, so two folders never share a shown name.
     Letters that look alike in other scripts are letters, and stay.
     """
     name = str(name)
 
+    decomposed = unicodedata.normalize("NFC", name) != name  # "José" with its accent apart: not the other "José"
+
     def hidden(at: int, ch: str) -> bool:
         code = ord(ch)
         return (ch in "\t\n\r" or ch in separators or (at == 0 and ch == "'") or bool(_CONTROL.match(ch))
+                or (ch == " " and at in (0, len(name) - 1))  # "ann " is not "ann"
+                or (decomposed and unicodedata.category(ch).startswith("M"))
                 or 0xD800 <= code <= 0xDFFF or unicodedata.category(ch) in _INVISIBLE
                 or (unicodedata.category(ch) == "Zs" and ch != " ") or any(lo <= code <= hi for lo, hi in _IGNORABLE))
 

@@ -89,12 +89,16 @@ class Student:
             raise errors.explain(self.name, exc, args, kwargs, self.arg_names(len(args))) from None
         if not isinstance(reply, dict) or "result" not in reply:
             raise CheckFailure("the process running your code sent back a malformed reply")
-        after = reply.get("args_after") or []
+        self._unchanged(args, reply.get("args_after"))
+        return reply["result"]
+
+    def _unchanged(self, args: tuple, after) -> None:
+        """The tensor arguments, as the child had them after the call, are what was sent."""
+        after = after or []
         tensors = [(n, a) for n, a in zip(self.arg_names(len(args)), args) if isinstance(a, torch.Tensor)]
-        if len(after) != len(tensors):
+        if not isinstance(after, list) or len(after) != len(tensors):
             raise CheckFailure("the process running your code sent back a malformed reply")
         compare.unchanged([a for _, a in tensors], after, [n for n, _ in tensors])
-        return reply["result"]
 
     def gradient(self, args: tuple, grad_output: tuple) -> tuple[object, list, bool]:
         """Call the student's function on ``args`` (fresh leaves) and backpropagate
@@ -107,8 +111,9 @@ class Student:
             raise errors.explain(self.name, exc, args, {}, self.arg_names(len(args))) from None
         grads = reply.get("grads") if isinstance(reply, dict) else None
         if not isinstance(grads, list) or len(grads) != len(args) or "result" not in reply or not all(
-                g is None or isinstance(g, torch.Tensor) for g in grads):
+                g is None or (isinstance(g, torch.Tensor) and g.is_floating_point()) for g in grads):
             raise CheckFailure("the process running your code sent back a malformed reply")
+        self._unchanged(args, reply.get("args_after"))
         return reply["result"], grads, reply.get("inference") is True
 
     def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,

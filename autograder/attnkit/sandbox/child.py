@@ -113,8 +113,10 @@ class Child:
         # torch's switches as torch gave them (a submission may replace the names in
         # torch), and the default dtype every request starts from
         self.switches = (torch.inference_mode, torch.enable_grad, torch.is_grad_enabled,
-                         torch.is_inference_mode_enabled, torch.set_default_dtype, torch.get_default_dtype)
+                         torch.is_inference_mode_enabled, torch.set_default_dtype, torch.get_default_dtype,
+                         torch.set_default_device, torch.get_default_device)
         self.default_dtype = torch.get_default_dtype()
+        self.default_device = torch.get_default_device()
         self.exercises = modules  # every exercise module name
         self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
         self.swaps: dict[str, list[str]] = {}  # item -> the other stages it may call that have a stand-in
@@ -182,12 +184,13 @@ class Child:
 
     def handle(self, header: dict, bufs: list):
         # Every request runs with autograd on, inference mode off and torch's default
-        # dtype, as a training script starts: a switch a file flipped at its top level
-        # (a global set_grad_enabled(False), a no_grad() or inference_mode() entered
-        # and never left, set_default_dtype) ends with the request that imported it,
-        # and costs no other item.
-        inference_mode, enable_grad, _, _, set_default_dtype, _ = self.switches
+        # dtype and device, as a training script starts: a switch a file flipped at its
+        # top level (a global set_grad_enabled(False), a no_grad() or inference_mode()
+        # entered and never left, set_default_dtype, set_default_device) ends with the
+        # request that imported it, and costs no other item.
+        inference_mode, enable_grad, _, _, set_default_dtype, _, set_default_device, _ = self.switches
         set_default_dtype(self.default_dtype)
+        set_default_device(None)  # none at all, as torch starts: a "cpu" one would route every call through Python
         with inference_mode(False), enable_grad():
             return self._handle(header, bufs)
 
@@ -201,9 +204,14 @@ class Child:
                 if not isinstance(sys.modules.get(other), _StandInModule):
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
-            _, _, is_grad_enabled, is_inference_mode_enabled, _, get_default_dtype = self.switches
+            _, _, is_grad_enabled, is_inference_mode_enabled, _, get_default_dtype, _, get_default_device = self.switches
+            try:
+                moved = get_default_device() != self.default_device
+            except Exception:  # noqa: BLE001 - "cuda" on a machine without it raises when asked
+                moved = True
             switched = [name for name, flipped in (("autograd", not is_grad_enabled() or is_inference_mode_enabled()),
-                                                   ("dtype", get_default_dtype() != self.default_dtype)) if flipped]
+                                                   ("dtype", get_default_dtype() != self.default_dtype),
+                                                   ("device", moved)) if flipped]
             return SWITCHED + ",".join(switched) if switched else "ok"  # said in a note
         used: set = set()
         args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
@@ -363,27 +371,32 @@ class Child:
         return {"result": result, "args_after": after}
 
     def gradient(self, target, spec: dict):
-        """Call the function on ``args``, each float tensor a fresh leaf that
-        requires grad, and backpropagate ``grad_output`` (one tensor per
-        result). Returns the gradient each argument got: None where the result
-        is cut from it. The grader compares them with the reference's."""
+        """Call the function as ``call`` does, each float tensor argument a copy of
+        a fresh leaf that requires grad, and backpropagate ``grad_output`` (one
+        tensor per result). Returns what it returned (as it was before the
+        backward ran), the arguments after the call (so an argument changed in
+        place shows, as for ``call``), and the gradient each leaf got: None
+        where the result is cut from it. The grader compares them all."""
         torch = self.torch
         if not callable(target):
             raise StudentFault(Fault.MISSING, f"`{getattr(target, '__name__', target)}` is not a function")
-        args = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                for a in spec.get("args", [])]
+        leaves = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in spec.get("args", [])]
         with self.switches[1]():  # torch.enable_grad, as torch gave it
+            # copies, not the leaves: changing a copy in place is allowed, and shows
+            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in leaves]
             result = target(*args)
             results = list(result) if isinstance(result, (tuple, list)) else [result]
+            inference = any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)
+            shown = _snapshot(result, torch)  # a backward may reuse what the forward saved
             terms = [(r * g).sum() for r, g in zip(results, spec.get("grad_output", []))
                      if isinstance(r, torch.Tensor) and isinstance(g, torch.Tensor) and r.requires_grad
                      and tuple(r.shape) == tuple(g.shape)]
             if terms:
                 torch.stack(terms).sum().backward()
-        return {"result": result,
-                "grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in args],
-                # made under inference_mode(): no autograd graph may ever save it
-                "inference": any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)}
+        return {"result": shown, "args_after": [a.detach() for a in args if isinstance(a, torch.Tensor)],
+                "grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in leaves],
+                "inference": inference}  # made under inference_mode(): no autograd graph may ever save it
 
     def module(self, cls, spec: dict):
         """Build the class and run it. Parameters and buffers come back as values,
@@ -437,6 +450,16 @@ class Child:
             with torch.no_grad():
                 report["witness"] = module(witness)
         return report
+
+
+def _snapshot(value, torch):
+    """``value`` with each tensor (at the top, or in a tuple or list) detached and copied."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):  # a NamedTuple travels as a tuple anyway
+        copied = [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in value]
+        return tuple(copied) if isinstance(value, tuple) else copied
+    return value
 
 
 def _named_parameters(module, names) -> list:

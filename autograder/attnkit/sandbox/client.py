@@ -40,6 +40,9 @@ SWITCH_NOTES = {
     "dtype": "{file} changes torch's default dtype when it is imported (torch.set_default_dtype at its top level): "
              "every layer and tensor made after it, in any file, would take that dtype; the grader set it back for "
              "every item",
+    "device": "{file} changes torch's default device when it is imported (torch.set_default_device at its top "
+              "level): every tensor made after it, in any file, would go there, and the grader has no GPU; the "
+              "grader set it back to the CPU for every item",
 }
 
 
