@@ -86,6 +86,15 @@ CASES = {
 }
 
 
+def the_one_failure(report, modules: tuple, item: str, left: int, kind: str):
+    """``item`` scores ``left`` and every other item of ``modules`` full marks, one
+    check of ``item`` failed, and it is the ``kind`` check: that check's result."""
+    assert scores(report) == dict(full_marks(modules), **{item: left})
+    (failed,) = [c for c in report.by_item()[item].checks if not c.passed]
+    assert failed.kind == kind
+    return failed
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_wrong_submission_loses_exactly_its_stage(zygote, tmp_path, name):
     edits, changed, named = CASES[name]
@@ -104,9 +113,8 @@ def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote,
     folder = make_submission(tmp_path / "s", {CA: [("kept = weights * (~mask)  # masked positions become exactly 0",
                                                     "kept = weights.tril()")]})
     report = grade_folder(zygote, folder, (CA,))
-    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.renormalize_masked": 2})  # hidden: 2 points
-    (failed,) = [c for c in report.by_item()[f"{CA}.renormalize_masked"].checks if not c.passed]
-    assert failed.kind == "hidden" and "arguments of shape (7, 7), (7, 7): values differ" in failed.reason
+    failed = the_one_failure(report, (CA,), f"{CA}.renormalize_masked", 2, "hidden")  # hidden: 2 points
+    assert "arguments of shape (7, 7), (7, 7): values differ" in failed.reason
 
 
 CUT_GRAPH = {  # right in value, cut from the autograd graph: the modules that call them could not train
@@ -174,9 +182,7 @@ def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check
                    "        return self._kept\n\n"
                    "    def forward(self, x: torch.Tensor) -> torch.Tensor:")]}
     report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
-    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.CausalAttention": 11})  # short_sequence: 2
-    (failed,) = [c for c in report.by_item()[f"{CA}.CausalAttention"].checks if not c.passed]
-    assert failed.kind == "short_sequence"
+    failed = the_one_failure(report, (CA,), f"{CA}.CausalAttention", 11, "short_sequence")  # short_sequence: 2
     assert failed.reason.startswith("called with 5 tokens and then, the same module, with 3 (context_length 9), "
                                     "forward raised RuntimeError: The size of tensor a (5) must match")
 
@@ -358,9 +364,8 @@ def test_heads_copied_from_one_head_are_said_so(zygote, tmp_path):
         "[copy.deepcopy(first) for first in [CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)]"
         " for _ in range(num_heads)]"))]})
     report = grade_folder(zygote, folder, (MH,))
-    assert scores(report) == dict(full_marks((MH,)), **{f"{MH}.MultiHeadAttentionWrapper": 6})  # seed: 1
-    (failed,) = [c for c in report.by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks if not c.passed]
-    assert failed.kind == "seed" and "every head starts with the same weights as heads.0" in failed.reason
+    failed = the_one_failure(report, (MH,), f"{MH}.MultiHeadAttentionWrapper", 6, "seed")  # seed: 1
+    assert "every head starts with the same weights as heads.0" in failed.reason
 
 
 def test_dropout_run_without_autograd_loses_the_dropout_check(zygote, tmp_path):
@@ -370,9 +375,7 @@ def test_dropout_run_without_autograd_loses_the_dropout_check(zygote, tmp_path):
                    "        with torch.no_grad():\n            weights = self.dropout(weights)\n"
                    "        return weights @ values  # (b, T, d_out)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
-    assert scores(report) == dict(full_marks((CA,)), **{f"{CA}.CausalAttention": 10})  # dropout: 3
-    (failed,) = [c for c in report.by_item()[f"{CA}.CausalAttention"].checks if not c.passed]
-    assert failed.kind == "dropout"
+    failed = the_one_failure(report, (CA,), f"{CA}.CausalAttention", 10, "dropout")  # dropout: 3
     assert failed.reason.startswith("in train mode no gradient reaches W_query.weight, W_key.weight")
 
 

@@ -62,25 +62,22 @@ def name_shown(name, separators: str = "") -> str:
     before ``=x``) as ``\\uNNNN`` (``\\UNNNNNNNN`` above U+FFFF), and
     each of ``separators`` too (where names are listed: ``ann; ben`` is not two
     students), a space at either end, and the combining marks of a name not in
-    Unicode's composed form (NFC: macOS writes "José" decomposed), a backslash doubled. A plain name has no backslash and an
-    escaped one always has one, so two folders never share a shown name.
+    Unicode's composed form (NFC: macOS writes "José" decomposed), a backslash
+    doubled. A plain name has no backslash and an escaped one always has one,
+    so two folders never share a shown name.
     Letters that look alike in other scripts are letters, and stay.
     """
     name = str(name)
-
     decomposed = unicodedata.normalize("NFC", name) != name  # "José" with its accent apart: not the other "José"
 
     def hidden(at: int, ch: str) -> bool:
-        code = ord(ch)
+        code, category = ord(ch), unicodedata.category(ch)
         return (ch in "\t\n\r" or ch in separators or (at == 0 and ch == "'") or bool(_CONTROL.match(ch))
                 or (ch == " " and at in (0, len(name) - 1))  # "ann " is not "ann"
-                or (decomposed and unicodedata.category(ch).startswith("M"))
-                or 0xD800 <= code <= 0xDFFF or unicodedata.category(ch) in _INVISIBLE
-                or (unicodedata.category(ch) == "Zs" and ch != " ") or any(lo <= code <= hi for lo, hi in _IGNORABLE))
+                or (decomposed and category.startswith("M")) or category in _INVISIBLE
+                or (category == "Zs" and ch != " ") or any(lo <= code <= hi for lo, hi in _IGNORABLE))
 
-    if "\\" not in name and not any(hidden(at, ch) for at, ch in enumerate(name)):
-        return name
-    out = []
+    out = []  # a plain name comes out as it went in
     for at, ch in enumerate(name):
         code = ord(ch)
         if ch == "\\":

@@ -299,12 +299,17 @@ def _groups(pairs) -> list[tuple[str, ...]]:
 
 # --------------------------------------------------------------------------- output
 
+def listed(students, joiner: str) -> str:
+    """Students' folder names in a list: ``ann; ben`` is one folder, shown escaped, not two."""
+    return joiner.join(name_shown(s, ";,") for s in students)
+
+
 def write(out_dir: Path, flags: list[Flag]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["flag", "students", "item", "evidence"])
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
-        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell("; ".join(name_shown(s, ";,") for s in f.students)),
+        writer.writerow([spreadsheet_cell(f.flag), spreadsheet_cell(listed(f.students, "; ")),
                          spreadsheet_cell(f.item), spreadsheet_cell(f.evidence)])
     path = Path(out_dir) / "integrity.csv"
     write_atomic(str(path), buf.getvalue())
@@ -313,7 +318,7 @@ def write(out_dir: Path, flags: list[Flag]) -> Path:
 
 def summary(flags: list[Flag]) -> list[str]:
     """The integrity section of grade-class's summary: counts, then one line per flag."""
-    from attnkit.text import name_shown, one_line
+    from attnkit.text import one_line
 
     counts = {name: sum(f.flag == name for f in flags)
               for name in (HARD_CODED, NBGRADER_HIGHER, NEAR_IDENTICAL, REFERENCE_COPY)}
@@ -321,5 +326,5 @@ def summary(flags: list[Flag]) -> list[str]:
              + ", ".join(f"{n} {name}" for name, n in counts.items())]
     for f in sorted(flags, key=lambda f: (f.flag, f.students, f.item)):
         what = f" {f.item}" if f.item else ""
-        lines.append(one_line(f"  {f.flag}: {', '.join(name_shown(s, ';,') for s in f.students)}{what}: {f.evidence}"))
+        lines.append(one_line(f"  {f.flag}: {listed(f.students, ', ')}{what}: {f.evidence}"))
     return lines

@@ -99,6 +99,40 @@ def compile_eagerly(torch) -> None:
     torch.compile = compile
 
 
+class TorchDefaults:
+    """The global switches of torch every request starts from, as a training
+    script starts: autograd on, inference mode off, torch's default dtype and
+    no default device. A switch a file flipped at its top level (a global
+    set_grad_enabled(False), a no_grad() or inference_mode() entered and never
+    left, set_default_dtype, set_default_device) ends with the request that
+    imported it, and costs no other item. torch's own functions are kept here:
+    a submission may replace the names in torch."""
+
+    def __init__(self, torch):
+        self.inference_mode, self.enable_grad = torch.inference_mode, torch.enable_grad
+        self.is_grad_enabled, self.is_inference_mode_enabled = torch.is_grad_enabled, torch.is_inference_mode_enabled
+        self.set_default_dtype, self.get_default_dtype = torch.set_default_dtype, torch.get_default_dtype
+        self.set_default_device, self.get_default_device = torch.set_default_device, torch.get_default_device
+        self.dtype, self.device = torch.get_default_dtype(), torch.get_default_device()
+
+    @contextlib.contextmanager
+    def restored(self):
+        self.set_default_dtype(self.dtype)
+        self.set_default_device(None)  # none at all, as torch starts: a "cpu" one would route every call through Python
+        with self.inference_mode(False), self.enable_grad():
+            yield
+
+    def flipped(self) -> list[str]:
+        """The switches that are not as a request starts (after an import)."""
+        try:
+            moved = self.get_default_device() != self.device
+        except Exception:  # noqa: BLE001 - "cuda" on a machine without it raises when asked
+            moved = True
+        return [name for name, off in (("autograd", not self.is_grad_enabled() or self.is_inference_mode_enabled()),
+                                       ("dtype", self.get_default_dtype() != self.dtype),
+                                       ("device", moved)) if off]
+
+
 class _StandInModule(types.ModuleType):
     """A module of stand-ins, for an exercise file that is missing or broken."""
 
@@ -110,13 +144,7 @@ class Child:
         self.torch = torch
         keep_one_thread(torch)
         compile_eagerly(torch)
-        # torch's switches as torch gave them (a submission may replace the names in
-        # torch), and the default dtype every request starts from
-        self.switches = (torch.inference_mode, torch.enable_grad, torch.is_grad_enabled,
-                         torch.is_inference_mode_enabled, torch.set_default_dtype, torch.get_default_dtype,
-                         torch.set_default_device, torch.get_default_device)
-        self.default_dtype = torch.get_default_dtype()
-        self.default_device = torch.get_default_device()
+        self.defaults = TorchDefaults(torch)
         self.exercises = modules  # every exercise module name
         self.standins: dict[str, dict] = {}  # "module.name" -> declaration (from the grader)
         self.swaps: dict[str, list[str]] = {}  # item -> the other stages it may call that have a stand-in
@@ -183,15 +211,7 @@ class Child:
             sys.modules[module] = self._stand_in_module(module)
 
     def handle(self, header: dict, bufs: list):
-        # Every request runs with autograd on, inference mode off and torch's default
-        # dtype and device, as a training script starts: a switch a file flipped at its
-        # top level (a global set_grad_enabled(False), a no_grad() or inference_mode()
-        # entered and never left, set_default_dtype, set_default_device) ends with the
-        # request that imported it, and costs no other item.
-        inference_mode, enable_grad, _, _, set_default_dtype, _, set_default_device, _ = self.switches
-        set_default_dtype(self.default_dtype)
-        set_default_device(None)  # none at all, as torch starts: a "cpu" one would route every call through Python
-        with inference_mode(False), enable_grad():
+        with self.defaults.restored():
             return self._handle(header, bufs)
 
     def _handle(self, header: dict, bufs: list):
@@ -204,14 +224,7 @@ class Child:
                 if not isinstance(sys.modules.get(other), _StandInModule):
                     sys.modules[other] = self._stand_in_module(other)
             self.run(lambda: self.load(module))
-            _, _, is_grad_enabled, is_inference_mode_enabled, _, get_default_dtype, _, get_default_device = self.switches
-            try:
-                moved = get_default_device() != self.default_device
-            except Exception:  # noqa: BLE001 - "cuda" on a machine without it raises when asked
-                moved = True
-            switched = [name for name, flipped in (("autograd", not is_grad_enabled() or is_inference_mode_enabled()),
-                                                   ("dtype", get_default_dtype() != self.default_dtype),
-                                                   ("device", moved)) if flipped]
+            switched = self.defaults.flipped()
             return SWITCHED + ",".join(switched) if switched else "ok"  # said in a note
         used: set = set()
         args = protocol.decode_value(header.get("args", ["l"]), bufs, used=used)
@@ -378,25 +391,23 @@ class Child:
         place shows, as for ``call``), and the gradient each leaf got: None
         where the result is cut from it. The grader compares them all."""
         torch = self.torch
-        if not callable(target):
-            raise StudentFault(Fault.MISSING, f"`{getattr(target, '__name__', target)}` is not a function")
         leaves = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                   for a in spec.get("args", [])]
-        with self.switches[1]():  # torch.enable_grad, as torch gave it
-            # copies, not the leaves: changing a copy in place is allowed, and shows
-            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in leaves]
-            result = target(*args)
-            results = list(result) if isinstance(result, (tuple, list)) else [result]
-            inference = any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)
-            shown = _snapshot(result, torch)  # a backward may reuse what the forward saved
-            terms = [(r * g).sum() for r, g in zip(results, spec.get("grad_output", []))
-                     if isinstance(r, torch.Tensor) and isinstance(g, torch.Tensor) and r.requires_grad
-                     and tuple(r.shape) == tuple(g.shape)]
-            if terms:
-                torch.stack(terms).sum().backward()
-        return {"result": shown, "args_after": [a.detach() for a in args if isinstance(a, torch.Tensor)],
-                "grads": [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in leaves],
-                "inference": inference}  # made under inference_mode(): no autograd graph may ever save it
+        # copies, not the leaves: changing a copy in place is allowed, and shows
+        reply = self.call(target, [a.clone() if isinstance(a, torch.Tensor) else a for a in leaves], {})
+        result = reply["result"]
+        results = list(result) if isinstance(result, (tuple, list)) else [result]
+        terms = [(r * g).sum() for r, g in zip(results, spec.get("grad_output", []))
+                 if isinstance(r, torch.Tensor) and isinstance(g, torch.Tensor) and r.requires_grad
+                 and tuple(r.shape) == tuple(g.shape)]
+        # made under inference_mode(): no autograd graph may ever save it
+        reply["inference"] = any(isinstance(r, torch.Tensor) and r.is_inference() for r in results)
+        reply["result"] = _snapshot(result, torch)  # as returned: a backward may reuse what the forward saved
+        reply["args_after"] = [a.detach() for a in reply["args_after"]]
+        if terms:
+            torch.stack(terms).sum().backward()
+        reply["grads"] = [a.grad if isinstance(a, torch.Tensor) and a.requires_grad else None for a in leaves]
+        return reply
 
     def module(self, cls, spec: dict):
         """Build the class and run it. Parameters and buffers come back as values,

@@ -28,7 +28,7 @@ from attnkit.sandbox import protocol
 from attnkit.sandbox.answers import ANSWERS
 from attnkit.sandbox.contract import ChildFault, LimitHit, Limits
 from attnkit.sandbox.forking import SESSION_PREFIX, ForkZygote, _top_level_imports, checkout_paths
-from attnkit.sandbox.protocol import SWITCHED, SWITCHES, Fault, Kind, Limit, Op
+from attnkit.sandbox.protocol import SWITCHED, Fault, Kind, Limit, Op
 
 
 # What a note says of a global switch a file flipped when imported (the child
@@ -82,7 +82,6 @@ class Session:
         self.spawned = 0
         self._deps: dict[str, list[str]] = {}
         self.notes: list[str] = []  # what the grader saw while grading, for the report's notes
-        self.switched: set[tuple[str, str]] = set()  # (module, switch) its import flipped
 
     # -- lifecycle
     def _start(self) -> None:
@@ -195,12 +194,21 @@ class Session:
             else:
                 self.imported.add(m)
                 self.imported_before.add(m)
-                value = reply.get("value")
-                if isinstance(value, list) and len(value) == 2 and str(value[1]).startswith(SWITCHED):
-                    for switch in str(value[1])[len(SWITCHED):].split(","):
-                        if switch in SWITCHES and (m, switch) not in self.switched:
-                            self.switched.add((m, switch))
-                            self.notes.append(SWITCH_NOTES[switch].format(file=f"{m}.py"))
+                self._note_switches(m, reply.get("value"))
+
+    def _note_switches(self, module: str, value) -> None:
+        """A note for each global switch of torch the import of ``module`` flipped
+        (once per file, though a replacement child imports it again)."""
+        try:
+            said = protocol.decode_value(value, [])
+        except protocol.ProtocolError:
+            return
+        if not isinstance(said, str) or not said.startswith(SWITCHED):
+            return
+        for switch in said[len(SWITCHED):].split(","):
+            note = SWITCH_NOTES.get(switch, "").format(file=f"{module}.py")
+            if note and note not in self.notes:
+                self.notes.append(note)
 
     # -- requests
     def request(self, item: str, op: str, args=(), kwargs=None):

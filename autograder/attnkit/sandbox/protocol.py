@@ -54,7 +54,6 @@ class _Word(str, Enum):
 # level ("switched:autograd,dtype"; each request starts from torch's defaults
 # again): the grader says so in a note, and nothing else.
 SWITCHED = "switched:"
-SWITCHES = ("autograd", "dtype", "device")
 
 
 class Op(_Word):

@@ -50,9 +50,10 @@ def against_reference(student, *args, what: str | None = None, tol=None, gradien
     the reference's: the modules of later stages call this one (stood in for
     while they are graded), and a stage that cuts the autograd graph
     (``.detach()``, ``torch.no_grad()``, a detour through numpy) is right in
-    value and would leave their parameters untrained. The arguments go as
-    fresh leaves, so that case does not also check they stay unchanged: take it
-    last, after cases that do."""
+    value and would leave their parameters untrained. The function gets copies
+    of fresh leaves, so an argument changed in place still shows (but autograd
+    may refuse some in-place changes first: take that case last, after plain
+    ones, so that the message is the plain one)."""
     expected = reference.memo(student.name, reference.solution(student.name), *args, **kwargs)
     if gradients is None:
         got = student(*args, **kwargs)
@@ -85,14 +86,14 @@ def _gradients_match(student, args: tuple, got: list, inference: bool, grad_outp
         raise GradientFailure("the result is right, but an inference tensor (made under torch.inference_mode()): "
                               "autograd may never save it, so a module that uses it cannot be trained")
     expected = reference.memo("gradients", _reference_gradients, student.name, args, grad_output)
-    for name, g, e in zip(student.arg_names(len(args)), got, expected):
+    for at, (name, g, e) in enumerate(zip(student.arg_names(len(args)), got, expected)):
         if e is None:
             continue
         if g is None:
             raise GradientFailure(f"no gradient flows back from the result to `{name}`: the result is right, but "
                                   f"cut from the autograd graph (a .detach(), torch.no_grad() or a detour through "
                                   f"numpy?), so a module that calls this stage could not train what comes before it")
-        first = g is got[0] and g.shape == e.shape
+        first = at == 0 and g.shape == e.shape
         if gradients.free is not None and first:
             g, e = g.masked_fill(gradients.free, 0), e.masked_fill(gradients.free, 0)
         if gradients.rows_sum_to_one and first:

@@ -49,8 +49,7 @@ def test_mask_scores_hidden(student):
     scores = ref.randn(g, 2, 3, 5, 5)
     x, hide = ref.randn(g, 7, 7), ref.rand(g, 7, 7) > 0.5
     against_reference(student, x, hide)
-    # the modules call it: it keeps the graph; taken last (its arguments go as fresh
-    # leaves, so only the case before checks that they stay unchanged)
+    # the modules call it: it keeps the graph (taken last, as against_reference asks)
     against_reference(student, scores, _mask(5), gradients=Gradients(g, free=_mask(5)))
 
 
