@@ -169,6 +169,20 @@ def test_an_in_place_dropout_that_breaks_training_loses_the_dropout_check(zygote
                                         "has been modified by an inplace operation")
 
 
+def test_a_train_mode_forward_that_raises_is_told_as_the_forward_not_the_backward(zygote, tmp_path):
+    """The dropout check asks for the train-mode forward and the backward in one
+    request; where that fails, the forward alone is asked again, so that an
+    error of the forward is never called a failure to backpropagate."""
+    edits = {CA: [("        weights = self.dropout(weights)\n",
+                   "        if self.training and self.dropout.p > 0:\n"
+                   "            raise RuntimeError('no dropout in this house')\n"
+                   "        weights = self.dropout(weights)\n")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
+    failed = the_one_failure(report, (CA,), f"{CA}.CausalAttention", 10, "dropout")  # dropout: 3
+    assert "RuntimeError: no dropout in this house" in failed.reason
+    assert "backpropagating" not in failed.reason
+
+
 def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check(zygote, tmp_path):
     """Any T <= context_length, call after call: a mask sliced once and kept fits
     only the first length (style review: 13/13 before, each check built a
