@@ -1,7 +1,11 @@
 """What the grader says about isolation the OS refused, and what it applies."""
 
 import os
+import select
+import signal
+import time
 
+import pytest
 from conftest import confined_only
 
 from attnkit.sandbox import confine
@@ -42,3 +46,41 @@ def test_close_fds_keeps_what_it_is_told_to():
     os.close(w)
     _, status = os.waitpid(pid, 0)
     assert os.read(r, 10) == b"alive" and os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not confine.linux() or os.geteuid() == 0,
+                    reason="an ordinary user's path (test_unprivileged.py runs this file as one)")
+def test_a_worker_whose_parent_dies_as_it_enters_its_namespaces_ends_at_once():
+    """Without root the worker forks itself into a PID namespace of its own, where
+    getppid() says 0 whether its parent lives or not. A grader killed in that
+    window (kill -9 half a second into `attnkit grade`, under load) left a
+    worker that imported torch and ran on for seconds: it must end instead."""
+    said, tell = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the process the grader starts as its worker
+        try:
+            os.close(said)
+            # a worker is a fresh program: dumpable, so it may write its own uid_map,
+            # whatever this (forked) test process was made
+            confine.set_dumpable(True)
+            fork = os.fork
+
+            def fork_then_die():  # the grader, and with it this process, killed right after the fork
+                child = fork()
+                if child:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(0.5)  # the worker-to-be: its parent is surely gone by now
+                return child
+
+            os.fork = fork_then_die
+            mode = confine.enter_worker_namespaces()
+            os.write(tell, mode.encode())  # only a process that went on gets here
+        finally:  # never back into pytest, from either process
+            os._exit(0)
+    os.close(tell)
+    os.waitpid(pid, 0)
+    ready, _, _ = select.select([said], [], [], 30)
+    went_on = os.read(said, 100).decode() if ready else "still running after 30 s"
+    if went_on == "none":
+        pytest.skip("no user namespaces here")
+    assert went_on == "", f"the worker went on ({went_on}) after its parent died"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import select
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -119,11 +120,21 @@ def enter_worker_namespaces() -> str:
         return "none"
     # The worker must live inside the PID namespace it owns, or it could not give
     # each child a namespace of its own: the process we were goes on only to wait.
+    # As that namespace's first process the worker's getppid() is 0, parent or
+    # none, so a parent killed before the worker asked to die with it is told by
+    # a pipe: the parent holds its only write end until it ends.
+    parent_alive, held_by_parent = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(parent_alive)
         _, status = os.waitpid(pid, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os.close(held_by_parent)
     die_with_parent()
+    gone = select.select([parent_alive], [], [], 0)[0]  # end of file: the parent has ended
+    os.close(parent_alive)
+    if gone:
+        os._exit(1)
     return "userns"
 
 
