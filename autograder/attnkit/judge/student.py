@@ -33,6 +33,7 @@ class ModuleRun:
     input_grad: object = None
     state_mismatch: bool = False
     witness: object = None  # the eval-mode output on the witness input, when one was sent
+    backward_error: object = None  # StudentError: the backward of grad_output raised (keep_backward_error)
     # what the grader sent, for the checks' recomputation
     init_args: tuple = ()
     init: dict = field(default_factory=dict)
@@ -119,11 +120,14 @@ class Student:
     def build(self, *init_args, state: dict | None = None, inputs=(), train: bool = False,
               seed: int | None = None, dtype: str | None = None, repeat: int = 1,
               grad_output: torch.Tensor | None = None, describe=(), witness: torch.Tensor | None = None,
-              **init) -> ModuleRun:
+              keep_backward_error: bool = False, **init) -> ModuleRun:
         """Construct the student's module and run it. With ``state``, the
         parameters are set by name first; a different set of names or shapes
         fails with a reason that lists the differences. With ``witness``, the
-        module also runs (eval mode) on that input, for ``checks.common.verify``."""
+        module also runs (eval mode) on that input, for ``checks.common.verify``.
+        With ``grad_output``, an error of the backward is raised as any error of
+        the module is, or, with ``keep_backward_error``, kept in the run beside
+        the outputs of the forwards before it."""
         spec = {"init_args": list(init_args), "init": init, "state": state, "inputs": list(inputs),
                 "train": train, "seed": seed, "dtype": dtype, "repeat": repeat,
                 "grad_output": grad_output, "describe": list(describe), "witness": witness,
@@ -134,9 +138,13 @@ class Student:
             raise errors.explain(self.name, exc, spec=spec) from None
         if not isinstance(reply, dict):
             raise CheckFailure("the process running your code sent back a malformed reply")
+        backward_error = self._backward_error(reply.get("backward_fault"), spec)
+        if backward_error is not None and not keep_backward_error:
+            raise backward_error
         fields = {k: v for k, v in reply.items() if k in ("params", "buffers", "attrs", "outputs", "inputs_after",
                                                           "grads", "input_grad", "state_mismatch", "witness")}
-        run = ModuleRun(**fields, init_args=tuple(init_args), init=dict(init), state=state, witness_input=witness)
+        run = ModuleRun(**fields, init_args=tuple(init_args), init=dict(init), state=state, witness_input=witness,
+                        backward_error=backward_error)
         if not isinstance(run.params, dict) or not all(isinstance(p, torch.Tensor) for p in run.params.values()):
             raise CheckFailure("the process running your code sent back a malformed reply")
         if state is not None:
@@ -150,6 +158,18 @@ class Student:
             compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
         return run
 
+
+    def _backward_error(self, fault, spec: dict) -> StudentError | None:
+        """The child's report of an error in the backward, as the error of a whole
+        request would be told (a limit hit there ends the request instead)."""
+        if fault is None:
+            return None
+        if not isinstance(fault, dict) or not all(isinstance(fault.get(k), str) for k in ("error", "message",
+                                                                                          "traceback")):
+            raise CheckFailure("the process running your code sent back a malformed reply")
+        said = ChildFault(fault["error"], fault["message"][:2000], fault["traceback"][:6000], fault.get("family"))
+        exc = StudentError(said.kind, self._named(said.message), said.traceback, family=said.family)
+        return errors.explain(self.name, exc, spec=spec)
 
 def reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:
     """The reference module's parameter names for these arguments: the names

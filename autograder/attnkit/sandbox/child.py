@@ -445,16 +445,17 @@ class Child:
         report["inputs_after"] = list(inputs)
         grad_output = spec.get("grad_output")
         if grad_output is not None and inputs:
-            for p in module.parameters():
-                p.grad = None
-            x = inputs[0].clone().requires_grad_(True)
-            out = module(x)
-            if not isinstance(out, torch.Tensor) or out.shape != grad_output.shape:
-                report["grads"] = None
-            else:
-                (out * grad_output).sum().backward()
-                report["grads"] = {n: p.grad for n, p in named}
-                report["input_grad"] = x.grad
+            try:
+                self.run(lambda: self._backward(module, named, inputs[0], grad_output, report))
+            except StudentFault as fault:
+                if fault.kind in (Fault.MEMORY, Fault.OUTPUT):
+                    raise  # a limit is the item's, wherever it was hit
+                # Said apart from an error of the forwards above, which end the request:
+                # asking for the forward alone again could not tell code that fails now
+                # and then, and would charge its time and output to the item twice.
+                report["backward_fault"] = {"error": fault.kind, "message": fault.message[:2000],
+                                            "family": list(fault.family), "traceback": fault.tb[-6000:]}
+                return report
         witness = spec.get("witness")
         if witness is not None:  # a fresh input the child could not foresee, in eval mode
             module.eval()
@@ -462,6 +463,19 @@ class Child:
                 report["witness"] = module(witness)
         return report
 
+    def _backward(self, module, named: list, x, grad_output, report: dict) -> None:
+        """One more forward, on a leaf copy of ``x``, and a backward of ``grad_output``:
+        the gradient each parameter got (None where none reached it)."""
+        for p in module.parameters():
+            p.grad = None
+        x = x.clone().requires_grad_(True)
+        out = module(x)
+        if not isinstance(out, self.torch.Tensor) or out.shape != grad_output.shape:
+            report["grads"] = None
+            return
+        (out * grad_output).sum().backward()
+        report["grads"] = {n: p.grad for n, p in named}
+        report["input_grad"] = x.grad
 
 def _snapshot(value, torch):
     """``value`` with each tensor (at the top, or in a tuple or list) detached and copied."""

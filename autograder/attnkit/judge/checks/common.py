@@ -569,16 +569,10 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
 
     # Training is what dropout is for: a gradient must get back through it (an
     # in-place dropout overwrites the softmax output its backward needs). One
-    # request runs the train-mode forward and then the backward; only where it
-    # fails does a second, forward alone, tell which of the two failed.
-    grad_output = torch.ones(b, T, d_out, dtype=torch.float64)
-    try:
-        run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True, grad_output=grad_output)
-        backward_failure = None
-    except StudentError as exc:
-        run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True)
-        facts = f"in train mode, backpropagating through the module fails: {exc.reason}"
-        backward_failure = CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts)
+    # request runs the train-mode forward, then another forward and a backward;
+    # an error of the backward comes back beside the first forward's output.
+    run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True,
+                        grad_output=torch.ones(b, T, d_out, dtype=torch.float64), keep_backward_error=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
     if out.shape != (b, T, d_out) or out.dtype != torch.float64:
         raise CheckFailure(f"the train-mode output has shape {tuple(out.shape)}, dtype {out.dtype}; "
@@ -591,8 +585,10 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
         raise CheckFailure("in train mode the output is not the dropped weights times the values: its last "
                            "columns, where the values hold features drawn for this check, do not follow from "
                            "the weights shown in the first ones")
-    if backward_failure is not None:
-        raise backward_failure
+    if run.backward_error is not None:
+        exc = run.backward_error
+        facts = f"in train mode, backpropagating through the module fails: {exc.reason}"
+        raise CheckFailure(facts, exc.details, diagnosis=exc.diagnosis, facts=facts)
     # the queries' and keys' gradients pass through the dropped weights (out_proj's
     # does not: an out_proj left unused is its own mistake, named by other checks)
     unreached = [n for n, grad in dict(run.grads or {}).items() if grad is None and ("W_query" in n or "W_key" in n)]
