@@ -169,32 +169,51 @@ def test_an_in_place_dropout_that_breaks_training_loses_the_dropout_check(zygote
                                         "has been modified by an inplace operation")
 
 
-TRAIN_MODE_FAILS = {  # code before the dropout of CausalAttention.forward -> the error the dropout check names
+UNPRINTABLE = ("class Unprintable(Exception):\n"
+               "    def __str__(self):\n"
+               "        return self.expectd  # a typo: str() of it raises\n\n\n"
+               "class FailingBackward(torch.autograd.Function):\n"
+               "    @staticmethod\n"
+               "    def forward(ctx, w):\n"
+               "        return w.clone()\n\n"
+               "    @staticmethod\n"
+               "    def backward(ctx, g):\n"
+               "        raise Unprintable()\n\n\n")
+TRAIN_MODE_FAILS = {  # code before the dropout of CausalAttention.forward -> what the dropout check says
     "always": ("        if self.training and self.dropout.p > 0:\n"
-               "            raise RuntimeError('no dropout in this house')\n", "no dropout in this house"),
+               "            raise RuntimeError('no dropout in this house')\n",
+               "raised RuntimeError: no dropout in this house"),
     # the first train-mode forward of the process only (review: told as the backward's)
     "once": ("        if self.training and self.dropout.p > 0 and not _FAILED:\n"
              "            _FAILED.append(1)\n"
-             "            raise RuntimeError('first train call fails')\n", "first train call fails"),
+             "            raise RuntimeError('first train call fails')\n", "raised RuntimeError: first train call fails"),
     # 40 KB printed each time: run twice, it passed the 64 KiB output limit (review: 0 for the item)
     "loud": ("        if self.training and self.dropout.p > 0:\n"
              "            print('x' * 40000)\n"
-             "            raise RuntimeError('prints then fails')\n", "prints then fails"),
+             "            raise RuntimeError('prints then fails')\n", "raised RuntimeError: prints then fails"),
+    # an exception whose __str__ raises ended the child: 0 for the item, "ended unexpectedly" (review)
+    "unprintable": ("        if self.training and self.dropout.p > 0:\n"
+                    "            raise Unprintable()\n", "raised Unprintable: <Unprintable whose str() raised>"),
+    "unprintable_backward": ("        if self.training and self.dropout.p > 0:\n"
+                             "            weights = FailingBackward.apply(weights)\n",
+                             "in train mode, backpropagating through the module fails: raised Unprintable: "
+                             "<Unprintable whose str() raised>"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_MODE_FAILS))
-def test_a_train_mode_forward_that_raises_is_told_as_the_forward_not_the_backward(zygote, tmp_path, name):
+def test_a_train_mode_failure_is_told_as_the_forwards_or_the_backwards(zygote, tmp_path, name):
     """The dropout check's one request runs the train-mode forward, then a forward
-    and a backward; an error of the first ends it and is the forward's error,
-    charged once to the item's time and output."""
-    code, said = TRAIN_MODE_FAILS[name]
+    and a backward: an error of the first ends it and is the forward's error,
+    charged once to the item's time and output; one of the backward comes back
+    beside the forward's output and is said to be the backward's."""
+    code, says = TRAIN_MODE_FAILS[name]
     edits = {CA: [("        weights = self.dropout(weights)\n", code + "        weights = self.dropout(weights)\n"),
-                  ("class CausalAttention(", "_FAILED = []\n\n\nclass CausalAttention(")]}
+                  ("class CausalAttention(", "_FAILED = []\n\n\n" + UNPRINTABLE + "class CausalAttention(")]}
     report = grade_folder(zygote, make_submission(tmp_path / "s", edits), (CA,))
     failed = the_one_failure(report, (CA,), f"{CA}.CausalAttention", 10, "dropout")  # dropout: 3
-    assert f"RuntimeError: {said}" in failed.reason
-    assert "backpropagating" not in failed.reason
+    assert failed.reason.startswith(says)
+    assert ("backpropagating" in failed.reason) == name.endswith("backward")
 
 
 def test_a_module_that_keeps_the_first_calls_mask_loses_the_short_sequence_check(zygote, tmp_path):

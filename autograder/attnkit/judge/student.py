@@ -158,10 +158,11 @@ class Student:
             compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
         return run
 
-
     def _backward_error(self, fault, spec: dict) -> StudentError | None:
-        """The child's report of an error in the backward, as the error of a whole
-        request would be told (a limit hit there ends the request instead)."""
+        """The child's report of an error in the second forward or the backward,
+        told as an error of a whole request is. A limit hit there ends the
+        request instead, so an "error" here is the child's word alone: whatever
+        kind it names, it only costs the check that asked."""
         if fault is None:
             return None
         if not isinstance(fault, dict) or not all(isinstance(fault.get(k), str) for k in ("error", "message",
@@ -170,6 +171,7 @@ class Student:
         said = ChildFault(fault["error"], fault["message"][:2000], fault["traceback"][:6000], fault.get("family"))
         exc = StudentError(said.kind, self._named(said.message), said.traceback, family=said.family)
         return errors.explain(self.name, exc, spec=spec)
+
 
 def reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:
     """The reference module's parameter names for these arguments: the names

@@ -63,6 +63,16 @@ class StudentFault(Exception):
         self.kind, self.message, self.tb, self.family = kind, message, tb, family
 
 
+def said(value, conversion=str) -> str:
+    """``str()`` (or ``repr()``) of what student code raised: an exception whose
+    own ``__str__`` fails is told as such, never a second error raised in the
+    handler that reports the first (it ended the child: "ended unexpectedly")."""
+    try:
+        return conversion(value)
+    except BaseException:  # noqa: BLE001 - the student's __str__ runs here
+        return f"<{type(value).__name__} whose {conversion.__name__}() raised>"
+
+
 def builtin_family(exc: BaseException) -> tuple[str, ...]:
     """The built-in exception classes ``exc`` is an instance of: a student's own
     ``class ConfigError(ValueError)`` is a ValueError to a check that asks for one."""
@@ -253,7 +263,7 @@ class Child:
             # the stub's own NotImplementedError (raised in the student's file) means
             # "not done yet"; one raised inside torch is an ordinary error
             kind = Fault.NOT_IMPLEMENTED if self._raised_in_submission(exc) else Fault.EXCEPTION
-            text = str(exc) or "NotImplementedError"
+            text = said(exc) or "NotImplementedError"
             raise StudentFault(kind, text if kind == Fault.NOT_IMPLEMENTED else f"NotImplementedError: {text}",
                                self.student_traceback(exc)) from None
         except MemoryError as exc:
@@ -262,14 +272,14 @@ class Child:
             raise StudentFault(Fault.EXCEPTION, "RecursionError: maximum recursion depth exceeded",
                                self.student_traceback(exc)) from None
         except SystemExit as exc:
-            raise StudentFault(Fault.EXIT, f"called sys.exit({exc.code!r})", self.student_traceback(exc))
+            raise StudentFault(Fault.EXIT, f"called sys.exit({said(exc.code, repr)})", self.student_traceback(exc))
         except KeyboardInterrupt as exc:
             raise StudentFault(Fault.EXCEPTION, "raised KeyboardInterrupt", self.student_traceback(exc))
         except OSError as exc:
             kind = Fault.OUTPUT if getattr(exc, "errno", None) == 27 else Fault.EXCEPTION  # EFBIG
-            raise StudentFault(kind, f"{type(exc).__name__}: {exc}", self.student_traceback(exc)) from None
+            raise StudentFault(kind, f"{type(exc).__name__}: {said(exc)}", self.student_traceback(exc)) from None
         except Exception as exc:  # noqa: BLE001 - student code may raise anything
-            text = f"{type(exc).__name__}: {exc}"
+            text = f"{type(exc).__name__}: {said(exc)}"
             kind = Fault.MEMORY if "can't allocate memory" in text else Fault.EXCEPTION
             raise StudentFault(kind, text, self.student_traceback(exc), builtin_family(exc)) from None
 
@@ -299,9 +309,9 @@ class Child:
         except BaseException as exc:  # noqa: BLE001 - import runs student code
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            text = f"{type(exc).__name__}: {exc}"
+            text = f"{type(exc).__name__}: {said(exc)}"
             if isinstance(exc, SystemExit):
-                text = f"called sys.exit({exc.code!r}) while being imported"
+                text = f"called sys.exit({said(exc.code, repr)}) while being imported"
             sys.modules[module] = self._stand_in_module(module)  # for the files that import it
             raise StudentFault(Fault.IMPORT, f"{module}.py could not be imported: {text}",
                                self.student_traceback(exc)) from None
@@ -450,9 +460,8 @@ class Child:
             except StudentFault as fault:
                 if fault.kind in (Fault.MEMORY, Fault.OUTPUT):
                     raise  # a limit is the item's, wherever it was hit
-                # Said apart from an error of the forwards above, which end the request:
-                # asking for the forward alone again could not tell code that fails now
-                # and then, and would charge its time and output to the item twice.
+                # Kept beside the outputs of the forwards above (an error of theirs ends
+                # the request), so that the check tells the two apart in one request.
                 report["backward_fault"] = {"error": fault.kind, "message": fault.message[:2000],
                                             "family": list(fault.family), "traceback": fault.tb[-6000:]}
                 return report
@@ -476,6 +485,7 @@ class Child:
         (out * grad_output).sum().backward()
         report["grads"] = {n: p.grad for n, p in named}
         report["input_grad"] = x.grad
+
 
 def _snapshot(value, torch):
     """``value`` with each tensor (at the top, or in a tuple or list) detached and copied."""

@@ -570,7 +570,7 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     # Training is what dropout is for: a gradient must get back through it (an
     # in-place dropout overwrites the softmax output its backward needs). One
     # request runs the train-mode forward, then another forward and a backward;
-    # an error of the backward comes back beside the first forward's output.
+    # an error of those two comes back beside the first forward's output.
     run = student.build(*args, state=state, inputs=[x], dtype="float64", train=True,
                         grad_output=torch.ones(b, T, d_out, dtype=torch.float64), keep_backward_error=True)
     out = compare.tensor(run.outputs[0] if run.outputs else None, "the train-mode output")
