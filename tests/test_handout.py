@@ -381,7 +381,7 @@ def test_the_wheel_is_the_checker_and_is_reproducible(handout, tmp_path):
 
 @pytest.mark.skipif(PORTABLE, reason="grade-class grades for credit on the Linux sandbox only; "
                     "it refuses the portable runner (README: Student code is untrusted)")
-def test_grade_class_over_collected_classroom_repositories(handout, tmp_path):
+def test_grade_class_over_collected_classroom_repositories(handout, attnkit_cli, tmp_path):
     """The grades that count: the collected repositories (the handout's layout, exercise
     files at the top) graded by grade-class with every check."""
     klass = tmp_path / "collected"
@@ -389,8 +389,7 @@ def test_grade_class_over_collected_classroom_repositories(handout, tmp_path):
         shutil.copytree(handout, klass / name, ignore=shutil.ignore_patterns(UPLOAD))
     for module in MODULES:
         shutil.copyfile(SOLUTIONS / f"{module}.py", klass / "alice" / f"{module}.py")
-    done = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(tmp_path / "out"),
-                           "--jobs", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    done = attnkit_cli("grade-class", klass, "--out", tmp_path / "out", "--jobs", "2", "--quiet")
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r.split(",")[0]: r.split(",")[1] for r in (tmp_path / "out" / "grades.csv").read_text().splitlines()[1:]}
     assert rows == {"alice": "100", "bob": "0"}

@@ -6,12 +6,10 @@ stage, an infinite loop, and a forger who replaces the grader in the kernel
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
-from nbgrader_course import (check_fast_path, check_no_secret_shown, fixtures, full_points, nbgrader_cells,
-                             shared_tests)
+from nbgrader_course import (ITEM_SECONDS, check_fast_path, check_no_secret_shown, fixtures, full_points,
+                             nbgrader_cells, shared_tests)
 
 from attnkit.exercises import module_points, module_totals
 
@@ -49,10 +47,10 @@ def test_fast_path_equals_nbgrader_and_names_the_forger(course, zygote, attnkit_
     assert len(flagged) == 1 and flagged[0].startswith("forger simplified_attention: nbgrader 20")
 
 
-def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnkit_items, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(course / "submitted"),
-                           "--out", str(tmp_path / "out"), "--jobs", "2", "--quiet"],
-                          capture_output=True, text=True, timeout=600)
+def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnkit_items, attnkit_cli, tmp_path):
+    # the course's limit per item, as every other grading here: the looping student spends it
+    proc = attnkit_cli("grade-class", course / "submitted", "--out", tmp_path / "out", "--jobs", "2",
+                       "--timeout", ITEM_SECONDS, "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 nbgrader score above the isolated grade" in proc.stdout
     assert "nbgrader score above the isolated grade: forger simplified_attention: nbgrader 20" in proc.stdout
