@@ -55,8 +55,10 @@ def outcome(check: Check, exc: BaseException | None) -> CheckResult:
         return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS), limit=True, error="limit",
                            **base)
     if isinstance(exc, CheckFailure):
-        kind = (exc.kind or "raised") if isinstance(exc, StudentError) else (
-            "gradient" if isinstance(exc, GradientFailure) else "")
+        if isinstance(exc, StudentError):
+            kind = exc.kind or "raised"
+        else:
+            kind = "gradient" if isinstance(exc, GradientFailure) else ""
         return CheckResult(passed=False, reason=_capped(one_line(exc.reason), REASON_CHARS),
                            details=_capped(printable(exc.details), DETAILS_CHARS),
                            not_implemented=kind == "not_implemented", error=kind,

@@ -69,11 +69,14 @@ class Student:
         try:
             return self.session.request(self.item.key, op, args, kwargs)
         except ChildFault as fault:
-            raise StudentError(fault.kind, self._named(fault.message), fault.traceback, family=fault.family) from None
+            raise self._student_error(fault) from None
         except LimitHit as hit:
             raise LimitExceeded(hit.kind, self._named(hit.message)) from None
         except SandboxError as exc:
             raise GraderError(str(exc)) from None
+
+    def _student_error(self, fault: ChildFault) -> StudentError:
+        return StudentError(fault.kind, self._named(fault.message), fault.traceback, family=fault.family)
 
     def _named(self, message: str) -> str:
         """``causal_attention.py`` in a message, said to be made from the notebook
@@ -165,12 +168,9 @@ class Student:
         kind it names, it only costs the check that asked."""
         if fault is None:
             return None
-        if not isinstance(fault, dict) or not all(isinstance(fault.get(k), str) for k in ("error", "message",
-                                                                                          "traceback")):
+        if not isinstance(fault, dict):
             raise CheckFailure("the process running your code sent back a malformed reply")
-        said = ChildFault(fault["error"], fault["message"][:2000], fault["traceback"][:6000], fault.get("family"))
-        exc = StudentError(said.kind, self._named(said.message), said.traceback, family=said.family)
-        return errors.explain(self.name, exc, spec=spec)
+        return errors.explain(self.name, self._student_error(ChildFault.from_fields(fault)), spec=spec)
 
 
 def reference_names(item: str, init_args: tuple, init: dict) -> list[str] | None:

@@ -62,6 +62,11 @@ class StudentFault(Exception):
         super().__init__(message)
         self.kind, self.message, self.tb, self.family = kind, message, tb, family
 
+    def fields(self) -> dict:
+        """What the grader reads of it (``contract.ChildFault.from_fields``), cut to size."""
+        return {"error": self.kind, "message": self.message[:2000], "family": list(self.family),
+                "traceback": self.tb[-6000:]}
+
 
 def said(value, conversion=str) -> str:
     """``str()`` (or ``repr()``) of what student code raised: an exception whose
@@ -179,9 +184,7 @@ class Child:
                 reply = {"kind": Kind.RESULT, "value": protocol.encode_value(value, reply_bufs)}
             except StudentFault as fault:
                 reply_bufs = []
-                reply = {"kind": Kind.ERROR, "error": fault.kind, "message": fault.message[:2000],
-                         "family": list(fault.family),
-                         "traceback": fault.tb[-6000:]}
+                reply = {"kind": Kind.ERROR, **fault.fields()}
             protocol.send(self.sock, reply, reply_bufs)
 
     def _upcall(self, spec: dict, tensors: list, grads):
@@ -462,8 +465,7 @@ class Child:
                     raise  # a limit is the item's, wherever it was hit
                 # Kept beside the outputs of the forwards above (an error of theirs ends
                 # the request), so that the check tells the two apart in one request.
-                report["backward_fault"] = {"error": fault.kind, "message": fault.message[:2000],
-                                            "family": list(fault.family), "traceback": fault.tb[-6000:]}
+                report["backward_fault"] = fault.fields()
                 return report
         witness = spec.get("witness")
         if witness is not None:  # a fresh input the child could not foresee, in eval mode

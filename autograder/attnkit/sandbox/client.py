@@ -241,16 +241,15 @@ class Session:
         finally:
             self.used[item] = used + time.monotonic() - start
         if reply.get("kind") == Kind.ERROR:
-            kind = str(reply.get("error"))
-            message = str(reply.get("message", ""))[:2000]
-            if kind == Fault.MEMORY:
+            fault = ChildFault.from_fields(reply)
+            if fault.kind == Fault.MEMORY:
                 self._stop()
                 raise LimitHit(Limit.MEMORY, f"memory limit exceeded ({self.limits.memory_bytes >> 20} MiB "
-                                         f"above the worker's baseline): {message}")
-            if kind == Fault.OUTPUT:
+                                         f"above the worker's baseline): {fault.message}")
+            if fault.kind == Fault.OUTPUT:
                 self._stop()
                 raise LimitHit(Limit.OUTPUT, self._output_message())
-            raise ChildFault(kind, message, str(reply.get("traceback", ""))[:6000], reply.get("family"))
+            raise fault
         if reply.get("kind") != Kind.RESULT:
             self._stop()
             raise ChildFault(Fault.PROTOCOL, "the process running your code sent back an unexpected reply")

@@ -24,6 +24,13 @@ class ChildFault(Exception):
         self.kind, self.message, self.traceback = str(kind), message, traceback
         self.family = builtin_names(family)
 
+    @classmethod
+    def from_fields(cls, fields: dict) -> ChildFault:
+        """The child's report of an error (an ERROR frame, or one kept beside a
+        module's outputs), its word taken as text and cut to size."""
+        return cls(str(fields.get("error")), str(fields.get("message", ""))[:2000],
+                   str(fields.get("traceback", ""))[:6000], fields.get("family"))
+
 
 def builtin_names(names) -> tuple[str, ...]:
     """The names in ``names`` (what a child said an exception is) that are
