@@ -114,6 +114,7 @@ def test_course_without_the_extra_says_which_to_install(monkeypatch, capsys, tmp
     assert not (tmp_path / "course").exists()
 
 
+@pytest.mark.slow  # grades a class through the command (2 s)
 def test_grade_class_on_a_gradebook_without_the_extra_grades_and_says_which_to_install(attnkit_cli, monkeypatch,
                                                                                       tmp_path):
     """The grades need no nbgrader; only the comparison with nbgrader's gradebook does."""

@@ -185,15 +185,6 @@ PARAMS = [pytest.param(entry_id, n, id=f"{entry_id}-{n}")
           for entry_id, cases in CASES.items() for n in range(len(cases))]
 
 
-@pytest.fixture(scope="module")
-def zygote():
-    from attnkit.sandbox import Zygote
-
-    z = Zygote()
-    yield z
-    z.close()
-
-
 def test_every_catalogue_entry_has_a_case():
     assert sorted(CASES) == sorted(e.id for e in ENTRIES)
 

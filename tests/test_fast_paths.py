@@ -312,6 +312,7 @@ def test_values_keep_their_kind_on_the_wire():
 
 # --------------------------------------------------------------------------- the whole
 
+@pytest.mark.slow  # three submissions, each graded twice (2 s)
 def test_grades_stay_the_same_for_every_student_of_a_small_class(zygote, tmp_path):
     """A correct, a wrong and a stub submission, each graded twice in a row (the
     second time every kept answer is there): the same scores and reasons."""

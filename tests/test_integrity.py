@@ -8,6 +8,8 @@ import json
 import os
 import re
 
+import pytest
+
 from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, make_submission, scores
 
 from attnkit.frontends import classgrade
@@ -229,6 +231,7 @@ def test_normalisation_ignores_names_comments_docstrings_and_hints_but_not_the_c
 
 # --------------------------------------------------------------------------- grade-class end to end
 
+@pytest.mark.slow  # a class of four, graded twice (2 s)
 def test_grade_class_writes_the_report_and_keeps_it_on_a_rerun(zygote, tmp_path):
     klass, out = tmp_path / "class", tmp_path / "out"
     make_submission(klass / "hc", HARD_CODED)

@@ -19,6 +19,7 @@ in an import cycle.
 from __future__ import annotations
 
 import ast
+import functools
 
 from conftest import ROOT
 
@@ -37,6 +38,7 @@ ALLOWED = {
 ENTRY_POINTS = {"attnkit.__main__"}  # `python -m attnkit`: the command line
 
 
+@functools.cache  # parsed once: three tests read it, and nothing changes the files meanwhile
 def modules() -> dict[str, ast.Module]:
     out = {}
     for path in PACKAGE.rglob("*.py"):
