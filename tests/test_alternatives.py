@@ -526,6 +526,23 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("        queries, keys, values = project_qkv(x, self.W_query, self.W_key, self.W_value)",
          "        qkv = project_qkv(x, self.W_query, self.W_key, self.W_value)\n"
          "        queries, keys, values = qkv.queries, qkv.keys, qkv.values")]),
+    # the same NamedTuple built into a name first, and through _make: the stand-in's answer is of that type too
+    "project_qkv_namedtuple_kept_in_a_name": (SA, [
+        ("import torch.nn as nn\n", "import torch.nn as nn\nfrom typing import NamedTuple\n\n\n"
+                                     "class QKV(NamedTuple):\n    queries: torch.Tensor\n    keys: torch.Tensor\n"
+                                     "    values: torch.Tensor\n"),
+        ("    return queries, keys, values", "    result = QKV(queries, keys, values)\n    return result"),
+        ("        queries, keys, values = project_qkv(x, self.W_query, self.W_key, self.W_value)",
+         "        qkv = project_qkv(x, self.W_query, self.W_key, self.W_value)\n"
+         "        queries, keys, values = qkv.queries, qkv.keys, qkv.values")]),
+    "project_qkv_namedtuple_make": (SA, [
+        ("import torch.nn as nn\n", "import torch.nn as nn\nfrom typing import NamedTuple\n\n\n"
+                                     "class QKV(NamedTuple):\n    queries: torch.Tensor\n    keys: torch.Tensor\n"
+                                     "    values: torch.Tensor\n"),
+        ("    return queries, keys, values", "    return QKV._make([queries, keys, values])"),
+        ("        queries, keys, values = project_qkv(x, self.W_query, self.W_key, self.W_value)",
+         "        qkv = project_qkv(x, self.W_query, self.W_key, self.W_value)\n"
+         "        queries, keys, values = qkv.queries, qkv.keys, qkv.values")]),
     # the three layers kept in a ModuleList first, then as the attributes of the contract: each
     # parameter is registered twice, qkv.0.weight first; it is reported by the contract's name
     "causal_attention_layers_in_a_module_list_first": (CA, [body(CA, "CausalAttention.__init__", """
@@ -560,7 +577,10 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
          "        self.compile()")]),
 }
 
-@pytest.mark.parametrize("name", sorted(CASES))
+SLOW = {"attention_scores_chapter_double_loop"}  # Python loops over every hidden case: 1.6 s
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(CASES)])
 def test_correct_alternative_earns_full_marks(zygote, tmp_path, name):
     module, edits = CASES[name]
     folder = make_submission(tmp_path / name, {module: edits})
@@ -644,6 +664,86 @@ def test_what_neither_the_stand_in_nor_the_students_class_has_is_named_truly(zyg
     lost = {r.item.key: r.reasons for r in report.results if r.score != r.max_score}
     assert list(lost) == [MH + ".MultiHeadAttentionWrapper"]
     assert "'CausalAttention' object has no attribute 'd_out'" in lost[MH + ".MultiHeadAttentionWrapper"][0]
+
+
+# The student's CausalAttention written in ways that reach past the stand-in
+# while the wrapper is graded: its constructor names its own class (old-style
+# super), its forward reads the class by name or through type(self), keeps
+# its weights through a helper or setattr, or the class takes one more
+# parameter the wrapper passes by position (the student's class then runs).
+CA_OWN_STYLES = {
+    "old_style_super_and_d_out": (
+        [("        super().__init__()\n", "        super(CausalAttention, self).__init__()\n        self.d_out = d_out\n")],
+        """
+        b, T, _ = x.shape
+        out = x.new_zeros(b, T, self.heads[0].d_out * len(self.heads))
+        for i, head in enumerate(self.heads):
+            out[..., i * head.d_out:(i + 1) * head.d_out] = head(x)
+        return out
+        """),
+    "static_method_by_class_name": (
+        [("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+          "    @staticmethod\n    def _weights(scores, d_k):\n        return torch.softmax(scores / d_k ** 0.5, dim=-1)\n\n"
+          "    def forward(self, x: torch.Tensor, return_weights: bool = False):"),
+         ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)\n        weights = self.dropout(weights)\n"
+          "        return weights @ values  # (b, T, d_out)",
+          "        weights = self.dropout(CausalAttention._weights(scores, keys.shape[-1]))\n"
+          "        out = weights @ values\n        return (out, weights) if return_weights else out")],
+        """
+        return torch.cat([head(x, return_weights=True)[0] for head in self.heads], dim=-1)
+        """),
+    "class_constant_through_type_of_self": (
+        [("class CausalAttention(nn.Module):\n", "class CausalAttention(nn.Module):\n    NEG_INF = float('-inf')\n\n"),
+         ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+          "    def forward(self, x: torch.Tensor, return_weights: bool = False):"),
+         ("        scores = mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
+          "        scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], type(self).NEG_INF)"),
+         ("        return weights @ values  # (b, T, d_out)",
+          "        out = weights @ values\n        return (out, weights) if return_weights else out")],
+        """
+        return torch.cat([head(x, return_weights=True)[0] for head in self.heads], dim=-1)
+        """),
+    "weights_kept_by_a_helper_method": (
+        [("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+          "    def _attend(self, q, k, v):\n        T = q.shape[-2]\n"
+          "        scores = mask_scores(q @ k.transpose(-2, -1), self.mask[:T, :T])\n"
+          "        weights = self.dropout(torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1))\n"
+          "        self.last_weights = weights.detach()  # kept for a plot\n        return weights @ v\n\n"
+          "    def forward(self, x: torch.Tensor) -> torch.Tensor:"),
+         ("        return weights @ values  # (b, T, d_out)",
+          "        return self._attend(queries, keys, values)")],
+        """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        self.last_weights = torch.stack([head.last_weights for head in self.heads], dim=1)  # (b, h, T, T)
+        return out
+        """),
+    "weights_kept_through_setattr": (
+        [("        weights = self.dropout(weights)\n",
+          "        weights = self.dropout(weights)\n        setattr(self, 'attn_weights', weights.detach())\n")],
+        """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        self.weights = [head.attn_weights for head in self.heads]
+        return out
+        """),
+    "one_more_parameter_passed_by_position": (
+        [("                 qkv_bias: bool = False):", "                 qkv_bias: bool = False, scale: bool = True):"),
+         ("        self.dropout = nn.Dropout(dropout)\n",
+          "        self.dropout = nn.Dropout(dropout)\n        self.scale = scale\n"),
+         ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+          "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5 if self.scale else scores, dim=-1)")],
+        None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CA_OWN_STYLES))
+def test_the_wrapper_may_use_its_heads_class_as_written(zygote, tmp_path, name):
+    ca_edits, forward = CA_OWN_STYLES[name]
+    mh_edits = [body(MH, "MultiHeadAttentionWrapper.forward", forward)] if forward else [
+        ("CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)",
+         "CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, True)")]
+    folder = make_submission(tmp_path / "sub", {CA: ca_edits, MH: mh_edits})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}
 
 
 # A CausalAttention whose forward does more than the contract asks: it can

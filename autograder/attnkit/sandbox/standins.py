@@ -25,6 +25,7 @@ Runs next to student code: no grader code here, only the protocol.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import json
 import math
@@ -112,23 +113,53 @@ def _source_tree(fn) -> ast.Module | None:
         return None
 
 
+def _built_by(node, assigned: dict) -> tuple[str, ...] | None:
+    """The dotted name of the class an expression builds: ``QKV(...)``,
+    ``QKV._make(...)``, ``module.QKV(...)``, or a local name assigned once from
+    one of those; else None."""
+    if isinstance(node, ast.Name) and node.id in assigned:
+        return _built_by(assigned.pop(node.id), assigned)  # popped: a name assigned from itself ends here
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr == "_make":
+        func = func.value
+    path: list[str] = []
+    while isinstance(func, ast.Attribute):
+        path.insert(0, func.attr)
+        func = func.value
+    return (func.id, *path) if isinstance(func, ast.Name) else None
+
+
 def _returned_tuple_type(fn):
-    """The NamedTuple class that every ``return`` of ``fn`` builds by name
-    (``return QKV(q, k, v)``), read from its source, never by running it; else None."""
+    """The NamedTuple class that every ``return`` of ``fn`` builds (``return
+    QKV(q, k, v)``, ``QKV._make(...)``, or a local name assigned once from
+    one), read from its source, never by running it; else None."""
     tree = _source_tree(fn)
     if tree is None:
         return None
+    assigned: dict = {}
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) else [])
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name):  # assigned more than once, or by unpacking: not known
+                    assigned[n.id] = node.value if n is t and n.id not in assigned else None
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Return):
-            call = node.value
-            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+            path = _built_by(node.value, dict(assigned)) if node.value is not None else None
+            if path is None:
                 return None
-            found.add(call.func.id)
+            found.add(path)
     if len(found) != 1:
         return None
     try:
-        cls = getattr(fn, "__globals__", {}).get(found.pop())
+        first, *rest = found.pop()
+        cls = getattr(fn, "__globals__", {}).get(first)
+        for name in rest:
+            cls = getattr(cls, name)
         fields = getattr(cls, "_fields", None)
         return cls if isinstance(cls, type) and issubclass(cls, tuple) and isinstance(fields, tuple) else None
     except Exception:  # noqa: BLE001 - a metaclass of the student's that raises: no type of its own
@@ -179,6 +210,31 @@ def _kept_names(forward) -> frozenset:
     return frozenset(names)
 
 
+@contextlib.contextmanager
+def _named_as_itself(original, stand_in_class):
+    """While the student's own class is built, its name in its module is the
+    class itself, not the stand-in that isolation put there: its constructor
+    may name it (``super(CausalAttention, self).__init__()``)."""
+    spaces = {}
+    try:
+        members = list(vars(original).values())
+    except TypeError:  # no __dict__: nothing of it names anything
+        members = []
+    for value in members:
+        for fn in (value, getattr(value, "__func__", None), getattr(value, "fget", None)):
+            space = getattr(fn, "__globals__", None)
+            if isinstance(space, dict):
+                spaces[id(space)] = space
+    moved = [(space, name) for space in spaces.values() for name, v in list(space.items()) if v is stand_in_class]
+    for space, name in moved:
+        space[name] = original
+    try:
+        yield
+    finally:
+        for space, name in moved:
+            space[name] = stand_in_class
+
+
 def module(upcalls: Upcalls, key: str, spec: dict, original=None):
     """The stand-in class for graded class ``key``, built from its declaration."""
     torch = upcalls.torch
@@ -198,7 +254,24 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
             keeps.append(_kept_names(own_forward) if own_forward is not None else frozenset())
         return keeps[0]
 
-    class StandIn(nn.Module):
+    class OwnClassAttributes(type(nn.Module)):
+        def __getattr__(cls, name):
+            # A name the stand-in class lacks, read on the class (a constant
+            # through ``type(self).NEG_INF``, a static method through
+            # ``CausalAttention._weights``): the student's own class's
+            if name.startswith("__") or original is None:
+                raise AttributeError(name)
+            return getattr(original, name)
+
+    class StandIn(nn.Module, metaclass=OwnClassAttributes):
+        def __new__(cls, *args, **kwargs):
+            if original is not None and len(args) > len(params):
+                # more than the declaration takes (the student's class has parameters
+                # of its own): the stand-in cannot stand in, so the student's class runs
+                with _named_as_itself(original, StandIn):
+                    return original(*args, **kwargs)
+            return super().__new__(cls)
+
         def __init__(self, *args, **kwargs):
             super().__init__()
             bound = dict(defaults)
@@ -255,14 +328,17 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 raise AttributeError(name)  # copy, pickle, and nn.Module's own checks while it is built
             return _own_attribute(self, name)
 
-    def _kept_by_own_forward(stand_in, name: str):
+    def _kept_by_own_forward(stand_in, name: str, assigned: bool = True):
         """What the student's forward keeps on the module (``self.last_weights =
         ...``), read after a forward: their forward runs then, once per forward,
         on the stand-in's layers and the last input, and only for a name it
         assigns (so a mistake in it costs nothing unless what it keeps is read).
-        Its random draws must not move a seeded run's."""
+        Its random draws must not move a seeded run's. With ``assigned=False``,
+        the last resort for a name found nowhere else, it runs whatever the
+        name (the forward may keep it through a helper method, or setattr), and
+        a forward that raises then is no evidence: the name is missing."""
         x = stand_in.__dict__.get("_last_input")
-        if x is None or name not in kept_names():
+        if x is None or own_forward is None or (assigned and name not in kept_names()):
             return _ABSENT
         stand_in.__dict__["_last_input"] = None  # once; and what the forward itself reads is found as usual
         try:
@@ -271,6 +347,8 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
         except (OSError, MemoryError):
             raise  # the output and memory limits are the item's, as anywhere
         except Exception as exc:  # noqa: BLE001 - the student's forward may raise anything
+            if not assigned:
+                return _ABSENT
             cls = key.split(".", 1)[1]
             raise AttributeError(
                 f"'{cls}' object has no attribute '{name}': while this item is graded, {cls} is the grader's "
@@ -294,23 +372,28 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
             try:
                 # the student's constructor, with the stand-in's arguments; its random
                 # draws must not move a seeded run's, so the generator is put back
-                with torch.random.fork_rng(devices=[]):
+                with torch.random.fork_rng(devices=[]), _named_as_itself(original, StandIn):
                     own = original(*stand_in._init)
             except Exception:  # noqa: BLE001 - the student's constructor may raise anything
                 own = None
             stand_in.__dict__["_own"] = own  # not through nn.Module: its layers are not the stand-in's
+        if own is not None:
+            try:
+                return getattr(own, name)
+            except AttributeError:
+                pass
+        kept = _kept_by_own_forward(stand_in, name, assigned=False)
+        if kept is not _ABSENT:
+            return kept
         if own is None:
             raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
                                  f"the grader's stand-in, and your own {cls}({', '.join(map(repr, stand_in._init))}) "
                                  f"raised when built to look it up)")
-        try:
-            return getattr(own, name)
-        except AttributeError:
-            raise AttributeError(
+        raise AttributeError(
                 f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is the grader's "
                 f"stand-in: its forward returns the reference output and sets nothing on the module, and your "
                 f"own {cls}, built with the same arguments, has no `{name}` before a forward; have the forward "
-                f"return what its caller needs)") from None
+                f"return what its caller needs)")
 
     StandIn.__name__ = StandIn.__qualname__ = key.split(".", 1)[1]
     StandIn.__doc__ = f"The grader's stand-in for {key}."
