@@ -3,8 +3,11 @@ terminal report, nor become a spreadsheet formula, nor become markup."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import make_submission
+from test_alternatives import body
 
 from attnkit.frontends import classfiles
 
@@ -81,6 +84,32 @@ def test_a_forged_exception_message_prints_no_line_of_its_own(zygote, tmp_path):
     feedback = (tmp_path / "out" / "feedback.txt").read_text()
     assert not any(c in feedback for c in "\x1b\r") and "\nTotal: 100/100" not in feedback
     assert "\x1b" not in (tmp_path / "out" / "results.json").read_text().encode().decode("unicode_escape")
+
+
+def test_lone_surrogates_in_what_a_submission_says_cost_only_their_items(zygote, tmp_path):
+    """An exception message and a returned class's name holding lone surrogates
+    (not UTF-8 at all): their items score 0, shown with U+FFFD, and every
+    output is written; nothing of the grader raises."""
+    folder = make_submission(tmp_path / "s", {S: [
+        ("shifted = scores - scores.amax(dim=dim, keepdim=True)  # largest exponent is now 0",
+         'raise RuntimeError("bad \\ud800 surrogate")'),
+        body(S, "normalize_by_sum", """
+        class Odd:
+            pass
+        Odd.__qualname__ = "x\\udfff"
+        return Odd()
+        """)]})
+    report = grade(zygote, from_folder(str(folder), (S,), "s"))
+    lost = {r.item.key: r.summary for r in report.results if r.score != r.max_score}
+    assert set(lost) == {f"{S}.softmax", f"{S}.normalize_by_sum"}, lost
+    assert "bad \ufffd surrogate" in lost[f"{S}.softmax"] and "x\ufffd" in lost[f"{S}.normalize_by_sum"]
+    table(report, "attnkit grade s").encode("utf-8")
+    classfiles.write_student(tmp_path / "out", "s", report, "fp", "v")
+    for name in ("feedback.txt", "results.json", "feedback.html"):
+        written = (tmp_path / "out" / name).read_text(encoding="utf-8")
+        if name.endswith(".json"):  # written with \\u escapes
+            written = json.dumps(json.loads(written), ensure_ascii=False)
+        assert "\ufffd" in written, name
 
 
 def _hostile_report():

@@ -21,6 +21,7 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 # C0 controls but tab and newline, DEL, C1 controls, and the bidirectional
 # overrides that make a terminal show text in another order than it is.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (zero-width), unassigned
 # Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters
 # shown as nothing, whatever their category (a combining grapheme joiner, the
@@ -33,9 +34,10 @@ FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _valid(text) -> str:
-    """A str that encodes as UTF-8: undecodable bytes (surrogate escapes) become U+FFFD."""
-    text = str(text)
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A str that encodes as UTF-8: every surrogate becomes U+FFFD, the escape
+    of an undecodable byte and a lone one alike (``"\\ud800"`` in a student's
+    message, or in the name of a class of theirs)."""
+    return _SURROGATE.sub("\ufffd", str(text))
 
 
 def printable(text) -> str:
