@@ -24,6 +24,7 @@ from attnkit.authoring import notebooks
 from attnkit.judge.engine import grade
 from attnkit.intake import NBGRADER, NOTEBOOK_LIMIT, IntakeError, collect, find, from_folder
 from attnkit.exercises import MODULES
+from attnkit.intake import notebooks as notebooks_intake
 from attnkit.intake.notebooks import module_source
 
 S, SA, CA, MH = MODULES
@@ -585,6 +586,26 @@ def test_more_notebook_habits_keep_their_marks_and_trials_still_go():
         space = _namespace(text)
         assert space["full"](6).shape == (6, 6) and space["renorm"] is not None
         assert not {"tiktoken", "tokenizer", "raw", "t", "x", "weights"} & set(space)
+
+
+def test_a_line_of_blanks_and_deeply_nested_lambdas_are_read_once(monkeypatch):
+    """From an attack review: a line of blanks (the magic scan's pattern was
+    quadratic in its length: 20 s for 40,000 spaces, in the grader's process
+    before any job of a class started) and deeply nested lambdas (each read
+    with everything below it: quadratic too, minutes at 2,000 deep). Each
+    lambda is now read alone only while there are few; what the lambdas read
+    when called is still kept (EPS), a trial still left out."""
+    reads = []
+    one_by_one = notebooks_intake._lambda_reads
+    monkeypatch.setattr(notebooks_intake, "_lambda_reads", lambda node: reads.append(node) or one_by_one(node))
+    nested = "lambda: " * 300 + "EPS"
+    cell = ("EPS = 1e-9\n" + " " * 10_000 + "\n"
+            + "".join(f"f{i} = {nested}\n" for i in range(4)) + "_few = lambda w: w + EPS\ntrial = causal_mask(4)\n")
+    text = module_source(_with_cells("causal_attention", {"causal_mask": [cell]}), "causal_attention")
+    assert "EPS = 1e-9" in text and "f3 = lambda" in text and "_few = lambda" in text and "trial =" not in text
+    assert len(reads) == 1  # _few's alone: the nested ones, 300 a statement, are walked once each
+    assert notebooks_intake.ASSIGNED_MAGIC.match(" " * 10_000) is None
+    assert notebooks_intake.ASSIGNED_MAGIC.match("  files = !ls") and notebooks_intake.ASSIGNED_MAGIC.match("a, b=%who")
 
 
 def test_the_trial_pass_and_the_magic_scan_are_one_pass_each():

@@ -182,7 +182,9 @@ class _Scanner:
 
 
 HELP = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")  # IPython's help: obj? obj?? ?obj
-ASSIGNED_MAGIC = re.compile(r"^(\s*)[\w\s,.\[\]()*]+=\s*[%!]")  # x = %timeit ..., files = !ls
+# x = %timeit ..., files = !ls; the target starts with a non-space, so a line of
+# blanks is read once (with \s on both sides of it, 8,000 spaces took 0.7 s)
+ASSIGNED_MAGIC = re.compile(r"^(\s*)[\w,.\[\]()*][\w\s,.\[\]()*]*=\s*[%!]")
 
 
 def lines_of(source: str) -> list[str]:
@@ -312,6 +314,26 @@ def _lambda_reads(node: ast.Lambda) -> set[str]:
     return loads - stores - {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
 
 
+LAMBDAS_READ_ONE_BY_ONE = 32  # each is read with all it holds: nested ones cost the square of their number
+
+
+def _later_reads(node) -> set[str]:
+    """What the lambdas of ``node`` read when called (``_div = lambda a, b: a /
+    (b + TINY)`` reads TINY). Past a few dozen lambdas (nested 2,000 deep, one
+    by one took minutes), every name their bodies load: more, never fewer."""
+    lambdas = [n for n in ast.walk(node) if isinstance(n, ast.Lambda)]
+    if len(lambdas) <= LAMBDAS_READ_ONE_BY_ONE:
+        return set().union(*[_lambda_reads(n) for n in lambdas])
+    out, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.Lambda):  # the outermost: what it holds is walked once, here
+            out |= {m.id for m in ast.walk(n.body) if isinstance(m, ast.Name) and isinstance(m.ctx, ast.Load)}
+        else:
+            stack.extend(ast.iter_child_nodes(n))
+    return out
+
+
 class _Unit:
     """A top-level statement the module may leave out: what it reads and makes,
     and whether it runs anything (a call, a block) when the module is imported."""
@@ -325,7 +347,7 @@ class _Unit:
         stores |= {n.name for n in running if isinstance(n, ast.ExceptHandler) and n.name}  # except E as err
         self.reads = loads - stores  # a comprehension's or a loop's own names are no one else's
         # what runs later, when called: a lambda's body (``_div = lambda a, b: a / (b + TINY)``)
-        self.later: set[str] = set().union(*[_lambda_reads(n) for n in ast.walk(node) if isinstance(n, ast.Lambda)])
+        self.later: set[str] = _later_reads(node)
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         self.makes = set(stores) if isinstance(node, (*BLOCKS, ast.Try)) else set()
         for t in targets:  # x = ..., x, y = ..., and x.attr = ..., x[k] = ...: it makes (part of) x
