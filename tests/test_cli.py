@@ -16,7 +16,7 @@ import pytest
 from attnkit import __version__
 
 from attnkit.frontends import cli
-from conftest import ASSIGNMENTS, SOLUTIONS
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS
 
 # the options that mean the same thing wherever they appear
 SHARED = ("--out", "--json", "--report", "--fail-under", "--timeout")
@@ -104,6 +104,20 @@ def test_fail_under_says_why(attnkit_cli, tmp_path):
     done = attnkit_cli("check", tmp_path / "solved", "--fail-under", "6", "--json", tmp_path / "c.json")
     assert done.returncode == 0 and "fail-under" not in done.stderr, done.stdout + done.stderr
     assert json.loads((tmp_path / "c.json").read_text())["score"] > 0
+
+
+@pytest.mark.parametrize("command", [["gradescope-bundle", "--out", "b.zip"], ["grade", "assignments"]])
+def test_without_the_solutions_a_command_says_how_to_find_them(monkeypatch, capsys, tmp_path, command):
+    """As after `pip install .` without -e, which leaves the clone's solutions/
+    behind: one line naming the fix, no traceback, nothing written."""
+    monkeypatch.setenv("ATTNKIT_SOLUTIONS", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(ROOT)
+    args = [str(tmp_path / a) if a.endswith(".zip") else a for a in command]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"attnkit {command[0]}: reference solution {tmp_path / 'nowhere'}") and "\n" not in err
+    assert "pip install -e ." in err and "ATTNKIT_SOLUTIONS" in err
+    assert not (tmp_path / "b.zip").exists()
 
 
 def test_course_without_the_extra_says_which_to_install(monkeypatch, capsys, tmp_path):

@@ -87,6 +87,20 @@ def solutions_dir() -> Path:
     return Path(SOLUTIONS.get() or KIT_ROOT / "solutions")
 
 
+def solution_file(module: str) -> Path:
+    """The reference solution of ``module``; GraderError, saying how to point
+    the kit at them, where it is not there (a ``pip install .`` without -e
+    leaves the checkout behind)."""
+    from attnkit.errors import GraderError
+
+    path = solutions_dir() / f"{module}.py"
+    if not path.is_file():
+        raise GraderError(f"reference solution {path} is missing; the grader needs the kit's solutions/ "
+                          f"folder: install the kit from its clone with `pip install -e .`, or set "
+                          f"ATTNKIT_SOLUTIONS to the folder")
+    return path
+
+
 def secret() -> str:
     return SECRET.get()
 

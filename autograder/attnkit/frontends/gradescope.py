@@ -21,7 +21,7 @@ from pathlib import Path
 
 from attnkit import config
 from attnkit.authoring import distribution
-from attnkit.config import KIT_ROOT, PACKAGE_DIR
+from attnkit.config import PACKAGE_DIR
 from attnkit.outputs import templating
 
 # The bundle's layout: the kit's package and its solutions, under source/ once Gradescope unpacks it.
@@ -57,12 +57,17 @@ UNCONFINED_MARK = "attnkit_unconfined"  # in the bundle: grade even without ever
 def build_bundle(out: str, secret_file: str | None = None, unconfined: bool = False) -> Path:
     """Write the autograder zip; returns its path. ``unconfined``: grade even
     where the container denies the sandbox its namespaces (said in every result)."""
+    from attnkit.exercises import MODULES
+
     out_path = Path(out)
+    references = {module: config.solution_file(module) for module in MODULES}  # or one line saying where
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         shutil.copytree(PACKAGE_DIR, stage / BUNDLED_PACKAGE_ROOT / PACKAGE_DIR.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
-        shutil.copytree(KIT_ROOT / "solutions", stage / BUNDLED_SOLUTIONS, ignore=shutil.ignore_patterns("__pycache__"))
+        (stage / BUNDLED_SOLUTIONS).mkdir(parents=True)
+        for module, path in references.items():
+            shutil.copyfile(path, stage / BUNDLED_SOLUTIONS / f"{module}.py")
         (stage / "setup.sh").write_text(setup_sh())
         (stage / "run_autograder").write_text(run_autograder())
         (stage / REQUIREMENTS).write_text("".join(f"{d}\n" for d in distribution.kit().dependencies))

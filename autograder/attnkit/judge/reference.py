@@ -21,7 +21,7 @@ import torch
 
 from attnkit.errors import GraderError
 
-from attnkit.config import KIT_ROOT, PACKAGE_DIR, secret, solutions_dir  # noqa: F401 - re-exported
+from attnkit.config import KIT_ROOT, PACKAGE_DIR, secret, solution_file, solutions_dir  # noqa: F401 - re-exported
 DATA = PACKAGE_DIR / "data" / "reference_tensors.json"
 PUBLIC = PACKAGE_DIR / "data" / "public_examples.json"
 from attnkit.exercises import MODULES  # noqa: E402
@@ -30,13 +30,9 @@ from attnkit.exercises import MODULES  # noqa: E402
 def solutions() -> dict[str, object]:
     """The reference modules, loaded under private names. ``multihead_attention``
     imports ``causal_attention``; that name points at the reference while it loads."""
-    root = solutions_dir()
     loaded: dict[str, object] = {}
     for name in MODULES:
-        path = root / f"{name}.py"
-        if not path.exists():
-            raise GraderError(f"reference solution {path} is missing; the grader needs the kit's "
-                              f"solutions/ folder (set ATTNKIT_SOLUTIONS to its location)")
+        path = solution_file(name)
         spec = importlib.util.spec_from_file_location(f"attnkit_reference.{name}", path)
         module = importlib.util.module_from_spec(spec)
         saved = {k: sys.modules.get(k) for k in loaded}
