@@ -588,6 +588,22 @@ def test_more_notebook_habits_keep_their_marks_and_trials_still_go():
         assert not {"tiktoken", "tokenizer", "raw", "t", "x", "weights"} & set(space)
 
 
+def test_a_statement_that_changes_what_a_left_out_one_made_goes_with_it():
+    """From a newcomer's review: ``plt.rcParams[...] = ...`` after a plotting
+    import nothing graded needs. The import was left out and the statement,
+    which reads and changes plt, kept (it made plt itself, by the count), so
+    the module failed with a NameError: 0 for every item. A statement that
+    reads what it makes needs another to make it; a dict filled in for a def
+    still comes with the statement that made it."""
+    cell = ("import matplotlib.pyplot as plt\nplt.rcParams['figure.figsize'] = (6, 4)\nplt.rc('font', size=8)\n"
+            "counter += 1\nWIDTHS = {}\nWIDTHS['mask'] = 6\n"
+            "def causal_mask(num_tokens=None):\n    num_tokens = num_tokens or WIDTHS['mask']\n"
+            "    return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)\n")
+    text = module_source(_with_cells("causal_attention", {"causal_mask": [cell]}), "causal_attention")
+    space = _namespace(text)
+    assert "plt" not in space and "counter" not in space and space["causal_mask"]().shape == (6, 6)
+
+
 def test_a_line_of_blanks_and_deeply_nested_lambdas_are_read_once(monkeypatch):
     """From an attack review: a line of blanks (the magic scan's pattern was
     quadratic in its length: 20 s for 40,000 spaces, in the grader's process

@@ -46,6 +46,10 @@ def test_import_error_costs_only_that_module(zygote, tmp_path):
     # the reason is the import's own words, not "raised ..." (Fault.IMPORT once read as a raised error)
     assert report.by_item()["self_attention.SelfAttention"].summary.startswith(
         "self_attention.py could not be imported: SyntaxError")
+    # the traceback shows the line and where in it, never importlib's frames (named "<frozen ...>", they
+    # once passed for the student's: resolved as a path, they land in the submission's folder)
+    details = next(c.details for c in report.by_item()["self_attention.SelfAttention"].checks if not c.passed)
+    assert details == '  File "self_attention.py", line 16\n    )\n    ^\n', details
 
 
 def test_broken_causal_attention_does_not_cost_multihead(zygote, tmp_path):

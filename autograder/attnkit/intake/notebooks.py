@@ -460,9 +460,10 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
         needed |= reads
     gone += [d for found in helpers.values() for d in found]  # the helpers nothing graded uses
     dropped = {id(u) for u in units if (u.runs or mine(u.node)) and id(u) not in kept}
-    # then whatever reads a name nothing left makes
+    # then whatever reads a name nothing left makes; a statement that reads what it makes
+    # (``plt.rcParams[k] = v``, ``x += 1``) only changes it, and needs another to make it
     provided = set(dir(builtins)) | {d.name for d in defs + used} | imported
-    count = {name: sum(id(u) not in dropped for u in found) for name, found in makers.items()}
+    count = {name: sum(id(u) not in dropped and name not in u.reads for u in found) for name, found in makers.items()}
     missing = [n for u in units for n in u.reads if n not in provided and not count.get(n)]
     missing += [n for u in units if id(u) in dropped for n in u.makes if not count.get(n) and n not in provided]
     seen: set[str] = set()
@@ -475,7 +476,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
             if id(u) not in dropped:
                 dropped.add(id(u))
                 for made in u.makes:
-                    count[made] -= 1
+                    count[made] -= made not in u.reads
                     if not count[made] and made not in provided:
                         missing.append(made)
     return gone + [u.node for u in units if id(u) in dropped]

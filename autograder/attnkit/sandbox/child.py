@@ -286,8 +286,10 @@ class Child:
             kind = Fault.MEMORY if "can't allocate memory" in text else Fault.EXCEPTION
             raise StudentFault(kind, text, self.student_traceback(exc), builtin_family(exc)) from None
 
-    def _in_submission(self, filename: str) -> bool:
-        return os.path.realpath(filename).startswith(self.workdir + os.sep)
+    def _in_submission(self, filename) -> bool:
+        # "<frozen importlib._bootstrap>" is no path: resolved, it would land in the working directory
+        return (isinstance(filename, str) and os.path.isabs(filename)
+                and os.path.realpath(filename).startswith(self.workdir + os.sep))
 
     def _raised_in_submission(self, exc: BaseException) -> bool:
         frames = traceback.extract_tb(exc.__traceback__)
@@ -298,6 +300,12 @@ class Child:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if self._in_submission(f.filename)]
         lines = [f'  File "{os.path.basename(f.filename)}", line {f.lineno}, in {f.name}\n'
                  + (f"    {f.line}\n" if f.line else "") for f in frames]
+        if isinstance(exc, SyntaxError) and self._in_submission(exc.filename):  # where it is: no frame says
+            text = str(exc.text or "").rstrip("\n")
+            pad = len(text) - len(text.lstrip())
+            caret = (" " * max(0, (exc.offset or 1) - 1 - pad) + "^\n") if exc.offset and text.strip() else ""
+            lines.append(f'  File "{os.path.basename(exc.filename)}", line {exc.lineno}\n'
+                         + (f"    {text.strip()}\n    {caret}" if text.strip() else ""))
         return "".join(lines[-8:])
 
     def load(self, module: str):
