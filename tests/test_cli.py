@@ -120,6 +120,20 @@ def test_without_the_solutions_a_command_says_how_to_find_them(monkeypatch, caps
     assert not (tmp_path / "b.zip").exists()
 
 
+@pytest.mark.parametrize("args, said", [
+    (["grade", "solutions", "--timeout", "0"], "a time limit is a number of seconds above 0, not 0"),
+    (["check", "solutions", "--timeout", "-1"], "a time limit is a number of seconds above 0, not -1"),
+    (["grade", "solutions", "--timeout", "inf"], "a time limit is a number of seconds above 0, not inf"),
+    (["grade-class", "solutions", "--out", "o", "--jobs", "0"], "at least 1 job, not 0"),
+    (["course", "--out", "c", "--cell-timeout", "2.5"], "a whole number of seconds, not 2.5"),
+])
+def test_limits_that_would_fail_every_item_are_refused(capsys, args, said):
+    """--timeout 0 once graded every item 0 ("took more than 0 s")."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
 def test_course_without_the_extra_says_which_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "nbgrader", None)  # as if nbgrader were not installed
     assert cli.main(["course", "--out", str(tmp_path / "course")]) == 2

@@ -115,6 +115,8 @@ def test_without_the_solutions_it_runs_in_public_mode_and_says_so(student_pytest
     assert "attnkit: public mode" in done.stdout  # the header
     assert "attnkit public mode: " in done.stdout and "points the public checks cover (of 100)" in done.stdout
     assert "causal_attention.mask_scores: 0/3 points" in done.stdout  # out of its public points
+    # the command that draws the pictures is the one a handout's checker has
+    assert f"attnkit check {folder} --report DIR" in done.stdout and "attnkit grade" not in done.stdout
 
 
 def test_inert_in_an_unrelated_project(student_pytest, tmp_path):

@@ -159,10 +159,39 @@ def missing_extra(extra: str) -> str | None:
 
 # --------------------------------------------------------------------------- arguments
 
+def seconds(text: str) -> float:
+    """A time limit: a finite number of seconds above 0 (0 would fail every item)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a time limit is a number of seconds above 0, not {text}")
+    return value
+
+
+def whole_seconds(text: str) -> int:
+    value = seconds(text)
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"a whole number of seconds, not {text}")
+    return int(value)
+
+
+def jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 job, not {text}")
+    return value
+
+
 def add_out(p, what: str, dest: str = "out", required: bool = True) -> None:
     """``--out PATH``, where a command writes. The positional spelling of the
-    earlier releases (``attnkit handout DIR``) is still accepted, unlisted."""
-    p.add_argument("--out", dest=dest, metavar="PATH", help=what)
+    earlier releases (``attnkit handout DIR``) is still accepted, unlisted
+    (which is why argparse cannot mark --out required: the help says so)."""
+    p.add_argument("--out", dest=dest, metavar="PATH", help=f"{what} (required)" if required else what)
     p.add_argument(f"{dest}_positional", nargs="?", help=argparse.SUPPRESS)
     p.set_defaults(_outs=[*p.get_default("_outs"), (dest, required)] if p.get_default("_outs") else [(dest, required)])
 
@@ -177,7 +206,7 @@ def add_grading(p, fail_what: str = "the total") -> None:
 
 
 def add_timeout(p) -> None:
-    p.add_argument("--timeout", type=float, default=ITEM_SECONDS_DEFAULT, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, default=ITEM_SECONDS_DEFAULT, metavar="SECONDS",
                    help=f"wall-time limit per graded item (default {ITEM_SECONDS_DEFAULT:g})")
 
 
@@ -201,9 +230,9 @@ def args_check(p):
 
 def args_course(p):
     add_out(p, "the course folder to create", dest="dir")
-    p.add_argument("--cell-timeout", type=int, default=CELL_SECONDS_DEFAULT, metavar="SECONDS",
+    p.add_argument("--cell-timeout", type=whole_seconds, default=CELL_SECONDS_DEFAULT, metavar="SECONDS",
                    help=f"nbgrader's per-cell time limit, c.Execute.timeout (default {CELL_SECONDS_DEFAULT})")
-    p.add_argument("--timeout", "--item-timeout", dest="item_timeout", type=float, default=ITEM_SECONDS_DEFAULT,
+    p.add_argument("--timeout", "--item-timeout", dest="item_timeout", type=seconds, default=ITEM_SECONDS_DEFAULT,
                    metavar="SECONDS", help=f"wall-time limit per graded item (default {ITEM_SECONDS_DEFAULT:g}), "
                                            f"in the test cells")
 
@@ -221,7 +250,7 @@ def args_grade_class(p):
     p.add_argument("dir", help="one folder per student, each laid out like assignments/, or nbgrader's "
                                "submitted/ tree (<student>/<assignment>/<assignment>.ipynb)")
     add_out(p, "where grades.csv and each student's results go")
-    p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: the CPU count)")
+    p.add_argument("--jobs", type=jobs, default=None, help="parallel jobs (default: the CPU count)")
     add_timeout(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--unconfined", action="store_true",

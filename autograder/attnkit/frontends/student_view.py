@@ -192,8 +192,9 @@ class StudentView:
             terminalreporter.write_line(table(report))
             terminalreporter.write_line(self.points_line(report))
             if any(c.pictures for r in report.results for c in r.checks):
+                command = "check" if self.public else "grade"  # a handout's checker has no `grade`
                 terminalreporter.write_line(f"pictures of the expected and your attention weights: "
-                                            f"attnkit grade {folder} --report DIR, then open DIR/feedback.html")
+                                            f"attnkit {command} {folder} --report DIR, then open DIR/feedback.html")
         if self.reports and self.zygote.notice():
             terminalreporter.write_line(self.zygote.notice())
 
