@@ -262,3 +262,15 @@ def test_a_wrong_causal_module_gets_a_picture_of_its_weights(zygote, tmp_path):
     torch.testing.assert_close(p.expected.sum(-1), torch.ones(6, dtype=torch.float64))
     assert (p.actual.sum(-1)[:-1] < 0.99).all()  # only the last row has nothing to hide
     assert len(_pictures(_section(feedback_html.render(report), f"{CA}.CausalAttention"))) == 1
+
+
+def test_a_reason_starts_with_a_capital_but_a_name_of_code_keeps_its_case():
+    report = build_report([outcome(Check("simplified_attention.softmax", "example", None),
+                                   CheckFailure("values differ at 3 of 4 positions")),
+                           outcome(Check("simplified_attention.softmax", "hidden", None),
+                                   CheckFailure("simplified_attention.normalize_by_sum: not implemented yet"))],
+                          ("simplified_attention",), [])
+    page = feedback_html.render(report, "attnkit feedback")
+    assert "Values differ at 3 of 4 positions" in page
+    assert "simplified_attention.normalize_by_sum: not implemented yet" in page
+    assert "Simplified_attention" not in page

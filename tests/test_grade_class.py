@@ -219,3 +219,13 @@ def test_a_job_process_that_dies_costs_a_retry_and_leaves_no_child_behind(tmp_pa
     assert sorted((o.student, o.total, o.error) for o in run.outcomes) == [
         ("alice", 100, ""), ("bob", 100, ""), ("carol", 100, "")]
     assert marker.exists() and seen.read_text() in ("gone", "State:\tZ (zombie)\n"), seen.read_text()
+
+
+@pytest.mark.parametrize("n, said", [(1, "1 student: 1 graded"), (2, "2 students: 2 graded")])
+def test_the_summary_counts_students_in_words(n, said):
+    from attnkit.frontends.classfiles import StudentOutcome
+    from attnkit.frontends.classgrade import ClassRun, Roster, summary
+    from attnkit.intake import PLAIN
+
+    run = ClassRun([StudentOutcome(f"s{i}", 100, {}) for i in range(n)], Roster(PLAIN, {}, {}, []), [])
+    assert said in summary(run, "out")[0]

@@ -211,7 +211,8 @@ def summary(run: ClassRun, out_dir: str) -> list[str]:
     skipped = [o for o in outcomes if o.skipped]
     errors = [o for o in outcomes if o.error]
     kind = "nbgrader's submitted/ tree" if run.roster.kind == NBGRADER else "one folder per student"
-    lines = [f"attnkit grade-class ({kind}): {len(outcomes)} students: {len(graded)} graded, {len(skipped)} "
+    students = f"{len(outcomes)} student{'' if len(outcomes) == 1 else 's'}"
+    lines = [f"attnkit grade-class ({kind}): {students}: {len(graded)} graded, {len(skipped)} "
              f"unchanged since the last run, {len(errors)} {NOT_GRADED}"]
     lines += [f"  {name_shown(o.student)}: {one_line(f'{NOT_GRADED}: {o.error}')}" for o in errors]
     lines += [f"  {line}" for line in run.roster.ignored]

@@ -38,7 +38,10 @@ KIND_WORDS = {
 
 
 def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:] if text else text
+    """``text`` with a capital, unless it starts with a name of code (``simplified_attention.softmax``,
+    ``torch``'s lower-case names are words too, but an identifier with ``_`` or ``.`` is not)."""
+    first = text.split(" ", 1)[0] if text else ""
+    return text if not text or "_" in first or "." in first.rstrip(".:,") else text[:1].upper() + text[1:]
 
 
 def _status(r: ItemResult) -> tuple[str, str]:
