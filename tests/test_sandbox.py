@@ -296,6 +296,34 @@ def test_a_forged_module_report_gains_nothing_over_the_stubs(zygote, tmp_path):
     assert {k: hostile[k] for k in classes} == {k: honest[k] for k in classes} == {k: 0 for k in classes}
 
 
+@pytest.mark.parametrize("field, value", [("inputs_after", "5"), ("outputs", "{'a': 1}"), ("grads", "[1]"),
+                                          ("input_grad", "'x'"), ("state_mismatch", "'yes'"), ("attrs", "[]")])
+def test_a_module_report_of_the_wrong_types_is_malformed_not_the_graders_fault(zygote, tmp_path, field, value):
+    """A child patched to send a field of another type than its own code sends:
+    its module's checks fail as a malformed reply, never as a check the grader
+    could not run (which would name the grader's internals)."""
+    text = (SOLUTIONS / f"{CA}.py").read_text() + f"""
+
+import sys as _sys
+_child = _sys.modules["attnkit.sandbox.child"].Child
+_module = _child.module
+
+
+def _patched(self, cls, spec):
+    report = _module(self, cls, spec)
+    report[{field!r}] = {value}
+    return report
+
+
+_child.module = _patched
+"""
+    result = grade_text(zygote, tmp_path, {CA: text}).by_item()[f"{CA}.CausalAttention"]
+    assert result.score < result.max_score
+    reasons = [c.reason for c in result.checks if not c.passed]
+    assert any("sent back a malformed reply" in r for r in reasons), reasons
+    assert not any("could not check" in r for r in reasons), reasons
+
+
 @pytest.mark.parametrize("scale,witness", [
     ("nan", "nan"),  # NaN parameters: the grader's own forward from them is NaN too
     ("0.0", "0.0"),  # zero parameters: attention's output is 0 whatever the input

@@ -44,6 +44,11 @@ class ModuleRun:
         return {n: tuple(getattr(p, "shape", ())) for n, p in dict(self.params).items()}
 
 
+# What each field of a module run is, as the child's request server makes it.
+REPLY_TYPES = {"params": dict, "buffers": dict, "attrs": dict, "outputs": list, "inputs_after": list,
+               "grads": (dict, type(None)), "input_grad": (torch.Tensor, type(None)), "state_mismatch": bool}
+
+
 class Student:
     def __init__(self, session, item: Item, made_from: dict[str, str] | None = None):
         self.session = session
@@ -146,6 +151,10 @@ class Student:
             raise backward_error
         fields = {k: v for k, v in reply.items() if k in ("params", "buffers", "attrs", "outputs", "inputs_after",
                                                           "grads", "input_grad", "state_mismatch", "witness")}
+        if any(k in fields and not isinstance(fields[k], tp) for k, tp in REPLY_TYPES.items()):
+            # the child's own code sends these: another type is a patched child, told as such,
+            # never a check that breaks on it ("the grader could not check this")
+            raise CheckFailure("the process running your code sent back a malformed reply")
         run = ModuleRun(**fields, init_args=tuple(init_args), init=dict(init), state=state, witness_input=witness,
                         backward_error=backward_error)
         if not isinstance(run.params, dict) or not all(isinstance(p, torch.Tensor) for p in run.params.values()):
