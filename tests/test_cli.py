@@ -170,3 +170,18 @@ def test_extras_match_pyproject():
     for extra, modules in cli.EXTRAS.items():
         assert all(any(r.startswith(m) for r in declared[extra]) for m in modules), extra
     assert "attnkit[course]" in declared["dev"]  # a kit developer runs the nbgrader tests too
+
+
+def test_a_row_with_more_reasons_says_where_they_all_are(attnkit_cli, tmp_path):
+    """A row shows one reason and "(+N more)"; the command says where the rest
+    are, and says nothing of the kind when --report wrote them."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "causal_attention.py").write_text((SOLUTIONS / "causal_attention.py").read_text().replace(
+        'return scores.masked_fill(mask, float("-inf"))', "return scores.masked_fill(mask, 0.0)"))
+    done = attnkit_cli("grade", folder)
+    assert "more)" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == (f"every reason of each item, with pictures: attnkit grade {folder} "
+                                                    f"--report DIR, then open DIR/feedback.html")
+    done = attnkit_cli("grade", folder, "--report", tmp_path / "out")
+    assert "every reason" not in done.stdout and (tmp_path / "out" / "feedback.html").exists()

@@ -78,7 +78,7 @@ def test_results_json_without_notes_has_no_output_and_lists_each_reason_once():
                                   CheckResult("m.f", "stability", 2, False, "contains NaN")])])
     data = gradescope(r)
     assert "output" not in data
-    assert data["tests"][0]["output"] == "example: is None\nstability: contains NaN"
+    assert data["tests"][0]["output"] == "example, hidden: is None\nstability: contains NaN"
 
 
 def test_public_mode_is_out_of_the_public_points():

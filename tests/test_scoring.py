@@ -106,10 +106,10 @@ def test_in_public_mode_the_item_is_out_of_its_public_points():
     assert (r.score, r.max_score) == (1, 5)
 
 
-def test_reasons_are_one_line_per_failed_check_without_repeats():
+def test_reasons_are_one_line_per_reason_naming_every_check_it_failed():
     r = ItemResult(ITEM, [result("example", False, "is None"), result("hidden", False, "is None"),
                           result("stability", False, "contains NaN"), result("stability", True)])
-    assert r.reasons == ["example: is None", "stability: contains NaN"]
+    assert r.reasons == ["example, hidden: is None", "stability: contains NaN"]
     assert ItemResult(ITEM, [result("example", True)]).reasons == []
 
 

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import os
 import platform
+import shlex
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -140,6 +141,9 @@ def write_outputs(args, report, public: bool = False, label: str | None = None) 
         from attnkit.outputs import feedback as feedback_html
         path = feedback_html.write(report, args.report, f"attnkit feedback: {label or args.path}", public=public)
         print(f"feedback written to {path}")
+    elif any(len(r.reasons) > 1 for r in report.results):  # a row's "(+N more)" says there is more, not where
+        print(f"every reason of each item, with pictures: attnkit {args.command} {shlex.quote(args.path)} "
+              f"--report DIR, then open DIR/feedback.html")
     return fail_under(args, report)
 
 

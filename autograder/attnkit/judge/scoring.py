@@ -89,13 +89,13 @@ class ItemResult:
 
     @property
     def reasons(self) -> list[str]:
-        """One line per failed check, without repeating the same reason."""
-        seen, lines = set(), []
+        """One line per distinct reason, naming every failed check it is the
+        reason of (``example, hidden: ...``): each point lost is accounted for."""
+        kinds: dict[str, list[str]] = {}
         for c in self.checks:
-            if not c.passed and c.reason not in seen:
-                seen.add(c.reason)
-                lines.append(f"{c.kind}: {c.reason}")
-        return lines
+            if not c.passed:
+                kinds.setdefault(c.reason, []).append(c.kind)
+        return [f"{', '.join(found)}: {reason}" for reason, found in kinds.items()]
 
     @property
     def summary(self) -> str:
