@@ -2,6 +2,8 @@
 
 from conftest import ROOT, full_marks, grade_folder, make_submission, scores
 
+from attnkit.judge.engine import grade
+
 S = "simplified_attention"
 
 BROKEN = {S: [
@@ -95,3 +97,19 @@ def test_bad_paths_get_a_clear_error_without_traceback(attnkit_cli, tmp_path):
 
 def test_root_is_the_repository():
     assert (ROOT / "pyproject.toml").exists()
+
+
+def test_a_broken_notebook_is_named_in_its_rows_not_called_missing(zygote, tmp_path):
+    """A newcomer's review: rows said 'missing file: expected causal_attention.py'
+    for a notebook that was there but not JSON; the reason is now the notebook's."""
+    from attnkit.intake import collect
+
+    folder = make_submission(tmp_path / "s", drop=("causal_attention",))
+    (folder / "causal_attention.ipynb").write_text('{"cells": [')
+    report = grade(zygote, collect(str(folder), "s"))
+    for key, result in report.by_item().items():
+        if key.startswith("causal_attention."):
+            assert result.score == 0 and result.summary.startswith(
+                "nothing of causal_attention graded: causal_attention.ipynb: not a readable notebook"), result.summary
+        else:
+            assert result.score == result.max_score, (key, result.reasons)

@@ -60,7 +60,7 @@ class Session:
     """
 
     def __init__(self, zygote: ForkZygote, files: dict[str, bytes], modules=(), standins=None, calls=None,
-                 answer=None, limits: Limits | None = None):
+                 answer=None, limits: Limits | None = None, absent: dict[str, str] | None = None):
         self.zygote = zygote
         self.limits = limits or Limits()
         self.files = {os.path.basename(k): bytes(v) for k, v in files.items()}
@@ -76,6 +76,7 @@ class Session:
         self.imported: set[str] = set()  # in the current child
         self.imported_before: set[str] = set()  # in any child of this submission
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
+        self.absent = dict(absent or {})  # module -> why the submission has no file of it (a broken notebook)
         self.current: str | None = None  # the item whose request is under way
         self.printing: str | None = None  # the item the current child's output is counted against
         self.fresh = False  # the next request tells the child its output is counted from zero
@@ -164,7 +165,9 @@ class Session:
             if m in self.imported or m in self.unavailable:
                 continue
             if f"{m}.py" not in self.files:
-                self.unavailable[m] = (Fault.MISSING_FILE, f"missing file: expected {m}.py in the submission", "")
+                why = self.absent.get(m)
+                self.unavailable[m] = (Fault.MISSING_FILE, f"nothing of {m} graded: {why}" if why
+                                       else f"missing file: expected {m}.py in the submission", "")
                 continue
             if self.sock is None:
                 self._start()
