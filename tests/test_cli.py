@@ -185,3 +185,14 @@ def test_a_row_with_more_reasons_says_where_they_all_are(attnkit_cli, tmp_path):
                                                     f"--report DIR, then open DIR/feedback.html")
     done = attnkit_cli("grade", folder, "--report", tmp_path / "out")
     assert "every reason" not in done.stdout and (tmp_path / "out" / "feedback.html").exists()
+
+
+@pytest.mark.parametrize("secret", ["", "our-course-2026"])
+def test_grade_class_says_when_the_hidden_cases_are_the_public_ones(monkeypatch, capsys, tmp_path, secret):
+    from attnkit.frontends import classgrade
+
+    monkeypatch.setenv("ATTNKIT_SECRET", secret)
+    monkeypatch.setattr(classgrade, "main", lambda *args, **kwargs: 0)
+    assert cli.main(["grade-class", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    said = "ATTNKIT_SECRET is not set, so the hidden cases use the kit's public default secret" in capsys.readouterr().err
+    assert said == (not secret)

@@ -105,6 +105,11 @@ def secret() -> str:
     return SECRET.get()
 
 
+def secret_is_public() -> bool:
+    """True where no secret of one's own is set: anyone can compute the hidden cases."""
+    return secret() == SECRET.default
+
+
 def item_seconds() -> float:
     """The notebooks' per-item limit (ATTNKIT_ITEM_SECONDS), or the default."""
     try:

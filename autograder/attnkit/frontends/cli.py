@@ -100,8 +100,12 @@ def cmd_check(args) -> int:
 
 
 def cmd_grade_class(args) -> int:
+    from attnkit.config import secret_is_public
     from attnkit.frontends.classgrade import main
 
+    if secret_is_public():  # grading for credit: the hidden cases should be the course's own
+        print("note: ATTNKIT_SECRET is not set, so the hidden cases use the kit's public default secret "
+              "(anyone with the kit can compute them); set it to a secret of the course's own", file=sys.stderr)
     # 0: every student graded; 1: some could not be (grades.csv says why); 2: nothing to grade
     return main(args.dir, args.out, jobs=args.jobs, seconds=args.timeout, quiet=args.quiet,
                 unconfined=args.unconfined)
