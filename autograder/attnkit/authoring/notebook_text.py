@@ -8,7 +8,7 @@ TOKENS = ["Your", "journey", "starts", "with", "one", "step"]
 
 HOW_TO = """\
 **How this notebook works.** Each graded item has three cells: a *solution cell*
-where you write the body (replace `raise NotImplementedError()`), a *try it* cell
+where you write the body (replace the `raise NotImplementedError(...)` line), a *try it* cell
 that runs your code on the example sentence, and a locked *test cell* that grades
 it. A test cell does not trust this notebook's memory: it reads the **saved**
 notebook file, builds `{module}.py` from your solution cells, and runs the checks
