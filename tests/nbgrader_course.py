@@ -57,9 +57,11 @@ except Exception as _exc:
 """
 FORGERY = ("import attnkit.kernel.notebook\n"
            "attnkit.kernel.notebook.score = lambda *args, **kwargs: 'full marks'  # nbgrader reads a string as full credit\n\n\n")
-# In the first solution cell, so that every test cell after it is forged. The
-# module rebuilt from these cells imports attnkit, which the sandbox does not
-# offer: graded where it counts, it does not even import.
+# In the first solution cell, so that every test cell after it is forged. Graded
+# where it counts, the notebook is its definitions: the import of attnkit and the
+# line that replaces its score are left out (nothing graded needs them), so its
+# grade is its real code's, the wrong student's. The same lines in a .py file are
+# its top level: it imports attnkit, which the sandbox does not offer, and fails.
 EDITS["forger"] = {"simplified_attention": EDITS["wrong"]["simplified_attention"] + [
     ("query_scores", "def query_scores(", ATTACK + FORGERY + "def query_scores(")]}
 
@@ -187,6 +189,13 @@ def check_export_and_feedback(course: Path, submissions: dict) -> None:
         assert got[("released", module)] == 0
 
 
+def isolated_items(student: str, attnkit_items: dict) -> dict[str, float]:
+    """What grading a student's notebooks gives: their code as .py files would,
+    the forger's aside, whose notebook is graded by its definitions alone (the
+    wrong student's code), where its .py file fails to import."""
+    return attnkit_items["wrong"] if student == "forger" else attnkit_items[student]
+
+
 def check_cells_equal_attnkit_grade(course: Path, submissions: dict, attnkit_items: dict) -> None:
     cells = nbgrader_cells(course)
     for student in submissions:
@@ -211,7 +220,7 @@ def check_fast_path(course: Path, submissions: dict, zygote, attnkit_items: dict
     nbgrader = gradebook_scores(course / "gradebook.db")
     assert set(isolated) == set(submissions)
     for student in submissions:
-        assert isolated[student] == module_totals(attnkit_items[student]), student
+        assert isolated[student] == module_totals(isolated_items(student, attnkit_items)), student
         if student != "forger":
             assert nbgrader[student] == {m: float(v) for m, v in isolated[student].items()}, student
     print(f"fast path: {elapsed:.1f} s for {len(extraction.folders)} students")

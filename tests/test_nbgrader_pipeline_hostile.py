@@ -9,7 +9,7 @@ import csv
 
 import pytest
 from nbgrader_course import (ITEM_SECONDS, check_fast_path, check_no_secret_shown, fixtures, full_points,
-                             nbgrader_cells, shared_tests)
+                             isolated_items, nbgrader_cells, shared_tests)
 
 from attnkit.exercises import module_points, module_totals
 
@@ -61,7 +61,7 @@ def test_grade_class_takes_the_submitted_tree_and_lists_the_forger(course, attnk
         totals = {row["student"]: int(row["total"]) for row in csv.DictReader(f)}
     assert set(totals) == set(SUBMISSIONS)
     for student in SUBMISSIONS:
-        assert totals[student] == sum(module_totals(attnkit_items[student]).values()), student
+        assert totals[student] == sum(module_totals(isolated_items(student, attnkit_items)).values()), student
 
 
 def test_no_kernel_sees_the_secret_or_the_solutions_path(course):

@@ -297,6 +297,9 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
         if not usable:
             if passed:
                 absent[module] = "; ".join(passed)
+            elif layout == NBGRADER:  # the one place it can be: named, as nbgrader lays it out
+                absent[module] = (f"no {module}/{module}.ipynb in this student's folder "
+                                  f"(not submitted, or not released yet)")
             continue
         best = usable[0]
         files[f"{module}.py"] = best.source
