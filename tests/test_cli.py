@@ -110,10 +110,19 @@ def test_fail_under_says_why(attnkit_cli, tmp_path):
 def test_without_the_solutions_a_command_says_how_to_find_them(monkeypatch, capsys, tmp_path, command):
     """As after `pip install .` without -e, which leaves the clone's solutions/
     behind: one line naming the fix, no traceback, nothing written."""
+    from attnkit.judge import reference
+
     monkeypatch.setenv("ATTNKIT_SOLUTIONS", str(tmp_path / "nowhere"))
     monkeypatch.chdir(ROOT)
     args = [str(tmp_path / a) if a.endswith(".zip") else a for a in command]
-    assert cli.main(args) == 2
+    # in a process of its own, as the command runs; the suite's process has loaded them already
+    reference.solutions.cache_clear()
+    reference.warm_up.cache_clear()
+    try:
+        assert cli.main(args) == 2
+    finally:
+        reference.solutions.cache_clear()
+        reference.warm_up.cache_clear()
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"attnkit {command[0]}: reference solution {tmp_path / 'nowhere'}") and "\n" not in err
     assert "pip install -e ." in err and "ATTNKIT_SOLUTIONS" in err

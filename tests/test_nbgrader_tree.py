@@ -72,7 +72,7 @@ def test_higher_in_nbgrader():
                      "check this notebook (the isolated grade counts)"]
 
 
-def test_an_assignment_not_in_a_students_tree_is_named_where_nbgrader_puts_it(tmp_path, zygote):
+def test_an_assignment_not_in_a_students_tree_is_named_where_nbgrader_puts_it(tmp_path, machine_zygote):
     """A newcomer's review: the rows of an assignment not submitted (or not yet
     released) said 'missing file: expected self_attention.py', which nbgrader's
     students never make; they now name the notebook nbgrader expects."""
@@ -83,6 +83,6 @@ def test_an_assignment_not_in_a_students_tree_is_named_where_nbgrader_puts_it(tm
     submission = collect(str(folder), "bo", layout=NBGRADER)
     assert submission.absent["self_attention"] == ("no self_attention/self_attention.ipynb in this student's folder "
                                                    "(not submitted, or not released yet)")
-    report = grade(zygote, submission, Limits(seconds=10))
+    report = grade(machine_zygote, submission, Limits(seconds=10))  # the session's: this file's starts a worker
     row = report.by_item()["self_attention.SelfAttention"]
     assert row.score == 0 and row.summary.startswith("nothing of self_attention graded: no self_attention/")
