@@ -564,7 +564,7 @@ def dropout_behaves(student, item: str, T: int = 32, b: int = 4, p: float = 0.5)
     if not same_outputs(first, second):
         raise finding("dropout_in_eval_mode", "after module.eval() two calls on the same input give "
                       "different outputs")
-    compare.close(first, expected, what="the eval-mode output with dropout=0.5",
+    compare.close(first, expected, what="the output in eval mode, where dropout (p=0.5) must change nothing",
                   call=Call(item, args, {}, state=state, x=x))
 
     # Training is what dropout is for: a gradient must get back through it (an
