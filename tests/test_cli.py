@@ -205,3 +205,17 @@ def test_grade_class_says_when_the_hidden_cases_are_the_public_ones(monkeypatch,
     assert cli.main(["grade-class", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     said = "ATTNKIT_SECRET is not set, so the hidden cases use the kit's public default secret" in capsys.readouterr().err
     assert said == (not secret)
+
+
+def test_a_class_folder_given_to_grade_is_said_to_be_one(attnkit_cli, tmp_path):
+    """A newcomer's review: `attnkit grade CLASS_DIR` took each module from one
+    student's folder and gave 100/100 with notes alone; it now says so first."""
+    for student in ("ada", "bob"):
+        (tmp_path / student).mkdir()
+        for module in ("simplified_attention", "self_attention"):
+            (tmp_path / student / f"{module}.py").write_text((SOLUTIONS / f"{module}.py").read_text())
+    done = attnkit_cli("grade", tmp_path)
+    assert (f"note: {tmp_path} holds the work of several folders (ada/, bob/): this grades one submission"
+            in done.stderr), done.stderr
+    done = attnkit_cli("grade", tmp_path / "ada")
+    assert "several folders" not in done.stderr
