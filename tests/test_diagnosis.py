@@ -40,6 +40,11 @@ CASES = {
               "shifted = scores - scores.amax(dim=-1, keepdim=True)"),
              ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum(dim=-1, keepdim=True)")],
          f"{S}.softmax", "along axis 2 (the last) instead of axis 0"),
+        # always axis 0 (a newcomer's review): its rows of +-1000 then fail the stability check too
+        (S, [("shifted = scores - scores.amax(dim=dim, keepdim=True)",
+              "shifted = scores - scores.amax(dim=0, keepdim=True)"),
+             ("exps / exps.sum(dim=dim, keepdim=True)", "exps / exps.sum(dim=0, keepdim=True)")],
+         f"{S}.softmax", "along axis 0 instead of axis"),
         (SA, [("torch.softmax(scores / d_k ** 0.5, dim=-1)", "torch.softmax(scores / d_k ** 0.5, dim=0)")],
          f"{SA}.attention_weights", "along axis 0 instead of axis 3 (the last)"),  # the document's dim=0
         (SA, [("weights = attention_weights(attention_scores(queries, keys), keys.shape[-1])",

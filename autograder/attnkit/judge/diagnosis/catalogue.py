@@ -188,7 +188,9 @@ ENTRIES: tuple[Misconception, ...] = (
                  torch.softmax(c.arg(0, "inputs") @ c.arg(0, "inputs").transpose(-2, -1), -2)
                  @ c.arg(0, "inputs"))],
             **{item: _weights_columns for item in SCALED_MODULES},
-        }),
+        },
+        # the stability check asks for rows that sum to 1: the wrong axis fails it whatever the scores
+        also_fails=(*FOLLOWS_FROM_VALUES, "stability")),
     # -- scaling
     Misconception(
         "scaled_by_d_k",
