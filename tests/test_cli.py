@@ -219,3 +219,27 @@ def test_a_class_folder_given_to_grade_is_said_to_be_one(attnkit_cli, tmp_path):
             in done.stderr), done.stderr
     done = attnkit_cli("grade", tmp_path / "ada")
     assert "several folders" not in done.stderr
+
+
+def test_the_public_checker_gives_no_point_to_a_module_whose_forward_does_not_run(attnkit_cli, tmp_path):
+    """A newcomer's review: a wrapper whose forward still raised
+    NotImplementedError got the structure point from `attnkit check` (1/4) and
+    none from `attnkit grade` (0/7): the public checker now runs the forward on
+    its witness too, and, with no reference to compare with, asks no more."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    for module in ("causal_attention", "multihead_attention"):
+        (folder / f"{module}.py").write_text((SOLUTIONS / f"{module}.py").read_text())
+    wrapper = (folder / "multihead_attention.py").read_text().replace(
+        "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
+        "        raise NotImplementedError('not yet')")
+    (folder / "multihead_attention.py").write_text(wrapper)
+    for command in ("check", "grade"):
+        done = attnkit_cli(command, folder / "multihead_attention.py", "--json", tmp_path / f"{command}.json")
+        rows = {t["name"]: t["score"] for t in json.loads((tmp_path / f"{command}.json").read_text())["tests"]}
+        assert rows["multihead_attention.MultiHeadAttentionWrapper"] == 0, (command, done.stdout)
+    done = attnkit_cli("check", SOLUTIONS, "--json", tmp_path / "solutions.json")
+    from attnkit.exercises import PUBLIC_KINDS, items
+
+    public_points = sum(p for i in items().values() for k, p in i.checks.items() if k in PUBLIC_KINDS)
+    assert json.loads((tmp_path / "solutions.json").read_text())["score"] == public_points  # no reference needed

@@ -262,9 +262,10 @@ def witness_like(x: torch.Tensor) -> torch.Tensor:
 
 
 def build_witnessed(student, *args, like: torch.Tensor, **kwargs):
-    """``student.build`` with a witness shaped like ``like``, where the grader can check one."""
-    witness = witness_like(like) if student.verifies else None
-    return student.build(*args, witness=witness, **kwargs)
+    """``student.build`` with a witness shaped like ``like``: the module must
+    run on it, and, where the grader holds the reference, its output is checked
+    (``verify``; the public checker has none, so the forward only has to run)."""
+    return student.build(*args, witness=witness_like(like), **kwargs)
 
 
 def _one_dtype(state: dict) -> dict:
@@ -350,8 +351,9 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
 
     Strict: the reference forward. Lenient: the reference or a catalogued
     mistake (for checks of the module's structure, which a wrong forward does not
-    change). No witness (the public checker, which has no reference) checks nothing."""
-    if run.witness_input is None:
+    change). No witness, or no reference (the public checker: that the forward
+    ran on the witness is all it can tell), checks nothing more."""
+    if run.witness_input is None or not student.verifies:
         return
     got = run.witness
     state = run.state if run.state is not None else run.params
@@ -436,7 +438,7 @@ def seeded_matches_doc(student, seed: int, inputs, entry_id: str, *args, **kwarg
         exc.layer_order = (_layers(run.params), _layers(reference_names(student.name, args, kwargs) or []))
         raise exc from None
     verify(student, run, what)
-    if run.witness_input is not None:
+    if run.witness_input is not None and student.verifies:
         # the point is for the parameters the seed gave: the document's numbers
         # must follow from the parameters reported, not only the witness
         expected = next(_known_forwards(student.name, run, run.params, inputs, lenient=False), None)
