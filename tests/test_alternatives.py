@@ -731,19 +731,84 @@ CA_OWN_STYLES = {
           "        self.dropout = nn.Dropout(dropout)\n        self.scale = scale\n"),
          ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
           "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5 if self.scale else scores, dim=-1)")],
-        None),
+        [("CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)",
+          "CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, True)")]),
+    # a second review: the kept weights start as None in __init__ (the helper's value replaces it)
+    "weights_none_at_first_then_kept_by_a_helper": (
+        [("        self.dropout = nn.Dropout(dropout)\n",
+          "        self.dropout = nn.Dropout(dropout)\n        self.last_weights = None  # for a plot\n"),
+         ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+          "    def _keep(self, w):\n        self.last_weights = w.detach()\n\n"
+          "    def forward(self, x: torch.Tensor) -> torch.Tensor:"),
+         ("        weights = self.dropout(weights)\n", "        weights = self.dropout(weights)\n        self._keep(weights)\n")],
+        """
+        out = torch.cat([head(x) for head in self.heads], dim=-1)
+        self.last_weights = torch.stack([head.last_weights for head in self.heads], dim=1)
+        return out
+        """),
+    # and the context kept by a helper, read after each head ran: each input's own, never the last one's
+    "context_kept_by_a_helper_read_after_the_forward": (
+        [("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+          "    def _attend(self, w, v):\n        self.context = w @ v\n        return self.context\n\n"
+          "    def forward(self, x: torch.Tensor) -> torch.Tensor:"),
+         ("        return weights @ values  # (b, T, d_out)", "        return self._attend(weights, values)")],
+        """
+        for head in self.heads:
+            head(x)
+        return torch.cat([head.context for head in self.heads], dim=-1)
+        """),
+    # the constructor's parameters named otherwise, the wrapper passing them by those names
+    "parameters_of_other_names_by_keyword": (
+        [("    def __init__(self, d_in: int, d_out: int, context_length: int, dropout: float,",
+          "    def __init__(self, d_in: int, d_out: int, block_size: int, p_drop: float,"),
+         ("        self.dropout = nn.Dropout(dropout)\n", "        self.dropout = nn.Dropout(p_drop)\n"),
+         ('        self.register_buffer("mask", causal_mask(context_length))',
+          '        self.register_buffer("mask", causal_mask(block_size))')],
+        [("CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)",
+          "CausalAttention(d_in, d_out, block_size=context_length, p_drop=dropout, qkv_bias=qkv_bias)")]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CA_OWN_STYLES))
 def test_the_wrapper_may_use_its_heads_class_as_written(zygote, tmp_path, name):
-    ca_edits, forward = CA_OWN_STYLES[name]
-    mh_edits = [body(MH, "MultiHeadAttentionWrapper.forward", forward)] if forward else [
-        ("CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)",
-         "CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, True)")]
+    ca_edits, wrapper = CA_OWN_STYLES[name]
+    mh_edits = [body(MH, "MultiHeadAttentionWrapper.forward", wrapper)] if isinstance(wrapper, str) else wrapper
     folder = make_submission(tmp_path / "sub", {CA: ca_edits, MH: mh_edits})
     report = grade_folder(zygote, folder, (CA, MH))
     assert scores(report) == full_marks((CA, MH)), {r.item.key: r.reasons for r in report.results}
+
+
+UNSCALED = ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+            "        weights = torch.softmax(scores, dim=-1)  # not scaled: wrong")
+WITH_SCALE_OPTION = [
+    ("                 qkv_bias: bool = False):", "                 qkv_bias: bool = False, scale: bool = True):"),
+    ("        self.dropout = nn.Dropout(dropout)\n", "        self.dropout = nn.Dropout(dropout)\n        self.scale = scale\n"),
+    ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+     "        weights = torch.softmax(scores / keys.shape[-1] ** 0.5 if self.scale else scores, dim=-1)")]
+
+
+@pytest.mark.parametrize("ca_edits, call, lost", [
+    # a wrong head class built through a classmethod of its own: the wrapper's heads still stand in
+    ([UNSCALED, ("    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+                 "    @classmethod\n    def make(cls, *args):\n        return cls(*args)\n\n"
+                 "    def forward(self, x: torch.Tensor) -> torch.Tensor:")],
+     "CausalAttention.make(d_in, d_out, context_length, dropout, qkv_bias)", {f"{CA}.CausalAttention"}),
+    # a right head class whose option the wrapper turns off: the wrapper is wrong, by keyword as by position
+    (WITH_SCALE_OPTION, "CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, scale=False)",
+     {f"{MH}.MultiHeadAttentionWrapper"}),
+    (WITH_SCALE_OPTION, "CausalAttention(d_in, d_out, context_length, dropout, qkv_bias, False)",
+     {f"{MH}.MultiHeadAttentionWrapper"}),
+], ids=["wrong_heads_through_a_classmethod", "option_off_by_keyword", "option_off_by_position"])
+def test_a_mistake_costs_the_item_that_makes_it(zygote, tmp_path, ca_edits, call, lost):
+    """From a second review: arguments the chapter's constructor does not take
+    mean what the student's class makes of them, so it runs (a keyword was
+    dropped, and a wrapper that turned scaling off kept its points); a
+    classmethod of the student's builds stand-ins (it built their own class)."""
+    folder = make_submission(tmp_path / "sub", {CA: ca_edits, MH: [
+        ("CausalAttention(d_in, d_out, context_length, dropout, qkv_bias)", call)]})
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert {r.item.key for r in report.results if r.score < r.max_score} == lost, \
+        {r.item.key: r.reasons for r in report.results if r.score < r.max_score}
 
 
 # A CausalAttention whose forward does more than the contract asks: it can

@@ -130,9 +130,10 @@ def test_without_the_solutions_a_command_says_how_to_find_them(monkeypatch, caps
 
 
 @pytest.mark.parametrize("args, said", [
-    (["grade", "solutions", "--timeout", "0"], "a time limit is a number of seconds above 0, not 0"),
-    (["check", "solutions", "--timeout", "-1"], "a time limit is a number of seconds above 0, not -1"),
-    (["grade", "solutions", "--timeout", "inf"], "a time limit is a number of seconds above 0, not inf"),
+    (["grade", "solutions", "--timeout", "0"], "a time limit is a number of seconds from 0.5 up"),
+    (["check", "solutions", "--timeout", "-1"], "(below, correct code runs out of time too), not -1"),
+    (["grade", "solutions", "--timeout", "1e-6"], "a time limit is a number of seconds from 0.5 up"),
+    (["grade", "solutions", "--timeout", "inf"], "(below, correct code runs out of time too), not inf"),
     (["grade-class", "solutions", "--out", "o", "--jobs", "0"], "at least 1 job, not 0"),
     (["course", "--out", "c", "--cell-timeout", "2.5"], "a whole number of seconds, not 2.5"),
 ])

@@ -604,6 +604,18 @@ def test_a_statement_that_changes_what_a_left_out_one_made_goes_with_it():
     assert "plt" not in space and "counter" not in space and space["causal_mask"]().shape == (6, 6)
 
 
+def test_what_a_fallback_import_binds_is_there_for_what_changes_it():
+    """A second review of the change above: after ``try: import X / except
+    ImportError: X = None`` (kept whole, no statement of its own), a block that
+    changes X and a constant made from it stay, as a def reads the constant."""
+    cell = ("try:\n    import matplotlib.pyplot as plt\nexcept ImportError:\n    plt = None\n"
+            "if plt is not None:\n    plt.rcParams['figure.figsize'] = (5, 3)\nHAVE_PLOT = plt is not None\n"
+            "def causal_mask(num_tokens):\n    assert HAVE_PLOT in (True, False)\n"
+            "    return torch.triu(torch.ones(num_tokens, num_tokens, dtype=torch.bool), diagonal=1)\n")
+    space = _namespace(module_source(_with_cells("causal_attention", {"causal_mask": [cell]}), "causal_attention"))
+    assert space["causal_mask"](3).sum() == 3 and "HAVE_PLOT" in space
+
+
 def test_a_line_of_blanks_and_deeply_nested_lambdas_are_read_once(monkeypatch):
     """From an attack review: a line of blanks (the magic scan's pattern was
     quadratic in its length: 20 s for 40,000 spaces, in the grader's process

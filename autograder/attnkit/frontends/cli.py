@@ -190,14 +190,18 @@ def missing_extra(extra: str) -> str | None:
 
 # --------------------------------------------------------------------------- arguments
 
+MIN_SECONDS = 0.5  # below it, correct code runs out of time too (a child starts, imports, runs checks)
+
+
 def seconds(text: str) -> float:
-    """A time limit: a finite number of seconds above 0 (0 would fail every item)."""
+    """A time limit: a finite number of seconds, at least MIN_SECONDS (0 would fail every item)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"a time limit is a number of seconds above 0, not {text}")
+    if not MIN_SECONDS <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a time limit is a number of seconds from {MIN_SECONDS:g} up "
+                                         f"(below, correct code runs out of time too), not {text}")
     return value
 
 

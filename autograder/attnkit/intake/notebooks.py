@@ -462,7 +462,10 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
     dropped = {id(u) for u in units if (u.runs or mine(u.node)) and id(u) not in kept}
     # then whatever reads a name nothing left makes; a statement that reads what it makes
     # (``plt.rcParams[k] = v``, ``x += 1``) only changes it, and needs another to make it
-    provided = set(dir(builtins)) | {d.name for d in defs + used} | imported
+    # (a fallback try is kept whole, no unit: what it binds is there, ``plt = None`` included)
+    fallbacks = {name for n in tree.body if isinstance(n, ast.Try) and not mine(n) and _fallback(n)
+                 for name in _Unit(n).makes}
+    provided = set(dir(builtins)) | {d.name for d in defs + used} | imported | fallbacks
     count = {name: sum(id(u) not in dropped and name not in u.reads for u in found) for name, found in makers.items()}
     missing = [n for u in units for n in u.reads if n not in provided and not count.get(n)]
     missing += [n for u in units if id(u) in dropped for n in u.makes if not count.get(n) and n not in provided]

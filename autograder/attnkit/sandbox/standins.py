@@ -261,13 +261,17 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
             # ``CausalAttention._weights``): the student's own class's
             if name.startswith("__") or original is None:
                 raise AttributeError(name)
+            found = inspect.getattr_static(original, name, _ABSENT)
+            if isinstance(found, classmethod):  # a constructor of theirs (make(...)): what it builds stands in too
+                return found.__get__(None, cls)
             return getattr(original, name)
 
     class StandIn(nn.Module, metaclass=OwnClassAttributes):
         def __new__(cls, *args, **kwargs):
-            if original is not None and len(args) > len(params):
-                # more than the declaration takes (the student's class has parameters
-                # of its own): the stand-in cannot stand in, so the student's class runs
+            if original is not None and (len(args) > len(params) or any(k not in params for k in kwargs)):
+                # arguments the declaration does not take (the student's class has parameters
+                # of its own, or other names for them): what they mean is the student's alone,
+                # so the stand-in cannot stand in, and the student's class runs
                 with _named_as_itself(original, StandIn):
                     return original(*args, **kwargs)
             return super().__new__(cls)
@@ -305,7 +309,9 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 self.__dict__["_last_input"] = None  # what it keeps is this call's
                 return own_forward(self, *args, **kwargs)
             x = given[0]  # by position, or by the student's own name for it (head(inputs=x))
-            for name in kept_names():  # what an earlier forward of the student's kept is stale now
+            # what an earlier forward of the student's kept is stale now: the names it
+            # assigns, and whatever its last run here set (through a helper, setattr)
+            for name in kept_names() | self.__dict__.pop("_run_kept", set()):
                 self.__dict__.pop(name, None)
             self.__dict__["_last_input"] = x
             names = [n for n, _ in self.named_parameters()]
@@ -341,6 +347,7 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
         if x is None or own_forward is None or (assigned and name not in kept_names()):
             return _ABSENT
         stand_in.__dict__["_last_input"] = None  # once; and what the forward itself reads is found as usual
+        before = dict(stand_in.__dict__)
         try:
             with torch.random.fork_rng(devices=[]):
                 own_forward(stand_in, x)
@@ -354,6 +361,9 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 f"'{cls}' object has no attribute '{name}': while this item is graded, {cls} is the grader's "
                 f"stand-in, and your own forward, run on its layers to make `{name}`, raised "
                 f"{type(exc).__name__}: {exc}"[:1500]) from None
+        finally:  # what this run set is this input's: the next forward drops it (StandIn.forward)
+            ran = {k for k, v in stand_in.__dict__.items() if before.get(k, _ABSENT) is not v}
+            stand_in.__dict__.setdefault("_run_kept", set()).update(ran - {"_last_input", "_run_kept", "_own"})
         return stand_in.__dict__.get(name, _ABSENT)
 
     def _own_attribute(stand_in, name: str):
@@ -365,8 +375,15 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
             raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
                                  f"the grader's stand-in, and your own {cls} could not be loaded)")
         found = inspect.getattr_static(original, name, _ABSENT)
-        if found is not _ABSENT:  # of the class: a method or property runs on the stand-in's layers
-            return found.__get__(stand_in, original) if hasattr(found, "__get__") else found
+        if found is not _ABSENT and hasattr(found, "__get__"):  # a method or property: on the stand-in's layers
+            return found.__get__(stand_in, original)
+        # what the last forward set, however it set it (a helper method, setattr): first, since the
+        # class's value or the constructor's (``last_weights = None``) is what it replaces
+        kept = _kept_by_own_forward(stand_in, name, assigned=False)
+        if kept is not _ABSENT:
+            return kept
+        if found is not _ABSENT:  # a constant of the class
+            return found
         own = stand_in.__dict__.get("_own", _ABSENT)
         if own is _ABSENT:
             try:
@@ -382,9 +399,6 @@ def module(upcalls: Upcalls, key: str, spec: dict, original=None):
                 return getattr(own, name)
             except AttributeError:
                 pass
-        kept = _kept_by_own_forward(stand_in, name, assigned=False)
-        if kept is not _ABSENT:
-            return kept
         if own is None:
             raise AttributeError(f"'{cls}' object has no attribute '{name}' (while this item is graded, {cls} is "
                                  f"the grader's stand-in, and your own {cls}({', '.join(map(repr, stand_in._init))}) "
