@@ -85,4 +85,4 @@ def test_an_assignment_not_in_a_students_tree_is_named_where_nbgrader_puts_it(tm
                                                    "(not submitted, or not released yet)")
     report = grade(machine_zygote, submission, Limits(seconds=10))  # the session's: this file's starts a worker
     row = report.by_item()["self_attention.SelfAttention"]
-    assert row.score == 0 and row.summary.startswith("nothing of self_attention graded: no self_attention/")
+    assert row.score == 0 and row.summary.startswith("self_attention: nothing graded: no self_attention/")

@@ -110,6 +110,6 @@ def test_a_broken_notebook_is_named_in_its_rows_not_called_missing(zygote, tmp_p
     for key, result in report.by_item().items():
         if key.startswith("causal_attention."):
             assert result.score == 0 and result.summary.startswith(
-                "nothing of causal_attention graded: causal_attention.ipynb: not a readable notebook"), result.summary
+                "causal_attention: nothing graded: causal_attention.ipynb: not a readable notebook"), result.summary
         else:
             assert result.score == result.max_score, (key, result.reasons)

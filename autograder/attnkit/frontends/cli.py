@@ -46,28 +46,12 @@ def cmd_build(args) -> int:
     return 0
 
 
-def looks_like_a_class(path: str) -> list[str]:
-    """The folders right below ``path`` that each hold two or more exercise
-    files, when there are several: a class given to a command that grades one
-    submission (which takes each module from one of them)."""
-    from attnkit.exercises import MODULES
-
-    names = {f"{m}{ext}" for m in MODULES for ext in (".py", ".ipynb")}
-    try:
-        with os.scandir(path) as entries:
-            folders = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
-        held = [f for f in folders[:200] if len(names & set(os.listdir(os.path.join(path, f)))) >= 2]
-    except OSError:
-        return []
-    return held if len(held) >= 2 else []
-
-
 def cmd_grade(args) -> int:
     from attnkit.intake import find
 
     # What to grade, before any worker starts: nothing to grade is one line and exit 2, at once.
     target = find(args.path)
-    several = looks_like_a_class(args.path)
+    several = target.folders  # intake's own reading of the folder: several students' work?
     if several:
         shown = ", ".join(f"{one_line(f)}/" for f in several[:3]) + (", ..." if len(several) > 3 else "")
         print(f"note: {one_line(args.path)} holds the work of several folders ({shown}): this grades one "

@@ -319,10 +319,18 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
     refused = [e for e in entries if e.kind != "file" and not any(e in found for found in by_module.values())]
     notes += [f"{e.rel}: {e.kind}; not followed" if e.kind == "a symbolic link" else f"{e.rel}: {e.kind}; not read"
               for e in refused[:5]]
+    folders: tuple[str, ...] = ()
     if layout == PLAIN:
         notes += _support(root, entries, chosen_folders, files, sources)
+        held: dict[str, set] = {}  # top-level folder -> the modules it holds a file of
+        for module, found in by_module.items():
+            for e in found:
+                if len(e.parts) > 1:
+                    held.setdefault(e.parts[0], set()).add(module)
+        folders = tuple(sorted(f for f, modules in held.items() if len(modules) >= 2))
+        folders = folders if len(folders) >= 2 else ()
     return Submission(label, MODULES, files, tuple(one_line(n) for n in notes), sources,
-                      {m: one_line(w) for m, w in absent.items()})
+                      {m: one_line(w) for m, w in absent.items()}, folders)
 
 
 def _condensed(notes: list[str]) -> list[str]:

@@ -389,6 +389,11 @@ class _Unit:
         self.runs = isinstance(node, (*BLOCKS, ast.Import, ast.ImportFrom, ast.Try)) or any(
             isinstance(n, ast.Call) for n in running)
 
+    def creates(self, name: str) -> bool:
+        """It makes ``name`` without reading it first: ``x = ...``, not ``x += 1`` or
+        ``plt.rcParams[k] = v``, which only change what another statement made."""
+        return name in self.makes and name not in self.reads
+
 
 def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset()) -> list:
     """The module's trial statements (one pass each way, linear):
@@ -466,7 +471,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
     fallbacks = {name for n in tree.body if isinstance(n, ast.Try) and not mine(n) and _fallback(n)
                  for name in _Unit(n).makes}
     provided = set(dir(builtins)) | {d.name for d in defs + used} | imported | fallbacks
-    count = {name: sum(id(u) not in dropped and name not in u.reads for u in found) for name, found in makers.items()}
+    count = {name: sum(id(u) not in dropped and u.creates(name) for u in found) for name, found in makers.items()}
     missing = [n for u in units for n in u.reads if n not in provided and not count.get(n)]
     missing += [n for u in units if id(u) in dropped for n in u.makes if not count.get(n) and n not in provided]
     seen: set[str] = set()
@@ -479,7 +484,7 @@ def _trials_left_out(tree: ast.Module, mine=lambda node: False, items=frozenset(
             if id(u) not in dropped:
                 dropped.add(id(u))
                 for made in u.makes:
-                    count[made] -= made not in u.reads
+                    count[made] -= u.creates(made)
                     if not count[made] and made not in provided:
                         missing.append(made)
     return gone + [u.node for u in units if id(u) in dropped]

@@ -16,12 +16,21 @@ class Submission:
     notes: tuple[str, ...] = ()  # what was found, ambiguous or refused: one line each
     sources: dict[str, str] = field(default_factory=dict)  # "<module>.py" -> the file it came from, relative
     absent: dict[str, str] = field(default_factory=dict)  # module -> why nothing of it could be graded
+    # the top-level folders that each hold files of two modules or more, when there are
+    # several: a class given where one submission was due (``attnkit grade CLASS_DIR``)
+    folders: tuple[str, ...] = ()
 
     def missing(self) -> list[str]:
         return [m for m in self.modules if f"{m}.py" not in self.files]
 
+    def absent_reasons(self) -> dict[str, str]:
+        """module -> the words for a module the submission has a file of that could not
+        be graded (a broken notebook, a link): its notes' and its items' reason."""
+        return {m: f"{m}: nothing graded: {why}" for m, why in self.absent.items()}
+
     def missing_notes(self) -> list[str]:
-        return [f"{m}: nothing graded: {self.absent[m]}; {m} scores 0" if m in self.absent else
+        said = self.absent_reasons()
+        return [f"{said[m]}; {m} scores 0" if m in said else
                 f"missing file: expected {m}.py (or {m}.ipynb) in {one_line(self.label)}; {m} scores 0"
                 for m in self.missing()]
 

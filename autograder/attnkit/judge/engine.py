@@ -42,7 +42,7 @@ def open_session(zygote: Zygote, submission: Submission, limits: Limits | None =
     if not public:
         reference.warm_up()
     return Session(zygote, submission.files, MODULES, stand_ins(), allowed_calls(),
-                   None if public else reference.upcall, limits, submission.absent)
+                   None if public else reference.upcall, limits, submission.absent_reasons())
 
 
 def selected_checks(submission: Submission, public: bool = False) -> list[Check]:

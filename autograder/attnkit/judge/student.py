@@ -157,7 +157,7 @@ class Student:
             raise CheckFailure("the process running your code sent back a malformed reply")
         run = ModuleRun(**fields, init_args=tuple(init_args), init=dict(init), state=state, witness_input=witness,
                         backward_error=backward_error)
-        if not isinstance(run.params, dict) or not all(isinstance(p, torch.Tensor) for p in run.params.values()):
+        if not all(isinstance(p, torch.Tensor) for p in run.params.values()):  # a dict: REPLY_TYPES
             raise CheckFailure("the process running your code sent back a malformed reply")
         if state is not None:
             # the child's word that the names differ is checked against what it sent

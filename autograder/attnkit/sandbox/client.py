@@ -76,7 +76,7 @@ class Session:
         self.imported: set[str] = set()  # in the current child
         self.imported_before: set[str] = set()  # in any child of this submission
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
-        self.absent = dict(absent or {})  # module -> why the submission has no file of it (a broken notebook)
+        self.absent = dict(absent or {})  # module -> the reason for a module the submission has no file of
         self.current: str | None = None  # the item whose request is under way
         self.printing: str | None = None  # the item the current child's output is counted against
         self.fresh = False  # the next request tells the child its output is counted from zero
@@ -165,9 +165,8 @@ class Session:
             if m in self.imported or m in self.unavailable:
                 continue
             if f"{m}.py" not in self.files:
-                why = self.absent.get(m)
-                self.unavailable[m] = (Fault.MISSING_FILE, f"nothing of {m} graded: {why}" if why
-                                       else f"missing file: expected {m}.py in the submission", "")
+                self.unavailable[m] = (Fault.MISSING_FILE, self.absent.get(m)
+                                       or f"missing file: expected {m}.py in the submission", "")
                 continue
             if self.sock is None:
                 self._start()
