@@ -71,8 +71,11 @@ def grade_text(zygote, tmp_path: Path, files: dict[str, str], modules=None, limi
     return grade_folder(zygote, folder, tuple(modules or files), limits)
 
 
-def probe(zygote, tmp_path: Path, body: str, module: str = S, function: str = "softmax") -> dict:
-    """Run ``body`` (which sets ``found``) as the student's function; return ``found``."""
+def probe(zygote, tmp_path: Path, body: str, module: str = S, function: str = "query_scores") -> dict:
+    """Run ``body`` (which sets ``found``) as the student's function; return ``found``.
+    The function is an item that calls no other stage: the first check runs
+    the body first (an item that calls others is tried on the student's own
+    stages, then graded again with stand-ins, in the same process)."""
     code = "import json, os, sys, torch\n\n\ndef _run():\n    found = {}\n" + textwrap.indent(
         textwrap.dedent(body).strip("\n"), "    ") + "\n    return found\n"
     code += f"\n\ndef {function}(*args, **kwargs):\n    raise RuntimeError('FOUND' + json.dumps(_run()) + 'END')\n"

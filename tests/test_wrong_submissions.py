@@ -317,19 +317,35 @@ def test_a_forward_that_keeps_state_and_hangs_costs_only_its_own_item(zygote, tm
     assert got == {k: v for k, v in full_marks((CA, MH)).items() if k != f"{CA}.CausalAttention"}
 
 
-def test_what_the_students_forward_fails_to_keep_is_said_with_its_error(zygote, tmp_path):
+SUPER_OF_ITS_OWN_CLASS = {  # a head whose forward calls super() of its own class, and keeps its weights
+    CA: [("class CausalAttention(nn.Module):", "class _Base(nn.Module):\n    def scale(self, keys):\n"
+          "        return keys.shape[-1] ** 0.5\n\n\nclass CausalAttention(_Base):"),
+         ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
+          "        weights = torch.softmax(scores / super().scale(keys), dim=-1)\n"
+          "        self.last_weights = weights.detach()")]}
+READS_LAST_WEIGHTS = ("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
+                      "        out = torch.cat([head(x) for head in self.heads], dim=-1)\n"
+                      "        assert all(head.last_weights is not None for head in self.heads)\n        return out{wrong}")
+
+
+def test_a_wrapper_right_on_the_students_own_heads_keeps_its_points(zygote, tmp_path):
     """The wrapper reads head.last_weights, which the student's forward keeps,
-    but that forward calls super() of its own class, which a stand-in is not:
-    the message says so, in the student's own error, not that nothing was kept."""
-    folder = make_submission(tmp_path / "sub", {
-        CA: [("class CausalAttention(nn.Module):", "class _Base(nn.Module):\n    def scale(self, keys):\n"
-              "        return keys.shape[-1] ** 0.5\n\n\nclass CausalAttention(_Base):"),
-             ("        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
-              "        weights = torch.softmax(scores / super().scale(keys), dim=-1)\n"
-              "        self.last_weights = weights.detach()")],
-        MH: [("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
-              "        out = torch.cat([head(x) for head in self.heads], dim=-1)\n"
-              "        assert all(head.last_weights is not None for head in self.heads)\n        return out")]})
+    and that forward calls super() of its own class, which no stand-in is.
+    Both classes are right, so the wrapper is right on the student's own
+    heads, and keeps its points (before the trial on the student's own
+    stages: less than 7, the stand-in unable to keep what the forward keeps)."""
+    folder = make_submission(tmp_path / "sub", dict(SUPER_OF_ITS_OWN_CLASS, **{MH: [
+        (READS_LAST_WEIGHTS[0], READS_LAST_WEIGHTS[1].format(wrong=""))]}))
+    report = grade_folder(zygote, folder, (CA, MH))
+    assert scores(report) == full_marks((CA, MH))
+
+
+def test_what_the_students_forward_fails_to_keep_is_said_with_its_error(zygote, tmp_path):
+    """The same heads, and a wrapper that is wrong besides: graded with stand-in
+    heads, whose own forward cannot call super() of the student's class, the
+    message says so, in the student's own error, not that nothing was kept."""
+    folder = make_submission(tmp_path / "sub", dict(SUPER_OF_ITS_OWN_CLASS, **{MH: [
+        (READS_LAST_WEIGHTS[0], READS_LAST_WEIGHTS[1].format(wrong=" * 1.01"))]}))
     report = grade_folder(zygote, folder, (CA, MH))
     assert report.by_item()[f"{CA}.CausalAttention"].score == 13
     wrapper = report.by_item()[f"{MH}.MultiHeadAttentionWrapper"]

@@ -57,14 +57,26 @@ class Run:
 
     The comparisons each check makes are kept per item (``collecting``), so
     that ``results`` names a misconception only when it fits all of an
-    item's checks (``attnkit.judge.diagnosis.conclude``)."""
+    item's checks (``attnkit.judge.diagnosis.conclude``).
 
-    def __init__(self, session: Session, made_from: dict[str, str] | None = None):
+    An item that may call other stages, each of which has passed every one
+    of its checks in this run, is first tried on the student's own stages
+    (``_own``): when every check of the item passes that way, the student's
+    code is right end to end and the item has full marks, with no stand-in
+    asked (most of the exchanges with a correct submission's process).
+    Otherwise it is graded as always, each stage it calls replaced by its
+    stand-in, so that a mistake in a stage costs that stage alone, in a fresh
+    process: the trial leaves no trace (time, output, comparisons, and what
+    the student's code kept in its own process)."""
+
+    def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
         self.made_from = made_from or {}  # module -> the notebook it was made from, for messages
+        self.checks = list(checks)  # the selected checks: an item's trial runs all of its own
         self.outcomes: list[tuple[Check, BaseException | None]] = []
         self.cases: dict[str, list] = {}
         self.limited: set[str] = set()
+        self.trials: dict[str, bool] = {}  # item -> whether every check passed on the student's own stages
         self._results: list[CheckResult] | None = None
 
     def student(self, check: Check) -> Student:
@@ -93,12 +105,50 @@ class Run:
     def run(self, check: Check) -> CheckResult | None:
         if check.item in self.limited:
             return None
+        if self._own(check.item):
+            return self.record(check, None)
         try:
             with self.collecting(check):
                 check.func(self.student(check))
         except Exception as exc:  # noqa: BLE001 - classified by outcome()
             return self.record(check, exc)
         return self.record(check, None)
+
+    def _own(self, item: str) -> bool:
+        """Whether every selected check of ``item`` passes on the student's own
+        stages (tried once, on the item's first check). Tried only where
+        stand-ins would be answered (a public session has none to leave out)
+        and every stage the item may call has passed all of its checks here:
+        a stage that failed, or was not graded, makes the trial a waste, and
+        the item's grade would then depend on the student's mistake elsewhere."""
+        if item not in self.trials:
+            self.trials[item] = False
+            stages = allowed_calls().get(item)
+            checks = [c for c in self.checks if c.item == item]
+            if stages and checks and self.session.answer is not None and all(map(self._passed, stages)):
+                self.trials[item] = self._try_own(item, checks)
+        return self.trials[item]
+
+    def _passed(self, item: str) -> bool:
+        """Every selected check of ``item`` has run in this session and passed."""
+        checks = [c for c in self.checks if c.item == item]
+        passed = {c for c, exc in self.outcomes if exc is None}
+        return bool(checks) and all(c in passed for c in checks)
+
+    def _try_own(self, item: str, checks: list[Check]) -> bool:
+        self.session.own.add(item)
+        try:
+            for check in checks:
+                try:
+                    with diagnosis.collecting([], check.kind):
+                        check.func(self.student(check))
+                except Exception as exc:  # noqa: BLE001 - any failure: graded with stand-ins instead
+                    _without_frames(exc)
+                    self.session.start_over(item)
+                    return False
+            return True
+        finally:
+            self.session.own.discard(item)
 
 
 def _without_frames(exc: BaseException | None) -> None:
@@ -120,7 +170,7 @@ class Grading:
         self.submission = submission
         self.public = public
         made_from = {name[:-3]: source for name, source in submission.sources.items() if source.endswith(".ipynb")}
-        self.run_ = Run(open_session(zygote, submission, limits, public), made_from)
+        self.run_ = Run(open_session(zygote, submission, limits, public), made_from, self.checks)
 
     @property
     def checks(self) -> list[Check]:

@@ -245,7 +245,8 @@ class Child:
         item = str(header.get("item"))
         self.item = item
         try:
-            with self.isolated(item):
+            # "own": the grader asks for the student's own stages, no stand-ins
+            with contextlib.nullcontext() if header.get("own") is True else self.isolated(item):
                 target = self.resolve(item)
                 if op == Op.CALL:
                     return self.run(lambda: self.call(target, args, kwargs))

@@ -1,0 +1,105 @@
+"""An item whose stages all passed is first graded on the student's own stages
+(``attnkit.judge.engine.Run``): no stand-in is asked when the student's code
+is right end to end, and a trial that fails leaves nothing behind for the
+graded run (time, output, what the student's code kept in its process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from attnkit.judge import reference
+from attnkit.sandbox import Limits
+from conftest import full_marks, grade_folder, make_submission, scores
+
+S = "simplified_attention"
+WHOLE = f"{S}.simplified_self_attention"
+
+# softmax, when the whole mechanism calls it (and only then: its own checks call it directly)
+CALLED_BY_THE_WHOLE = "    import sys as _sys\n    if _sys._getframe(1).f_code.co_name == 'simplified_self_attention':\n"
+
+
+@pytest.fixture
+def questions(monkeypatch):
+    """The stand-in questions the grader answers, by stage."""
+    asked: list[str] = []
+    answer = reference.upcall
+
+    def counting(spec, *args, **kwargs):
+        asked.append(spec.get("target") if isinstance(spec, dict) else None)
+        return answer(spec, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "upcall", counting)
+    return asked
+
+
+def test_a_correct_submission_is_graded_without_a_stand_in(zygote, tmp_path, questions):
+    report = grade_folder(zygote, make_submission(tmp_path / "sub"))
+    assert scores(report) == full_marks()
+    assert questions == []
+
+
+def test_an_item_calling_a_wrong_stage_is_graded_with_stand_ins(zygote, tmp_path, questions):
+    """A wrong softmax costs softmax alone; the whole mechanism, which calls it,
+    is graded on the reference's softmax (no trial: a stage of it failed)."""
+    edits = {S: [("    exps = torch.exp(shifted)", "    exps = torch.exp(shifted * 1.01)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    got = scores(report)
+    assert got.pop(f"{S}.softmax") < full_marks((S,))[f"{S}.softmax"]
+    assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.softmax"}
+    assert f"{S}.softmax" in questions
+
+
+def test_a_wrong_item_on_right_stages_is_graded_with_stand_ins_and_named(zygote, tmp_path, questions):
+    """Every stage right and the whole mechanism wrong: the trial fails, and the
+    item is graded as ever, its reasons those of the graded run."""
+    edits = {S: [("    return context_vectors(weights, inputs)  # (..., T, d)",
+                  "    return context_vectors(weights, inputs) * 1.01  # (..., T, d)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    result = report.by_item()[WHOLE]
+    assert result.score == 0 and questions  # graded with the stand-ins
+    assert all(c.reason for c in result.checks if not c.passed)
+    assert {k: v for k, v in scores(report).items() if k != WHOLE} == {
+        k: v for k, v in full_marks((S,)).items() if k != WHOLE}
+
+
+def test_output_printed_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path):
+    """The whole mechanism prints 20 KiB a call (60 KiB in its three requests,
+    under the 64 KiB limit), and the student's softmax is wrong the first time
+    it calls it: the trial fails after one request. The graded run's output is
+    counted from zero, so its three requests stay under the limit."""
+    edits = {S: [("    shifted = ", CALLED_BY_THE_WHOLE + "        if not _CALLED:\n            _CALLED.append(1)\n"
+                  "            return scores * 0\n    shifted = "),
+                 ("def simplified_self_attention(", "_CALLED = []\n\n\ndef simplified_self_attention("),
+                 ("    scores = attention_scores(inputs)  # (..., T, T)",
+                  "    print('x' * (20 << 10))\n    scores = attention_scores(inputs)  # (..., T, T)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    assert scores(report) == full_marks((S,))
+
+
+def test_what_a_failed_trial_kept_in_the_process_is_gone_for_the_graded_run(zygote, tmp_path):
+    """The student's softmax sets a module-level factor the whole mechanism uses
+    to 0 when the mechanism calls it: the trial fails on it. The graded run, in
+    a fresh process, finds the module as it was imported (factor 1) and the
+    reference's softmax, which changes nothing, and the mechanism is right."""
+    edits = {S: [("    shifted = ", CALLED_BY_THE_WHOLE + "        global _FACTOR\n        _FACTOR = 0.0\n    shifted = "),
+                 ("def simplified_self_attention(", "_FACTOR = 1.0\n\n\ndef simplified_self_attention("),
+                 ("    return context_vectors(weights, inputs)  # (..., T, d)",
+                  "    return context_vectors(weights, inputs) * _FACTOR  # (..., T, d)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    assert scores(report) == full_marks((S,))
+
+
+@pytest.mark.slow  # a 2 s time limit, spent
+def test_time_spent_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path):
+    """softmax hangs when the whole mechanism calls it: the trial runs into the
+    item's limit. The graded run, with the reference's softmax, has the whole
+    limit again, and the mechanism is right."""
+    edits = {S: [("    shifted = ", CALLED_BY_THE_WHOLE + "        while True:\n            pass\n    shifted = ")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,), Limits(seconds=2))
+    assert scores(report) == full_marks((S,))
+
+
+def test_a_public_session_has_no_trial(zygote, tmp_path, questions):
+    """The public checker has no reference: every stage is the student's own, as before."""
+    report = grade_folder(zygote, make_submission(tmp_path / "sub"), (S,), public=True)
+    assert all(r.score == r.max_score for r in report.results) and questions == []
