@@ -103,3 +103,62 @@ def test_a_public_session_has_no_trial(zygote, tmp_path, questions):
     """The public checker has no reference: every stage is the student's own, as before."""
     report = grade_folder(zygote, make_submission(tmp_path / "sub"), (S,), public=True)
     assert all(r.score == r.max_score for r in report.results) and questions == []
+
+
+CA, MH = "causal_attention", "multihead_attention"
+
+
+def printing_at_import(kib: int) -> str:
+    """A top level that prints about ``kib`` KiB, as a script's demo does."""
+    return f"import torch.nn as nn\nfor _i in range({kib * 1024 // 56}):\n    print(f'demo step {{_i:4d}}: ' + '-' * 44)\n"
+
+
+def test_a_failed_trial_charges_no_item_for_the_imports_it_made_again(zygote, tmp_path):
+    """Both files print about 30 KiB when imported, each charged once to the
+    item that first needed it. The wrapper's one mistake (its heads in reverse
+    order) fails its trial, and its graded run starts a fresh process, which
+    imports both files again: that output is no item's (before: over the
+    wrapper's 64 KiB, and multihead_attention.py "could not be imported", 0
+    for each of its items)."""
+    edits = {CA: [("import torch.nn as nn\n", printing_at_import(30))],
+             MH: [("import torch.nn as nn\n", printing_at_import(34)),
+                  ("             for _ in range(num_heads)]\n        )",
+                   "             for _ in range(num_heads)][::-1]\n        )")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (CA, MH))
+    got = scores(report)
+    assert got.pop(f"{MH}.MultiHeadAttentionWrapper") == full_marks((MH,))[f"{MH}.MultiHeadAttentionWrapper"] - 1
+    assert got == {k: v for k, v in full_marks((CA, MH)).items() if k != f"{MH}.MultiHeadAttentionWrapper"}
+
+
+@pytest.mark.slow  # 1.3 s imports, made several times
+def test_a_failed_trial_charges_no_item_the_time_of_imports_it_made_again(zygote, tmp_path):
+    """Two files take 1.3 s each to import, under a 2 s limit, each once charged
+    to the file. CausalAttention leaves out dropout: its trial fails, and the
+    fresh process of its graded run imports both files again, at no item's
+    expense (before: charged to the items that needed them next, each a time
+    limit: 57/100)."""
+    edits = {S: [("import torch\n", "import torch\nimport time\ntime.sleep(1.3)\n")],
+             CA: [("import torch.nn as nn\n", "import torch.nn as nn\nimport time\nimport simplified_attention\n"
+                   "time.sleep(1.3)\n"),
+                  ("        weights = self.dropout(weights)\n", "")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), limits=Limits(seconds=2))
+    got = scores(report)
+    assert got.pop(f"{CA}.CausalAttention") == full_marks((CA,))[f"{CA}.CausalAttention"] - 3  # dropout: 3
+    assert got == {k: v for k, v in full_marks().items() if k != f"{CA}.CausalAttention"}
+
+
+def test_a_mistake_a_caller_makes_up_for_costs_both_stages(zygote, tmp_path):
+    """softmax's default axis is -2, not the -1 its signature promises, and the
+    whole mechanism makes up for it (softmax of the transpose, transposed
+    back): right end to end, and wrong twice. softmax's hidden check calls it
+    without dim, so its mistake costs it; the mechanism is then graded on the
+    reference's softmax, on which its transposes are wrong (second review of
+    the trial: 100/100 before softmax's check left dim out)."""
+    edits = {S: [("def softmax(scores: torch.Tensor, dim: int = -1)", "def softmax(scores: torch.Tensor, dim: int = -2)"),
+                 ("    weights = softmax(scores, dim=-1)  # each row sums to 1",
+                  "    weights = softmax(scores.mT).mT  # each row sums to 1")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    got = scores(report)
+    assert got.pop(f"{S}.softmax") == full_marks((S,))[f"{S}.softmax"] - 2  # hidden: 2
+    assert got.pop(WHOLE) == 0
+    assert got == {k: v for k, v in full_marks((S,)).items() if k not in (f"{S}.softmax", WHOLE)}

@@ -75,6 +75,7 @@ class Session:
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
         self.imported_before: set[str] = set()  # in any child of this submission
+        self.owed: set[str] = set()  # imported in a child the grader chose to end: importing them again is free
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
         self.absent = dict(absent or {})  # module -> the reason for a module the submission has no file of
         self.current: str | None = None  # the item whose request is under way
@@ -141,8 +142,15 @@ class Session:
         in a fresh process (which counts output from zero too): a trial on the
         student's own stages, which the grader chose to make, costs the
         student nothing and leaves nothing behind for the graded run to find."""
+        self.owed |= self.imported
         self._stop()
         self.used.pop(item, None)
+
+    def _fresh_output(self) -> None:
+        """The current child's output is counted from zero (the runner's count
+        now, the child's own with the next exchange)."""
+        self.fresh = True
+        self.child.fresh_output()
 
     def output(self) -> str:
         """What the student's code printed in the current child, capped. No
@@ -169,7 +177,9 @@ class Session:
         child. A file's first import has a budget of its own, charged to the
         file; importing it again in a child that replaced a killed one is the
         price of that item's request, charged to the item, so that restarts
-        never buy a submission time beyond its items' limits."""
+        never buy a submission time beyond its items' limits. A child the
+        grader itself chose to end (``start_over``) costs nothing: what it had
+        imported is imported again as the first time."""
         for m in self._dependencies(module) + [module]:
             if m in self.imported or m in self.unavailable:
                 continue
@@ -179,7 +189,13 @@ class Session:
                 continue
             if self.sock is None:
                 self._start()
-            again = m in self.imported_before
+            owed = m in self.owed
+            if owed:
+                # the grader ended the child that had it: imported again as the first time (a budget of
+                # its own, its output counted apart from any item's), never at an item's expense
+                self.owed.discard(m)
+                self._fresh_output()
+            again = m in self.imported_before and not owed
             used = self.used.get(item, 0.0) if again else 0.0
             if used >= self.limits.seconds:
                 raise LimitHit(Limit.TIME, self._time_message(m))
@@ -206,6 +222,8 @@ class Session:
                 self.imported.add(m)
                 self.imported_before.add(m)
                 self._note_switches(m, reply.get("value"))
+            if owed:
+                self._fresh_output()
 
     def _note_switches(self, module: str, value) -> None:
         """A note for each global switch of torch the import of ``module`` flipped
@@ -232,8 +250,8 @@ class Session:
             # the output limit is each item's own (one child serves them in turn):
             # what earlier items printed is not charged to this one, and what an
             # import prints is charged to the item that needed the module
-            self.printing, self.fresh = item, True
-            self.child.fresh_output()
+            self.printing = item
+            self._fresh_output()
         self._ensure_imported(module, item)
         if module in self.unavailable:
             kind, message, tb = self.unavailable[module]
