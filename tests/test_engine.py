@@ -56,6 +56,33 @@ def test_the_pytest_plugin_and_attnkit_grade_agree(attnkit_cli, plugin_run, tmp_
     assert "2 skipped" in viewed.stdout
 
 
+# Right only on the student's own softmax: attention_weights checks that the
+# softmax it called counted the call, which no stand-in does.
+COUNTS_ITS_CALLS = {
+    "simplified_attention": [("def softmax(", "CALLS = []\n\n\ndef softmax("),
+                             ("    shifted = ", "    CALLS.append(1)\n    shifted = ")],
+    "self_attention": [("import torch.nn as nn\n", "import torch.nn as nn\n\nimport simplified_attention\n"),
+                       ("    return torch.softmax(scores / d_k ** 0.5, dim=-1)",
+                        "    before = len(simplified_attention.CALLS)\n"
+                        "    weights = simplified_attention.softmax(scores / d_k ** 0.5, dim=-1)\n"
+                        "    assert len(simplified_attention.CALLS) == before + 1\n    return weights")]}
+
+
+@pytest.mark.slow
+def test_under_pytest_an_item_is_tried_on_the_students_own_stages_as_elsewhere(attnkit_cli, plugin_run, tmp_path):
+    """pytest collects the check files alphabetically (self_attention's before
+    simplified_attention's); the plugin runs the checks in the engine's order,
+    so attention_weights is tried on the student's own softmax after softmax
+    passed, as `attnkit grade` does: 100 both ways (before: 96 under pytest,
+    attention_weights graded on a stand-in softmax, which counts nothing)."""
+    folder = make_submission(tmp_path / "sub", COUNTS_ITS_CALLS)
+    graded = attnkit_cli("grade", folder, "--json", tmp_path / "grade.json", cwd=ROOT)
+    assert graded.returncode == 0, graded.stderr
+    plugin_run(folder, tmp_path / "pytest.json")
+    grade, view = (json.loads((tmp_path / n).read_text()) for n in ("grade.json", "pytest.json"))
+    assert grade["score"] == view["score"] == 100
+
+
 def test_the_plugin_runs_only_what_pytest_selects(plugin_run, tmp_path):
     folder = make_submission(tmp_path / "sub")
     viewed = plugin_run(folder, tmp_path / "out.json", "-k", "softmax")

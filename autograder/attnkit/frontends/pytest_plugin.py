@@ -100,7 +100,15 @@ class GradingPlugin:
             (keep if check and (check.item, check.kind) in counted else drop).append(node)
         if drop:
             config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+        # in the engine's order, not the files': an item is tried on the student's own
+        # stages only after they passed, as on every other path (judge.engine.Run)
+        order = {(c.item, c.kind): n for n, c in enumerate(self.grading.checks)}
+
+        def position(node) -> int:
+            check = _check_of(node)
+            return order[(check.item, check.kind)]
+
+        items[:] = sorted(keep, key=position)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem):
