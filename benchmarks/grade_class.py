@@ -31,6 +31,9 @@ times, each in a fresh process:
   gradable (torch.compile, which the older grader ran into its 10 s limit),
   REV spends its limits on them, and the ratio says so rather than what the
   change costs; build the class from REV's tests to compare costs alone.
+  On Linux it also gives the machine's CPU time in those runs (from
+  /proc/stat): both cores are busy while a class is graded, so it moves less
+  than the wall time with what else the machine does.
 
 Machines here are noisy, so the targets are ratios within one run: one
 submission at most 2x a torch import; a class of 100 at most 5x a torch
@@ -263,20 +266,38 @@ def tree_of(rev: str, folder: Path) -> Path:
     return folder
 
 
-def against(rev: str, klass: Path, tmp: Path, jobs: int) -> tuple[float, float]:
-    """Median seconds of grade-class on this tree and on ``rev``'s, run in turns."""
+def machine_seconds() -> float | None:
+    """CPU seconds every process of this machine has used so far (Linux), or None.
+    A class graded on two cores keeps both busy, so its CPU time moves less with
+    waits than its wall time does."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    busy = sum(int(x) for x in fields[:3]) + sum(int(x) for x in fields[5:8])  # not idle, not iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def against(rev: str, klass: Path, tmp: Path, jobs: int) -> dict[str, tuple[float, float | None]]:
+    """Median seconds of grade-class on this tree and on ``rev``'s, run in turns:
+    tree -> (wall, the machine's CPU seconds, or None)."""
     other = tree_of(rev, tmp / "against")
     trees = {"this": str(ROOT / "autograder"), rev: str(other / "autograder")}
     times: dict[str, list[float]] = {k: [] for k in trees}
+    cpu: dict[str, list[float]] = {k: [] for k in trees}
     for turn in range(6):
         name = list(trees)[(turn + turn // 2) % 2]  # this, rev, rev, this, this, rev
         out = tmp / f"against-out{turn}"
-        start = time.perf_counter()
+        start, used = time.perf_counter(), machine_seconds()
         subprocess.run([sys.executable, "-m", "attnkit.frontends.cli", "grade-class", str(klass), "--out", str(out),
                         "--jobs", str(jobs), "--quiet"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, cwd=tmp, env=dict(os.environ, PYTHONPATH=trees[name]))
         times[name].append(time.perf_counter() - start)
-    return statistics.median(times["this"]), statistics.median(times[rev])
+        if used is not None:
+            cpu[name].append(machine_seconds() - used)
+    return {name: (statistics.median(times[name]), statistics.median(cpu[name]) if cpu[name] else None)
+            for name in trees}
 
 
 def main() -> int:
@@ -327,9 +348,12 @@ def main() -> int:
     if len(right) != len(correct):
         print(f"  GRADER ERROR: correct code below 100: {sorted(set(correct) - set(right))}")
     if compared:
-        this, then = compared
+        (this, this_cpu), (then, then_cpu) = compared["this"], compared[args.against]
         print(f"grade-class, this tree against {args.against} (in turns, median of 3 each): "
               f"{this:6.2f} s against {then:6.2f} s = {this / then:4.2f}x")
+        if this_cpu is not None and then_cpu is not None:
+            print(f"  the machine's CPU time in those runs: {this_cpu:6.2f} s against {then_cpu:6.2f} s = "
+                  f"{this_cpu / then_cpu:4.2f}x")
     return 0
 
 

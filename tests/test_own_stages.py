@@ -162,3 +162,23 @@ def test_a_mistake_a_caller_makes_up_for_costs_both_stages(zygote, tmp_path):
     assert got.pop(f"{S}.softmax") == full_marks((S,))[f"{S}.softmax"] - 2  # hidden: 2
     assert got.pop(WHOLE) == 0
     assert got == {k: v for k, v in full_marks((S,)).items() if k not in (f"{S}.softmax", WHOLE)}
+
+
+SA = "self_attention"
+
+
+def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zygote, tmp_path):
+    """softmax ends the process when attention_weights calls it (a bug none of
+    its own checks reach), and both files print about 30 KiB when imported:
+    the trial ends in a crash, and the graded run, with the reference's
+    softmax, imports both files again at no item's expense (second review:
+    60 KiB charged to attention_weights, and self_attention.py "could not be
+    imported", four items 0)."""
+    edits = {S: [("import torch\n", "import torch\n" + printing_at_import(30).replace("import torch.nn as nn\n", "")),
+                 ("    shifted = ", "    import sys as _sys\n    if _sys._getframe(1).f_code.co_name == 'attention_weights':\n"
+                                      "        import os\n        os._exit(3)\n    shifted = ")],
+             SA: [("import torch.nn as nn\n", printing_at_import(30) + "import simplified_attention as sa\n"),
+                  ("    return torch.softmax(scores / d_k ** 0.5, dim=-1)",
+                   "    return sa.softmax(scores / d_k ** 0.5, dim=-1)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S, SA))
+    assert scores(report) == full_marks((S, SA))

@@ -27,7 +27,7 @@ import pytest
 import test_attacks
 import test_notebooks
 import torch
-from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, grade_folder, make_submission, scores
+from conftest import ASSIGNMENTS, ROOT, SOLUTIONS, full_marks, grade_folder, make_submission, scores
 from test_attacks import ATTACKS, LIMITS, make
 from test_full_and_zero import run_cli
 from test_student_view import run_pytest
@@ -413,3 +413,17 @@ def test_a_notebook_test_cell_says_once_that_isolation_is_reduced(portable_env, 
         grader.close()
     assert [n for n in first.notes if "isolation is reduced" in n] and first.score == first.max_score
     assert not [n for n in second.notes if "isolation is reduced" in n]
+
+
+def test_a_failed_trial_leaves_no_file_behind_for_the_graded_run(zygote, tmp_path):
+    """The file makes a folder at import, and softmax is the naive one (no
+    shift: it fails its stability check). softmax's trial on the student's own
+    normalize_by_sum fails; its graded run imports the file again, in a folder
+    of its own, where the folder is not there yet (before: FileExistsError, and
+    every item of the file 0 as "could not be imported")."""
+    edits = {S: [("import torch\n", "import torch\nimport os\nos.mkdir('results')\n"),
+                 ("    shifted = scores - scores.amax(dim=dim, keepdim=True)", "    shifted = scores")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    got = scores(report)
+    assert got.pop(f"{S}.softmax") == full_marks((S,))[f"{S}.softmax"] - 2  # stability: 2
+    assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.softmax"}

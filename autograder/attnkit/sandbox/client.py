@@ -74,6 +74,7 @@ class Session:
         self.child = None  # the runner's handle on the current (or last) child: kill, output
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
+        self.imported_by_last: set[str] = set()  # in the child stopped last, while no other has started
         self.imported_before: set[str] = set()  # in any child of this submission
         self.owed: set[str] = set()  # imported in a child the grader chose to end: importing them again is free
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
@@ -103,7 +104,7 @@ class Session:
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
                  "unavailable": sorted(self.unavailable)}
-        self.imported = set()
+        self.imported, self.imported_by_last = set(), set()
         self.printing, self.fresh = None, False
         self.child = self.zygote.spawn(request)
         self.sock = self.child.sock
@@ -128,6 +129,7 @@ class Session:
         if self.sock is not None:
             self.sock.close()
         self.sock = None
+        self.imported_by_last |= self.imported
         self.imported = set()
 
     def close(self) -> None:
@@ -139,12 +141,19 @@ class Session:
 
     def start_over(self, item: str) -> None:
         """The item is graded again from the start, its time counted from zero,
-        in a fresh process (which counts output from zero too): a trial on the
+        in a fresh process (which counts output from zero too) and, where the
+        children run in a folder of the host, a fresh folder: a trial on the
         student's own stages, which the grader chose to make, costs the
-        student nothing and leaves nothing behind for the graded run to find."""
-        self.owed |= self.imported
-        self._stop()
+        student nothing and leaves nothing behind for the graded run to find
+        (files it wrote, results it kept). What the trial's child had
+        imported is owed: imported again as the first time, at no item's
+        expense, whether the trial failed or a limit ended it."""
+        self._stop()  # the trial's child, unless a limit it hit has ended it already
+        self.owed |= self.imported_by_last
         self.used.pop(item, None)
+        if self.workdir:  # where children share the host's folder (the portable runner): a fresh one
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     def _fresh_output(self) -> None:
         """The current child's output is counted from zero (the runner's count
