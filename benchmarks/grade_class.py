@@ -31,9 +31,11 @@ times, each in a fresh process:
   gradable (torch.compile, which the older grader ran into its 10 s limit),
   REV spends its limits on them, and the ratio says so rather than what the
   change costs; build the class from REV's tests to compare costs alone.
-  On Linux it also gives the machine's CPU time in those runs (from
-  /proc/stat): both cores are busy while a class is graded, so it moves less
-  than the wall time with what else the machine does.
+  On Linux it also gives the machine's CPU time in those runs (all of the
+  machine's, from /proc/stat, steal time left out: the grader's processes
+  live in namespaces of their own, where the parent's resource usage does not
+  reach them), so run it on an otherwise idle machine; it moved less than the
+  wall time between runs here.
 
 Machines here are noisy, so the targets are ratios within one run: one
 submission at most 2x a torch import; a class of 100 at most 5x a torch
@@ -267,15 +269,15 @@ def tree_of(rev: str, folder: Path) -> Path:
 
 
 def machine_seconds() -> float | None:
-    """CPU seconds every process of this machine has used so far (Linux), or None.
-    A class graded on two cores keeps both busy, so its CPU time moves less with
-    waits than its wall time does."""
+    """CPU seconds the whole machine has used so far (Linux), or None: the
+    processes a class is graded by live in namespaces of their own, which the
+    parent's resource usage does not count."""
     try:
         with open("/proc/stat") as f:
             fields = f.readline().split()[1:]
     except OSError:
         return None
-    busy = sum(int(x) for x in fields[:3]) + sum(int(x) for x in fields[5:8])  # not idle, not iowait
+    busy = sum(int(x) for x in fields[:3]) + sum(int(x) for x in fields[5:7])  # user nice system irq softirq
     return busy / os.sysconf("SC_CLK_TCK")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnkit.judge import reference
+from attnkit.judge import engine, reference
 from attnkit.sandbox import Limits
 from conftest import full_marks, grade_folder, make_submission, scores
 
@@ -16,6 +16,20 @@ WHOLE = f"{S}.simplified_self_attention"
 
 # softmax, when the whole mechanism calls it (and only then: its own checks call it directly)
 CALLED_BY_THE_WHOLE = "    import sys as _sys\n    if _sys._getframe(1).f_code.co_name == 'simplified_self_attention':\n"
+
+
+@pytest.fixture
+def trials(monkeypatch):
+    """The trials on the student's own stages that were made: item -> whether it passed."""
+    made: dict[str, bool] = {}
+    try_own = engine.Run._try_own
+
+    def recording(self, item, checks):
+        made[item] = try_own(self, item, checks)
+        return made[item]
+
+    monkeypatch.setattr(engine.Run, "_try_own", recording)
+    return made
 
 
 @pytest.fixture
@@ -32,13 +46,14 @@ def questions(monkeypatch):
     return asked
 
 
-def test_a_correct_submission_is_graded_without_a_stand_in(zygote, tmp_path, questions):
+def test_a_correct_submission_is_graded_without_a_stand_in(zygote, tmp_path, questions, trials):
     report = grade_folder(zygote, make_submission(tmp_path / "sub"))
     assert scores(report) == full_marks()
     assert questions == []
+    assert trials and all(trials.values()) and WHOLE in trials
 
 
-def test_an_item_calling_a_wrong_stage_is_graded_with_stand_ins(zygote, tmp_path, questions):
+def test_an_item_calling_a_wrong_stage_is_graded_with_stand_ins(zygote, tmp_path, questions, trials):
     """A wrong softmax costs softmax alone; the whole mechanism, which calls it,
     is graded on the reference's softmax (no trial: a stage of it failed)."""
     edits = {S: [("    exps = torch.exp(shifted)", "    exps = torch.exp(shifted * 1.01)")]}
@@ -47,22 +62,23 @@ def test_an_item_calling_a_wrong_stage_is_graded_with_stand_ins(zygote, tmp_path
     assert got.pop(f"{S}.softmax") < full_marks((S,))[f"{S}.softmax"]
     assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.softmax"}
     assert f"{S}.softmax" in questions
+    assert WHOLE not in trials
 
 
-def test_a_wrong_item_on_right_stages_is_graded_with_stand_ins_and_named(zygote, tmp_path, questions):
+def test_a_wrong_item_on_right_stages_is_graded_with_stand_ins_and_named(zygote, tmp_path, questions, trials):
     """Every stage right and the whole mechanism wrong: the trial fails, and the
     item is graded as ever, its reasons those of the graded run."""
     edits = {S: [("    return context_vectors(weights, inputs)  # (..., T, d)",
                   "    return context_vectors(weights, inputs) * 1.01  # (..., T, d)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
     result = report.by_item()[WHOLE]
-    assert result.score == 0 and questions  # graded with the stand-ins
+    assert result.score == 0 and questions and trials[WHOLE] is False  # tried, then graded with the stand-ins
     assert all(c.reason for c in result.checks if not c.passed)
     assert {k: v for k, v in scores(report).items() if k != WHOLE} == {
         k: v for k, v in full_marks((S,)).items() if k != WHOLE}
 
 
-def test_output_printed_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path):
+def test_output_printed_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path, trials):
     """The whole mechanism prints 20 KiB a call (60 KiB in its three requests,
     under the 64 KiB limit), and the student's softmax is wrong the first time
     it calls it: the trial fails after one request. The graded run's output is
@@ -73,10 +89,10 @@ def test_output_printed_in_a_failed_trial_is_not_counted_in_the_graded_run(zygot
                  ("    scores = attention_scores(inputs)  # (..., T, T)",
                   "    print('x' * (20 << 10))\n    scores = attention_scores(inputs)  # (..., T, T)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
-    assert scores(report) == full_marks((S,))
+    assert scores(report) == full_marks((S,)) and trials[WHOLE] is False
 
 
-def test_what_a_failed_trial_kept_in_the_process_is_gone_for_the_graded_run(zygote, tmp_path):
+def test_what_a_failed_trial_kept_in_the_process_is_gone_for_the_graded_run(zygote, tmp_path, trials):
     """The student's softmax sets a module-level factor the whole mechanism uses
     to 0 when the mechanism calls it: the trial fails on it. The graded run, in
     a fresh process, finds the module as it was imported (factor 1) and the
@@ -86,23 +102,23 @@ def test_what_a_failed_trial_kept_in_the_process_is_gone_for_the_graded_run(zygo
                  ("    return context_vectors(weights, inputs)  # (..., T, d)",
                   "    return context_vectors(weights, inputs) * _FACTOR  # (..., T, d)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
-    assert scores(report) == full_marks((S,))
+    assert scores(report) == full_marks((S,)) and trials[WHOLE] is False
 
 
 @pytest.mark.slow  # a 2 s time limit, spent
-def test_time_spent_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path):
+def test_time_spent_in_a_failed_trial_is_not_counted_in_the_graded_run(zygote, tmp_path, trials):
     """softmax hangs when the whole mechanism calls it: the trial runs into the
     item's limit. The graded run, with the reference's softmax, has the whole
     limit again, and the mechanism is right."""
     edits = {S: [("    shifted = ", CALLED_BY_THE_WHOLE + "        while True:\n            pass\n    shifted = ")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,), Limits(seconds=2))
-    assert scores(report) == full_marks((S,))
+    assert scores(report) == full_marks((S,)) and trials[WHOLE] is False
 
 
-def test_a_public_session_has_no_trial(zygote, tmp_path, questions):
+def test_a_public_session_has_no_trial(zygote, tmp_path, questions, trials):
     """The public checker has no reference: every stage is the student's own, as before."""
     report = grade_folder(zygote, make_submission(tmp_path / "sub"), (S,), public=True)
-    assert all(r.score == r.max_score for r in report.results) and questions == []
+    assert all(r.score == r.max_score for r in report.results) and questions == [] and trials == {}
 
 
 CA, MH = "causal_attention", "multihead_attention"
@@ -182,3 +198,20 @@ def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zyg
                    "    return sa.softmax(scores / d_k ** 0.5, dim=-1)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S, SA))
     assert scores(report) == full_marks((S, SA))
+
+
+@pytest.mark.parametrize("heads_right", [True, False])
+def test_a_file_first_imported_in_a_failed_trial_is_charged_as_without_a_trial(zygote, tmp_path, trials, heads_right):
+    """multihead_attention.py prints 58 KiB when imported, first for the wrapper,
+    whose forward prints 8 KB more the first time: over the wrapper's 64 KiB,
+    0/7, whether its trial is made (CausalAttention right) or not (CausalAttention
+    without dropout). Before, the regrade imported the file at no item's
+    expense, and the wrapper's grade depended on CausalAttention's (third review)."""
+    once = ("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
+            "        if not _PRINTED:\n            _PRINTED.append(1)\n            print('y' * 8000)\n"
+            "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)")
+    edits = {MH: [("import torch.nn as nn\n", printing_at_import(58) + "_PRINTED = []\n"), once],
+             CA: [] if heads_right else [("        weights = self.dropout(weights)\n", "")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (CA, MH))
+    assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
+    assert trials.get(f"{MH}.MultiHeadAttentionWrapper") is (False if heads_right else None)

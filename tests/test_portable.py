@@ -427,3 +427,17 @@ def test_a_failed_trial_leaves_no_file_behind_for_the_graded_run(zygote, tmp_pat
     got = scores(report)
     assert got.pop(f"{S}.softmax") == full_marks((S,))[f"{S}.softmax"] - 2  # stability: 2
     assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.softmax"}
+
+
+def test_a_child_after_a_limit_starts_in_a_clean_folder(zygote, tmp_path):
+    """The file makes a folder at import, and query_scores never returns: its
+    time limit ends the process, and the next one, importing the file again,
+    starts in a folder of its own, as a child with a root of its own does
+    (before: FileExistsError, every later item 0 as "could not be imported")."""
+    edits = {S: [("import torch\n", "import torch\nimport os\nos.mkdir('results')\n"),
+                 ("    return (inputs * query.unsqueeze(-2)).sum(dim=-1)  # (..., T)",
+                  "    while True:\n        pass")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,), Limits(seconds=2))
+    got = scores(report)
+    assert got.pop(f"{S}.query_scores") == 0
+    assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.query_scores"}

@@ -73,9 +73,10 @@ def grade_text(zygote, tmp_path: Path, files: dict[str, str], modules=None, limi
 
 def probe(zygote, tmp_path: Path, body: str, module: str = S, function: str = "query_scores") -> dict:
     """Run ``body`` (which sets ``found``) as the student's function; return ``found``.
-    The function is an item that calls no other stage: the first check runs
-    the body first (an item that calls others is tried on the student's own
-    stages, then graded again with stand-ins, in the same process)."""
+    The function is an item that calls no other stage, so that the body runs
+    once per check, in one process (an item that calls others is first tried
+    on the student's own stages, and graded again in a fresh process when the
+    trial does not pass)."""
     code = "import json, os, sys, torch\n\n\ndef _run():\n    found = {}\n" + textwrap.indent(
         textwrap.dedent(body).strip("\n"), "    ") + "\n    return found\n"
     code += f"\n\ndef {function}(*args, **kwargs):\n    raise RuntimeError('FOUND' + json.dumps(_run()) + 'END')\n"

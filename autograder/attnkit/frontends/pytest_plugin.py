@@ -92,6 +92,7 @@ class GradingPlugin:
             self._grading = Grading(self.zygote, self.target, self.limits)
         return self._grading
 
+    @pytest.hookimpl(trylast=True)  # after any plugin that reorders: the engine's order is the one that grades
     def pytest_collection_modifyitems(self, config, items):
         counted = {(c.item, c.kind) for c in self.grading.checks}
         keep, drop = [], []
@@ -101,7 +102,7 @@ class GradingPlugin:
         if drop:
             config.hook.pytest_deselected(items=drop)
         # in the engine's order, not the files': an item is tried on the student's own
-        # stages only after they passed, as on every other path (judge.engine.Run)
+        # stages only after they passed (judge.engine.Run), as `attnkit grade` does
         order = {(c.item, c.kind): n for n, c in enumerate(self.grading.checks)}
 
         def position(node) -> int:

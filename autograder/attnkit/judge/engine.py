@@ -72,11 +72,12 @@ class Run:
     def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
         self.made_from = made_from or {}  # module -> the notebook it was made from, for messages
-        self.checks = list(checks)  # the selected checks: an item's trial runs all of its own
+        self.checks = list(checks)  # the engine's selection (pytest's -k aside): an item's trial runs all of its own
         self.outcomes: list[tuple[Check, BaseException | None]] = []
         self.cases: dict[str, list] = {}
         self.limited: set[str] = set()
         self.trials: dict[str, bool] = {}  # item -> whether every check passed on the student's own stages
+        self.failed_trials: set[str] = set()  # items whose trial was made and did not pass
         self._results: list[CheckResult] | None = None
 
     def student(self, check: Check) -> Student:
@@ -125,8 +126,11 @@ class Run:
             self.trials[item] = False
             stages = allowed_calls().get(item)
             checks = [c for c in self.checks if c.item == item]
-            if stages and checks and self.session.answer is not None and all(map(self._passed, stages)):
+            if (stages and checks and self.session.answer is not None and all(map(self._passed, stages))
+                    and not self.failed_trials.intersection(stages)):  # a stage's own trial failed: so would this
                 self.trials[item] = self._try_own(item, checks)
+                if not self.trials[item]:
+                    self.failed_trials.add(item)
         return self.trials[item]
 
     def _passed(self, item: str) -> bool:
@@ -136,6 +140,7 @@ class Run:
         return bool(checks) and all(c in passed for c in checks)
 
     def _try_own(self, item: str, checks: list[Check]) -> bool:
+        self.session.begin_trial()
         self.session.own.add(item)
         try:
             for check in checks:

@@ -74,7 +74,7 @@ class Session:
         self.child = None  # the runner's handle on the current (or last) child: kill, output
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
-        self.imported_by_last: set[str] = set()  # in the child stopped last, while no other has started
+        self.trial_start: tuple[set[str], set[str]] | None = None  # (imported, imported_before) as a trial began
         self.imported_before: set[str] = set()  # in any child of this submission
         self.owed: set[str] = set()  # imported in a child the grader chose to end: importing them again is free
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
@@ -91,6 +91,11 @@ class Session:
     def _start(self) -> None:
         self.spawned += 1
         isolation = self.zygote.ready()
+        if not isolation.get("filesystem") and self.workdir is not None and self.spawned > 1:
+            # a child ran in it: the next starts in a clean one, as a child with a root of its own does
+            # (a file made at import, or results kept there, must not outlive the child that made them)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
         if not isolation.get("filesystem") and self.workdir is None:
             # 0700, ours alone; named after this process, so a later run can tell it is stale
             self.workdir = tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{os.getpid()}-")
@@ -104,7 +109,7 @@ class Session:
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
                  "unavailable": sorted(self.unavailable)}
-        self.imported, self.imported_by_last = set(), set()
+        self.imported = set()
         self.printing, self.fresh = None, False
         self.child = self.zygote.spawn(request)
         self.sock = self.child.sock
@@ -129,7 +134,6 @@ class Session:
         if self.sock is not None:
             self.sock.close()
         self.sock = None
-        self.imported_by_last |= self.imported
         self.imported = set()
 
     def close(self) -> None:
@@ -139,21 +143,28 @@ class Session:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def begin_trial(self) -> None:
+        """A trial on the student's own stages begins: what is imported where, as
+        ``start_over`` will put it back."""
+        self.trial_start = (set(self.imported), set(self.imported_before))
+
     def start_over(self, item: str) -> None:
         """The item is graded again from the start, its time counted from zero,
-        in a fresh process (which counts output from zero too) and, where the
-        children run in a folder of the host, a fresh folder: a trial on the
+        in a fresh process (which counts output from zero too, and, where the
+        children run in a folder of the host, has a fresh one): a trial on the
         student's own stages, which the grader chose to make, costs the
         student nothing and leaves nothing behind for the graded run to find
-        (files it wrote, results it kept). What the trial's child had
-        imported is owed: imported again as the first time, at no item's
-        expense, whether the trial failed or a limit ended it."""
-        self._stop()  # the trial's child, unless a limit it hit has ended it already
-        self.owed |= self.imported_by_last
+        (files it wrote, results it kept). Imports are as if there had been
+        no trial: what the trial's process had imported when the trial began
+        is owed (imported again at no item's expense, whether the trial
+        failed or a limit ended it), and a file first imported in the trial
+        is imported for the first time again."""
+        self._stop()
+        had, before = self.trial_start or (set(), set(self.imported_before))
+        self.trial_start = None
+        self.owed |= had
+        self.imported_before &= before
         self.used.pop(item, None)
-        if self.workdir:  # where children share the host's folder (the portable runner): a fresh one
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
 
     def _fresh_output(self) -> None:
         """The current child's output is counted from zero (the runner's count
@@ -186,9 +197,11 @@ class Session:
         child. A file's first import has a budget of its own, charged to the
         file; importing it again in a child that replaced a killed one is the
         price of that item's request, charged to the item, so that restarts
-        never buy a submission time beyond its items' limits. A child the
-        grader itself chose to end (``start_over``) costs nothing: what it had
-        imported is imported again as the first time."""
+        after a limit never buy a submission time beyond its items' limits.
+        The one restart the grader itself chooses (``start_over``, after a
+        trial) costs no item: what that child had imported before the trial is
+        owed, imported again with a budget of its own and its output counted
+        apart; a limit hit there costs the item whose request needed it."""
         for m in self._dependencies(module) + [module]:
             if m in self.imported or m in self.unavailable:
                 continue
@@ -213,6 +226,9 @@ class Session:
                 reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
                                           [], start + self.limits.seconds - used, item=None)
             except LimitHit as hit:
+                if owed:  # it imported once: this import again, not the file, is at fault
+                    raise LimitHit(hit.kind, f"importing {m}.py again, in the fresh process the grader started after "
+                                             f"trying this item on your own stages, failed: {hit.message}") from None
                 if again and hit.kind == Limit.TIME:
                     raise LimitHit(Limit.TIME, self._time_message(m)) from None  # the item's time, not the file's
                 what = {Limit.TIME: f"importing {m}.py did not finish within the time limit "
