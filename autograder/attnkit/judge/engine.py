@@ -119,9 +119,12 @@ class Run:
         """Whether every selected check of ``item`` passes on the student's own
         stages (tried once, on the item's first check). Tried only where
         stand-ins would be answered (a public session has none to leave out)
-        and every stage the item may call has passed all of its checks here:
-        a stage that failed, or was not graded, makes the trial a waste, and
-        the item's grade would then depend on the student's mistake elsewhere."""
+        and every stage the item may call has passed all of its checks here
+        (and made no failed trial of its own): with a stage that failed, or
+        was not graded, the trial would most likely fail too. The price: an
+        item right only on the student's own stages (relying on what a stage
+        does that its checks do not test) keeps its marks only while those
+        stages pass all their checks."""
         if item not in self.trials:
             self.trials[item] = False
             stages = allowed_calls().get(item)
