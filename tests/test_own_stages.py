@@ -215,3 +215,61 @@ def test_a_file_first_imported_in_a_failed_trial_is_charged_as_without_a_trial(z
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (CA, MH))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
     assert trials.get(f"{MH}.MultiHeadAttentionWrapper") is (False if heads_right else None)
+
+
+def printing_lines(kib: int) -> str:
+    return f"for _i in range({kib * 1024 // 56}):\n    print(f'demo step {{_i:4d}}: ' + '-' * 44)\n"
+
+
+WRAPPER_PRINTS_ONCE = (
+    "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
+    "        if not _PRINTED:\n            _PRINTED.append(1)\n            print('y' * (30 << 10))\n"
+    "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)")
+
+
+@pytest.mark.parametrize("v2_right", [True, False])
+def test_an_import_owed_before_a_trial_is_still_owed_after_it(zygote, tmp_path, trials, v2_right):
+    """simplified_attention.py prints 40 KiB when imported, multihead_attention.py
+    imports it, and the wrapper prints 30 KiB once and has its heads in reverse
+    order (1 point). A wrong SelfAttentionV2 fails its trial, which leaves
+    simplified_attention owed; the wrapper's own failed trial imports it free,
+    and its graded run must too: 6/7 either way (fifth review: 0/7, the 40 KiB
+    charged to the wrapper, when SelfAttentionV2 was wrong)."""
+    last = "        weights = attention_weights(attention_scores(queries, keys), keys.shape[-1])\n        return {}"
+    v2 = (last.format("context_vectors(weights, values)  # (..., T, d_out)\n        ### END SOLUTION\n"),
+          last.format("1.01 * context_vectors(weights, values)  # (..., T, d_out)\n        ### END SOLUTION\n"))
+    edits = {S: [("import torch\n", "import torch\n" + printing_lines(40))],
+             MH: [("from causal_attention import CausalAttention, causal_mask\n",
+                   "from causal_attention import CausalAttention, causal_mask\nimport simplified_attention\n"
+                   "_PRINTED = []\n"), WRAPPER_PRINTS_ONCE,
+                  ("             for _ in range(num_heads)]\n        )",
+                   "             for _ in range(num_heads)][::-1]\n        )")],
+             SA: [] if v2_right else [v2]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits))
+    assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 6
+    assert trials[f"{MH}.MultiHeadAttentionWrapper"] is False
+    assert trials[f"{SA}.SelfAttentionV2"] is v2_right
+
+
+@pytest.mark.slow  # 2 s time limits, spent
+@pytest.mark.parametrize("heads_tried", [True, False])
+def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_path, trials, heads_tried):
+    """causal_attention.py prints 40 KiB when imported and CausalAttention never
+    returns; multihead_attention.py imports it and self_attention, and the
+    wrapper prints 30 KiB once. The loop ends CausalAttention's process, and
+    the wrapper's new process imports causal_attention again, charged to the
+    wrapper: over 64 KiB, 0/7, whether CausalAttention was first tried on the
+    student's own stages or not (mask_scores wrong). Before: 7/7 after a
+    trial, the modules it owed imported free, one of them resetting the count."""
+    edits = {CA: [("import torch.nn as nn\n", "import torch.nn as nn\n" + printing_lines(40)),
+                  ("        num_tokens = x.shape[-2]\n", "        while True:\n            pass\n"
+                   "        num_tokens = x.shape[-2]\n")],
+             MH: [("from causal_attention import CausalAttention, causal_mask\n",
+                   "from causal_attention import CausalAttention, causal_mask\nimport self_attention\n"
+                   "_PRINTED = []\n"), WRAPPER_PRINTS_ONCE]}
+    if not heads_tried:
+        edits[CA].append(('    return scores.masked_fill(mask, float("-inf"))',
+                          '    return scores.masked_fill(mask, float("-inf")) + 0.01'))
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), limits=Limits(seconds=2))
+    assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
+    assert (f"{CA}.CausalAttention" in trials) is heads_tried

@@ -74,7 +74,7 @@ class Session:
         self.child = None  # the runner's handle on the current (or last) child: kill, output
         self.used: dict[str, float] = {}  # seconds per item (and per module import), on our clock
         self.imported: set[str] = set()  # in the current child
-        self.trial_start: tuple[set[str], set[str]] | None = None  # (imported, imported_before) as a trial began
+        self.trial_start: tuple | None = None  # what start_over puts back: the import state as a trial began
         self.imported_before: set[str] = set()  # in any child of this submission
         self.owed: set[str] = set()  # imported in a child the grader chose to end: importing them again is free
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
@@ -135,6 +135,7 @@ class Session:
             self.sock.close()
         self.sock = None
         self.imported = set()
+        self.owed = set()  # ended for a limit: as without a trial, what it had is imported again at a cost
 
     def close(self) -> None:
         self._stop()
@@ -144,9 +145,9 @@ class Session:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def begin_trial(self) -> None:
-        """A trial on the student's own stages begins: what is imported where, as
-        ``start_over`` will put it back."""
-        self.trial_start = (set(self.imported), set(self.imported_before))
+        """A trial on the student's own stages begins: the import state that
+        ``start_over`` puts back."""
+        self.trial_start = (set(self.imported), set(self.imported_before), set(self.owed), dict(self.unavailable))
 
     def start_over(self, item: str) -> None:
         """The item is graded again from the start, its time counted from zero,
@@ -157,13 +158,13 @@ class Session:
         (files it wrote, results it kept). Imports are as if there had been
         no trial: what the trial's process had imported when the trial began
         is owed (imported again at no item's expense, whether the trial
-        failed or a limit ended it), and a file first imported in the trial
-        is imported for the first time again."""
+        failed or a limit ended it), and what the trial imported, or failed
+        to, is as it was before."""
         self._stop()
-        had, before = self.trial_start or (set(), set(self.imported_before))
+        had, before, owed, unavailable = self.trial_start or (set(), set(self.imported_before), set(), {})
         self.trial_start = None
-        self.owed |= had
-        self.imported_before &= before
+        self.owed = owed | had
+        self.imported_before, self.unavailable = before, unavailable
         self.used.pop(item, None)
 
     def _fresh_output(self) -> None:
@@ -198,10 +199,8 @@ class Session:
         file; importing it again in a child that replaced a killed one is the
         price of that item's request, charged to the item, so that restarts
         after a limit never buy a submission time beyond its items' limits.
-        The one restart the grader itself chooses (``start_over``, after a
-        trial) costs no item: what that child had imported before the trial is
-        owed, imported again with a budget of its own and its output counted
-        apart; a limit hit there costs the item whose request needed it."""
+        (The one restart the grader itself chooses, ``start_over``, costs no
+        item: ``_import_owed``.)"""
         for m in self._dependencies(module) + [module]:
             if m in self.imported or m in self.unavailable:
                 continue
@@ -211,13 +210,7 @@ class Session:
                 continue
             if self.sock is None:
                 self._start()
-            owed = m in self.owed
-            if owed:
-                # the grader ended the child that had it: imported again as the first time (a budget of
-                # its own, its output counted apart from any item's), never at an item's expense
-                self.owed.discard(m)
-                self._fresh_output()
-            again = m in self.imported_before and not owed
+            again = m in self.imported_before
             used = self.used.get(item, 0.0) if again else 0.0
             if used >= self.limits.seconds:
                 raise LimitHit(Limit.TIME, self._time_message(m))
@@ -226,9 +219,6 @@ class Session:
                 reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
                                           [], start + self.limits.seconds - used, item=None)
             except LimitHit as hit:
-                if owed:  # it imported once: this import again, not the file, is at fault
-                    raise LimitHit(hit.kind, f"importing {m}.py again, in the fresh process the grader started after "
-                                             f"trying this item on your own stages, failed: {hit.message}") from None
                 if again and hit.kind == Limit.TIME:
                     raise LimitHit(Limit.TIME, self._time_message(m)) from None  # the item's time, not the file's
                 what = {Limit.TIME: f"importing {m}.py did not finish within the time limit "
@@ -247,8 +237,32 @@ class Session:
                 self.imported.add(m)
                 self.imported_before.add(m)
                 self._note_switches(m, reply.get("value"))
-            if owed:
-                self._fresh_output()
+
+    def _import_owed(self, module: str, item: str) -> None:
+        """Import again what ``module`` needs of the modules the grader owes
+        (``start_over``), each with a budget of its own, before the item's
+        output is counted. They imported once: a failure now is this import
+        again, not the file, and costs the item whose request needed it.
+        What they need was imported with them, so they are owed too."""
+        for m in self._dependencies(module) + [module]:
+            if m not in self.owed or m in self.imported or self.sock is None:
+                continue
+            self.owed.discard(m)
+            self._fresh_output()  # each counted on its own, as when it was first imported
+            start = time.monotonic()
+            try:
+                reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
+                                          [], start + self.limits.seconds, item=None)
+            except LimitHit as hit:
+                raise LimitHit(hit.kind, f"importing {m}.py again, in the fresh process the grader started after "
+                                         f"trying this item on your own stages, failed: {hit.message}") from None
+            if reply.get("kind") == Kind.ERROR:
+                raise ChildFault(Fault.IMPORT, f"importing {m}.py again, in the fresh process the grader started "
+                                               f"after trying this item on your own stages, failed: "
+                                               f"{str(reply.get('message', ''))[:2000]}",
+                                 str(reply.get("traceback", ""))[:6000])
+            self.imported.add(m)
+            self._note_switches(m, reply.get("value"))
 
     def _note_switches(self, module: str, value) -> None:
         """A note for each global switch of torch the import of ``module`` flipped
@@ -271,6 +285,7 @@ class Session:
         module = item.split(".", 1)[0]
         if self.sock is None and module not in self.unavailable:
             self._start()
+        self._import_owed(module, item)  # before the item's output is counted: they are no item's
         if self.sock is not None and item != self.printing:
             # the output limit is each item's own (one child serves them in turn):
             # what earlier items printed is not charged to this one, and what an
