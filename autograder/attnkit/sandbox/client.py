@@ -238,7 +238,7 @@ class Session:
                 self.imported_before.add(m)
                 self._note_switches(m, reply.get("value"))
 
-    def _import_owed(self, module: str, item: str) -> None:
+    def _import_owed(self, module: str) -> None:
         """Import again what ``module`` needs of the modules the grader owes
         (``start_over``), each with a budget of its own, before the item's
         output is counted. They imported once: a failure now is this import
@@ -285,7 +285,7 @@ class Session:
         module = item.split(".", 1)[0]
         if self.sock is None and module not in self.unavailable:
             self._start()
-        self._import_owed(module, item)  # before the item's output is counted: they are no item's
+        self._import_owed(module)  # before the item's output is counted: they are no item's
         if self.sock is not None and item != self.printing:
             # the output limit is each item's own (one child serves them in turn):
             # what earlier items printed is not charged to this one, and what an
