@@ -94,22 +94,17 @@ class GradingPlugin:
 
     @pytest.hookimpl(trylast=True)  # after any plugin that reorders: the engine's order is the one that grades
     def pytest_collection_modifyitems(self, config, items):
-        counted = {(c.item, c.kind) for c in self.grading.checks}
+        # kept in the engine's order, not the files': an item is tried on the student's own
+        # stages only after they passed (judge.engine.Run), as `attnkit grade` does
+        order = {(c.item, c.kind): n for n, c in enumerate(self.grading.checks)}
         keep, drop = [], []
         for node in items:
             check = _check_of(node)
-            (keep if check and (check.item, check.kind) in counted else drop).append(node)
+            position = order.get((check.item, check.kind)) if check else None
+            (drop if position is None else keep).append((position, node))
         if drop:
-            config.hook.pytest_deselected(items=drop)
-        # in the engine's order, not the files': an item is tried on the student's own
-        # stages only after they passed (judge.engine.Run), as `attnkit grade` does
-        order = {(c.item, c.kind): n for n, c in enumerate(self.grading.checks)}
-
-        def position(node) -> int:
-            check = _check_of(node)
-            return order[(check.item, check.kind)]
-
-        items[:] = sorted(keep, key=position)
+            config.hook.pytest_deselected(items=[node for _, node in drop])
+        items[:] = [node for _, node in sorted(keep, key=lambda kept: kept[0])]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem):

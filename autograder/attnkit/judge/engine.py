@@ -72,12 +72,13 @@ class Run:
     def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
         self.made_from = made_from or {}  # module -> the notebook it was made from, for messages
-        self.checks = list(checks)  # the engine's selection (pytest's -k aside): an item's trial runs all of its own
+        self.of_item: dict[str, list[Check]] = {}  # the engine's selection (pytest's -k aside), by item
+        for check in checks:
+            self.of_item.setdefault(check.item, []).append(check)
         self.outcomes: list[tuple[Check, BaseException | None]] = []
         self.cases: dict[str, list] = {}
         self.limited: set[str] = set()
-        self.trials: dict[str, bool] = {}  # item -> whether every check passed on the student's own stages
-        self.failed_trials: set[str] = set()  # items whose trial was made and did not pass
+        self.trials: dict[str, bool | None] = {}  # item -> its trial on the student's own stages passed; None: none made
         self._results: list[CheckResult] | None = None
 
     def student(self, check: Check) -> Student:
@@ -126,21 +127,14 @@ class Run:
         does that its checks do not test) keeps its marks only while those
         stages pass all their checks."""
         if item not in self.trials:
-            self.trials[item] = False
-            stages = allowed_calls().get(item)
-            checks = [c for c in self.checks if c.item == item]
-            if (stages and checks and self.session.answer is not None and all(map(self._passed, stages))
-                    and not self.failed_trials.intersection(stages)):  # a stage's own trial failed: so would this
-                self.trials[item] = self._try_own(item, checks)
-                if not self.trials[item]:
-                    self.failed_trials.add(item)
-        return self.trials[item]
-
-    def _passed(self, item: str) -> bool:
-        """Every selected check of ``item`` has run in this session and passed."""
-        checks = [c for c in self.checks if c.item == item]
-        passed = {c for c, exc in self.outcomes if exc is None}
-        return bool(checks) and all(c in passed for c in checks)
+            self.trials[item] = None
+            stages = allowed_calls().get(item, ())
+            passed = {c for c, exc in self.outcomes if exc is None}
+            if (item in self.of_item and stages and self.session.answer is not None
+                    and all(s in self.of_item and passed.issuperset(self.of_item[s])
+                            and self.trials.get(s) is not False for s in stages)):  # a stage's own trial failed: so would this
+                self.trials[item] = self._try_own(item, self.of_item[item])
+        return bool(self.trials[item])
 
     def _try_own(self, item: str, checks: list[Check]) -> bool:
         self.session.begin_trial()

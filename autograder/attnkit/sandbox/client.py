@@ -216,8 +216,7 @@ class Session:
                 raise LimitHit(Limit.TIME, self._time_message(m))
             start = time.monotonic()
             try:
-                reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
-                                          [], start + self.limits.seconds - used, item=None)
+                reply = self._import(m, start + self.limits.seconds - used)
             except LimitHit as hit:
                 if again and hit.kind == Limit.TIME:
                     raise LimitHit(Limit.TIME, self._time_message(m)) from None  # the item's time, not the file's
@@ -233,10 +232,16 @@ class Session:
             if reply.get("kind") == Kind.ERROR:
                 self.unavailable[m] = (Fault.IMPORT, str(reply.get("message", ""))[:2000],
                                        str(reply.get("traceback", ""))[:6000])
-            else:
-                self.imported.add(m)
-                self.imported_before.add(m)
-                self._note_switches(m, reply.get("value"))
+
+    def _import(self, module: str, deadline: float) -> dict:
+        """Import one exercise module in the current child; the child's reply."""
+        reply, _ = self._exchange({"op": Op.IMPORT, "module": module, "unavailable": sorted(self.unavailable)},
+                                  [], deadline, item=None)
+        if reply.get("kind") != Kind.ERROR:
+            self.imported.add(module)
+            self.imported_before.add(module)
+            self._note_switches(module, reply.get("value"))
+        return reply
 
     def _import_owed(self, module: str) -> None:
         """Import again what ``module`` needs of the modules the grader owes
@@ -249,20 +254,15 @@ class Session:
                 continue
             self.owed.discard(m)
             self._fresh_output()  # each counted on its own, as when it was first imported
-            start = time.monotonic()
+            again = (f"importing {m}.py again, in the fresh process the grader started after trying this item "
+                     f"on your own stages, failed: ")
             try:
-                reply, _ = self._exchange({"op": Op.IMPORT, "module": m, "unavailable": sorted(self.unavailable)},
-                                          [], start + self.limits.seconds, item=None)
+                reply = self._import(m, time.monotonic() + self.limits.seconds)
             except LimitHit as hit:
-                raise LimitHit(hit.kind, f"importing {m}.py again, in the fresh process the grader started after "
-                                         f"trying this item on your own stages, failed: {hit.message}") from None
+                raise LimitHit(hit.kind, again + hit.message) from None
             if reply.get("kind") == Kind.ERROR:
-                raise ChildFault(Fault.IMPORT, f"importing {m}.py again, in the fresh process the grader started "
-                                               f"after trying this item on your own stages, failed: "
-                                               f"{str(reply.get('message', ''))[:2000]}",
+                raise ChildFault(Fault.IMPORT, again + str(reply.get("message", ""))[:2000],
                                  str(reply.get("traceback", ""))[:6000])
-            self.imported.add(m)
-            self._note_switches(m, reply.get("value"))
 
     def _note_switches(self, module: str, value) -> None:
         """A note for each global switch of torch the import of ``module`` flipped
