@@ -30,8 +30,9 @@ _ZYGOTE = None
 _NEXT_CHANNEL = None
 
 
-def _init_job() -> None:
-    """In each job process: take a channel of its own to the shared worker."""
+def _init_job(jobs: int) -> None:
+    """In each job process: take a channel of its own to the shared worker,
+    and a CPU shared with its children alone where there is one for each job."""
     from attnkit.sandbox import confine
 
     confine.die_with_parent()  # a killed run leaves no job grading on
@@ -39,6 +40,7 @@ def _init_job() -> None:
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1
     _ZYGOTE.use_channel(index)
+    _ZYGOTE.share_cpu(index, jobs)
     # A job grades one student after another: each next child is forked and
     # confined while the current student is graded.
     _ZYGOTE.keep_spare()
@@ -167,7 +169,8 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
 
 def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar):
     """Grade ``pending``; returns what is left if a job process died."""
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_job) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_job,
+                             initargs=(jobs,)) as pool:
         futures = {pool.submit(_grade_one, name, sub, str(out_path), fp, version, seconds): (name, sub, fp)
                    for name, sub, fp in pending}
         waiting = set(futures)

@@ -108,7 +108,7 @@ class Session:
         bufs = [self.files[n] for n in sorted(self.files)]
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
-                 "unavailable": sorted(self.unavailable)}
+                 "unavailable": sorted(self.unavailable), "cpu": getattr(self.zygote, "cpu", None)}
         self.imported = set()
         self.printing, self.fresh = None, False
         self.child = self.zygote.spawn(request)

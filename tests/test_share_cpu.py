@@ -1,0 +1,122 @@
+"""A job of grade-class and its children take turns on one CPU (ForkZygote.share_cpu).
+
+The grader and its child never run at once; keeping both on one CPU saves an
+interrupt between CPUs at every exchange (benchmarks/grade_class.py measures
+what it is worth). These tests hold the rule that picks the CPU, that the
+child really moves there, and that a class is graded the same way with it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import types
+from pathlib import Path
+
+import pytest
+from conftest import make_submission
+from test_sandbox import probe
+
+from attnkit.frontends import classgrade
+from attnkit.sandbox import contract, forking
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or contract.runner()[0] != "fork",
+                                reason="CPU affinity is the fork runner's, on Linux")
+
+AFFINITY = "found['cpus'] = sorted(os.sched_getaffinity(0))"
+
+
+@pytest.fixture
+def cpus(monkeypatch):
+    """Pretend this process may run on CPUs 2, 5, 7 and 9, and runs on 7 now."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {9, 2, 7, 5})
+    monkeypatch.setattr(forking, "_current_cpu", lambda: 7)
+    return [2, 5, 7, 9]
+
+
+def test_as_many_jobs_as_cpus_get_one_cpu_each(cpus):
+    assert [forking._cpu_for(i, 4) for i in range(4)] == cpus
+    assert forking._cpu_for(5, 4) == 5  # a job started again after one died: still spread
+
+
+def test_fewer_jobs_than_cpus_stay_where_the_kernel_put_them(cpus, monkeypatch):
+    assert forking._cpu_for(0, 1) == 7 and forking._cpu_for(1, 3) == 7
+    monkeypatch.setattr(forking, "_current_cpu", lambda: None)  # no /proc: spread by index
+    assert forking._cpu_for(1, 3) == 5
+
+
+def test_more_jobs_than_cpus_are_never_pinned(cpus):
+    assert forking._cpu_for(0, 5) is None
+
+
+def _share(jobs: int, out) -> None:
+    holder = types.SimpleNamespace(cpu=None)
+    cpu = forking.ForkZygote.share_cpu(holder, 0, jobs)
+    out.send((cpu, holder.cpu, sorted(os.sched_getaffinity(0))))
+
+
+def _in_a_fork(jobs: int):
+    """share_cpu pins the process that calls it: call it in a throwaway one."""
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_share, args=(jobs, theirs))
+    proc.start()
+    got = ours.recv()
+    proc.join(30)
+    return got
+
+
+def test_share_cpu_pins_the_job_and_records_the_cpu_for_its_children():
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu, recorded, after = _in_a_fork(len(allowed))
+    assert cpu == allowed[0] and recorded == cpu and after == [cpu]
+    cpu, recorded, after = _in_a_fork(len(allowed) + 1)
+    assert cpu is None and recorded is None and after == allowed  # free to move
+
+
+def test_a_cpu_that_cannot_be_had_pins_nothing_and_names_nothing(cpus, monkeypatch):
+    def refused(pid, mask):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refused)
+    holder = types.SimpleNamespace(cpu=5)  # named for an earlier run
+    assert forking.ForkZygote.share_cpu(holder, 0, 4) is None and holder.cpu is None
+
+
+def test_a_child_moves_to_the_cpu_its_grader_names(zygote, tmp_path):
+    allowed = sorted(os.sched_getaffinity(0))
+    assert probe(zygote, tmp_path, AFFINITY)["cpus"] == allowed  # nothing named: anywhere
+    zygote.cpu = allowed[-1]  # what share_cpu records, without pinning this test's process
+    try:
+        assert probe(zygote, tmp_path, AFFINITY)["cpus"] == [allowed[-1]]
+        zygote.cpu = 1 << 20  # no such CPU: the child runs anywhere, and is graded as ever
+        assert probe(zygote, tmp_path, AFFINITY)["cpus"] == allowed
+    finally:
+        zygote.cpu = None
+
+
+@pytest.mark.slow
+def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_path):
+    """grade-class with one job per CPU: each student's code reports where it ran;
+    every child ran on one CPU, and the jobs used each CPU there is."""
+    allowed = sorted(os.sched_getaffinity(0))
+    klass, out = tmp_path / "class", tmp_path / "out"
+    report = "    raise RuntimeError('CPUS' + repr(sorted(__import__('os').sched_getaffinity(0))) + 'END')\n"
+    for i in range(2 * len(allowed)):
+        make_submission(klass / f"s{i:02d}", {"simplified_attention": [(
+            "    ### BEGIN SOLUTION\n    # query gains a token axis", report + "    # query gains a token axis")]})
+    run = classgrade.grade_class(str(klass), str(out), jobs=len(allowed), seconds=10, progress=False,
+                                 zygote=class_zygote)
+    seen = []
+    for folder in sorted(Path(out).iterdir()):
+        if not folder.is_dir():
+            continue
+        text = json.dumps(json.loads((folder / "results.json").read_text()))
+        found = re.findall(r"CPUS(\[[0-9, ]*\])END", text)
+        assert found, f"{folder.name}: the student's code did not report"
+        seen += [tuple(json.loads(f)) for f in found]
+    assert all(len(s) == 1 for s in seen), seen  # each child on one CPU
+    assert {s[0] for s in seen} == set(allowed) or len(allowed) == 1
+    assert len(run.outcomes) == 2 * len(allowed)
