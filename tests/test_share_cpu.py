@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import make_submission
+from conftest import confined_only, make_submission
 from test_sandbox import probe
 
 from attnkit.frontends import classgrade
@@ -30,9 +30,8 @@ AFFINITY = "found['cpus'] = sorted(os.sched_getaffinity(0))"
 
 @pytest.fixture
 def cpus(monkeypatch):
-    """Pretend this process may run on CPUs 2, 5, 7 and 9, and runs on 7 now."""
+    """Pretend this process may run on CPUs 2, 5, 7 and 9."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {9, 2, 7, 5})
-    monkeypatch.setattr(forking, "_current_cpu", lambda: 7)
     return [2, 5, 7, 9]
 
 
@@ -41,14 +40,14 @@ def test_as_many_jobs_as_cpus_get_one_cpu_each(cpus):
     assert forking._cpu_for(5, 4) == 5  # a job started again after one died: still spread
 
 
-def test_fewer_jobs_than_cpus_stay_where_the_kernel_put_them(cpus, monkeypatch):
-    assert forking._cpu_for(0, 1) == 7 and forking._cpu_for(1, 3) == 7
-    monkeypatch.setattr(forking, "_current_cpu", lambda: None)  # no /proc: spread by index
-    assert forking._cpu_for(1, 3) == 5
+def test_more_jobs_or_fewer_than_cpus_are_never_pinned(cpus):
+    """Fewer: nothing would keep two jobs, of this run or of another at the same
+    time, from being held on one CPU. More: jobs must be free to move."""
+    assert [forking._cpu_for(i, n) for n in (1, 3, 5) for i in range(n)] == [None] * 9
 
 
-def test_more_jobs_than_cpus_are_never_pinned(cpus):
-    assert forking._cpu_for(0, 5) is None
+def test_the_default_jobs_are_the_cpus_this_process_may_use(cpus):
+    assert forking.usable_cpus() == cpus
 
 
 def _share(jobs: int, out) -> None:
@@ -60,12 +59,15 @@ def _share(jobs: int, out) -> None:
 def _in_a_fork(jobs: int):
     """share_cpu pins the process that calls it: call it in a throwaway one."""
     ctx = multiprocessing.get_context("fork")
-    ours, theirs = ctx.Pipe()
+    ours, theirs = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_share, args=(jobs, theirs))
     proc.start()
-    got = ours.recv()
-    proc.join(30)
-    return got
+    theirs.close()  # so that a child that dies ends the wait
+    try:
+        assert ours.poll(30), "the process that called share_cpu did not report"
+        return ours.recv()
+    finally:
+        proc.join(30)
 
 
 def test_share_cpu_pins_the_job_and_records_the_cpu_for_its_children():
@@ -97,18 +99,35 @@ def test_a_child_moves_to_the_cpu_its_grader_names(zygote, tmp_path):
         zygote.cpu = None
 
 
-@pytest.mark.slow
-def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_path):
-    """grade-class with one job per CPU: each student's code reports where it ran;
-    every child ran on one CPU, and the jobs used each CPU there is."""
+@confined_only
+def test_a_child_cannot_leave_the_cpu_it_was_given(zygote, tmp_path):
+    """Its threads would crowd another job's CPU, where that job is held."""
     allowed = sorted(os.sched_getaffinity(0))
+    found = probe(zygote, tmp_path, f"""
+try:
+    os.sched_setaffinity(0, {allowed!r})
+    found['moved'] = True
+except PermissionError:
+    found['moved'] = False
+""")
+    assert found == {"moved": False}
+
+
+@pytest.mark.slow
+def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_path, monkeypatch):
+    """grade-class with one job per CPU (two CPUs, as the job processes, forked
+    from this one, are told): each student's code reports where it ran, and
+    every child ran on one CPU of the two."""
+    allowed = sorted(os.sched_getaffinity(0))[:2]
+    if len(allowed) < 2:
+        pytest.skip("one CPU: nothing to share")
+    monkeypatch.setattr(forking, "usable_cpus", lambda: allowed)
     klass, out = tmp_path / "class", tmp_path / "out"
     report = "    raise RuntimeError('CPUS' + repr(sorted(__import__('os').sched_getaffinity(0))) + 'END')\n"
-    for i in range(2 * len(allowed)):
+    for i in range(4):
         make_submission(klass / f"s{i:02d}", {"simplified_attention": [(
             "    ### BEGIN SOLUTION\n    # query gains a token axis", report + "    # query gains a token axis")]})
-    run = classgrade.grade_class(str(klass), str(out), jobs=len(allowed), seconds=10, progress=False,
-                                 zygote=class_zygote)
+    run = classgrade.grade_class(str(klass), str(out), jobs=2, seconds=10, progress=False, zygote=class_zygote)
     seen = []
     for folder in sorted(Path(out).iterdir()):
         if not folder.is_dir():
@@ -117,6 +136,5 @@ def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_
         found = re.findall(r"CPUS(\[[0-9, ]*\])END", text)
         assert found, f"{folder.name}: the student's code did not report"
         seen += [tuple(json.loads(f)) for f in found]
-    assert all(len(s) == 1 for s in seen), seen  # each child on one CPU
-    assert {s[0] for s in seen} == set(allowed) or len(allowed) == 1
-    assert len(run.outcomes) == 2 * len(allowed)
+    assert len(run.outcomes) == 4 and seen
+    assert all(len(s) == 1 and s[0] in allowed for s in seen), seen  # each child on one CPU of the two

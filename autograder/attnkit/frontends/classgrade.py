@@ -9,7 +9,7 @@ tree) is decided by its top level alone. Whatever one student's folder holds
 costs that student only: it is a note, a missing module, or "could not be
 graded: <reason>" in grades.csv.
 
-Job processes (``--jobs``, default the CPU count) share one warm worker and
+Job processes (``--jobs``, default the CPUs this process may use) share one warm worker and
 grade students one after the other with the batch path (``classjobs.py``).
 Every student's results are written atomically as soon as they are known
 (``classfiles.py``), tagged with a fingerprint of what intake read and of the
@@ -35,6 +35,7 @@ from attnkit.frontends.classfiles import NOT_GRADED, StudentOutcome, previous, w
 from attnkit.frontends.classjobs import run_jobs
 from attnkit.intake import NBGRADER, PLAIN, IntakeError, Submission, collect
 from attnkit.judge import integrity
+from attnkit.sandbox.forking import usable_cpus
 from attnkit.text import name_shown, one_line
 
 OUTPUT_FILES = ("grades.csv", "integrity.csv")  # the class's own files in OUT: no student folder may take their names
@@ -171,7 +172,7 @@ def grade_class(class_dir: str, out_dir: str, jobs: int | None = None, seconds: 
         if bar:
             bar.step(f"{name_shown(o.student)}: {'unchanged' if o.skipped else NOT_GRADED}")
     if todo:
-        outcomes += run_jobs(todo, out_path, version, jobs or os.cpu_count() or 1, seconds,
+        outcomes += run_jobs(todo, out_path, version, jobs or len(usable_cpus()) or os.cpu_count() or 1, seconds,
                               [str(class_path), str(out_path), *map(str, hide)], bar, zygote, unconfined)
     outcomes.sort(key=lambda o: o.student)
     write_csv(out_path, outcomes)

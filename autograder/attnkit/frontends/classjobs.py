@@ -40,7 +40,10 @@ def _init_job(jobs: int) -> None:
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1
     _ZYGOTE.use_channel(index)
-    _ZYGOTE.share_cpu(index, jobs)
+    if _ZYGOTE.share_cpu(index, jobs) is not None:
+        import torch
+
+        torch.set_num_threads(1)  # its threads would all wait on the one CPU
     # A job grades one student after another: each next child is forked and
     # confined while the current student is graded.
     _ZYGOTE.keep_spare()

@@ -269,7 +269,7 @@ def args_grade_class(p):
     p.add_argument("dir", help="one folder per student, each laid out like assignments/, or nbgrader's "
                                "submitted/ tree (<student>/<assignment>/<assignment>.ipynb)")
     add_out(p, "where grades.csv and each student's results go")
-    p.add_argument("--jobs", type=jobs, default=None, help="parallel jobs (default: the CPU count)")
+    p.add_argument("--jobs", type=jobs, default=None, help="parallel jobs (default: the CPUs this process may use)")
     add_timeout(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--unconfined", action="store_true",

@@ -45,8 +45,8 @@ def receive_hello(sock, workdir: str):
     if type(cpu) is int and hasattr(os, "sched_setaffinity"):
         try:
             os.sched_setaffinity(0, {cpu})  # the grader's own (ForkZygote.share_cpu)
-        except OSError:
-            pass  # not ours to use here: anywhere will do
+        except (OSError, ValueError, OverflowError):
+            pass  # not a CPU this process may use: anywhere will do
     os.chdir(workdir)
     sys.dont_write_bytecode = True  # nothing of ours in the student's folder (-I ignores the variable)
     return header

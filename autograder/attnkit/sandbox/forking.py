@@ -93,30 +93,25 @@ def remove_stale_sessions(folder: str | None = None) -> list[str]:
     return removed
 
 
-def _cpu_for(index: int, jobs: int) -> int | None:
-    """The CPU of job ``index`` of ``jobs``: one each where there are as many
-    CPUs as jobs; where there are more, the one this job is on now (the kernel
-    spreads new processes over idle CPUs, and two runs at once stay apart);
-    None where there are fewer, or no way to pin."""
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (a cpuset or ``taskset`` narrows them),
+    or [] where the system does not say."""
     try:
-        cpus = sorted(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return None
-    if not cpus or jobs > len(cpus):
-        return None
-    if jobs == len(cpus):
-        return cpus[index % len(cpus)]
-    here = _current_cpu()
-    return here if here in cpus else cpus[index % len(cpus)]
+        return []
 
 
-def _current_cpu() -> int | None:
-    """The CPU this process last ran on (field 39 of /proc/self/stat)."""
-    try:
-        with open("/proc/self/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[36])
-    except (OSError, ValueError, IndexError):
+def _cpu_for(index: int, jobs: int) -> int | None:
+    """The CPU of job ``index`` of ``jobs``: one each where there are exactly as
+    many jobs as CPUs. Otherwise None: with more jobs, jobs must be free to
+    move; with fewer, nothing keeps the jobs of this run, or of another run at
+    the same time, from landing on one CPU for good, and an item's time limit
+    runs on the clock."""
+    cpus = usable_cpus()
+    if not cpus or jobs != len(cpus):
         return None
+    return cpus[index % len(cpus)]
 
 
 class ForkZygote:
@@ -127,6 +122,8 @@ class ForkZygote:
     Python installation (the solutions, the kit's checkout, a class folder).
     With ``channels`` > 1, processes forked from this one after construction
     share the worker, each on its own channel (``use_channel``)."""
+
+    cpu: int | None = None  # where this process's children run (share_cpu)
 
     def __init__(self, hide=(), channels: int = 1):
         # The grader holds the hidden-case secret: keep its /proc files unreadable.
@@ -156,20 +153,21 @@ class ForkZygote:
         self._uids = itertools.count()
         self._orders = itertools.count()
         self._keep_spare = False
-        self.cpu: int | None = None  # where this process's children run (share_cpu)
 
     def use_channel(self, index: int) -> None:
         self._index = index % len(self._channels)
 
     def share_cpu(self, index: int, jobs: int) -> int | None:
         """Keep this process, job ``index`` of ``jobs`` that take turns with
-        their children, on one CPU, and each child it starts on the same one
-        (the child moves there when it gets its files: a spare is forked and
-        confined wherever the machine has room). The grader and its child never
-        run at once, and a wake-up on the other CPU costs an interrupt between
-        CPUs at every exchange, dear on a virtual machine (the README's *Speed*
-        says what it saved). Where there are more jobs than CPUs, nothing is
-        pinned: jobs must be free to move. Returns the CPU, or None."""
+        their children, on one CPU of its own, and each child it starts on the
+        same one (the child moves there when it gets its files: a spare is
+        forked and confined wherever the machine has room). The grader and its
+        child never run at once, and a wake-up on the other CPU costs an
+        interrupt between CPUs at every exchange, dear on a virtual machine
+        (the README's *Speed* says what it saved). Only where there are exactly
+        as many jobs as CPUs (``_cpu_for``); a child cannot leave its CPU
+        (``seccomp``), so its threads load its own job's CPU alone. Returns the
+        CPU, or None."""
         cpu = _cpu_for(index, jobs)
         if cpu is not None:
             try:

@@ -38,7 +38,10 @@ _DENIED = ("fork", "vfork", "unshare", "setns", "mount", "umount2", "pivot_root"
            "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
            "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "init_module",
            "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl",
-           "personality", "lookup_dcookie", "name_to_handle_at", "open_by_handle_at")
+           "personality", "lookup_dcookie", "name_to_handle_at", "open_by_handle_at",
+           # a child stays on the CPU its job gave it (ForkZygote.share_cpu): its threads
+           # could otherwise crowd the CPU of another job, pinned there and unable to move
+           "sched_setaffinity")
 
 # (audit arch, {name: number}) per machine; unlisted calls do not exist there.
 _ARCHES = {
@@ -51,7 +54,7 @@ _ARCHES = {
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "kexec_load": 246,
         "init_module": 175, "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167,
         "swapoff": 168, "acct": 163, "quotactl": 179, "personality": 135, "lookup_dcookie": 212,
-        "name_to_handle_at": 303, "open_by_handle_at": 304}),
+        "name_to_handle_at": 303, "open_by_handle_at": 304, "sched_setaffinity": 203}),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39,
         "pivot_root": 41, "chroot": 51, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
@@ -61,7 +64,7 @@ _ARCHES = {
         "io_uring_enter": 426, "io_uring_register": 427, "kexec_load": 104, "init_module": 105,
         "finit_module": 273, "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
         "quotactl": 60, "personality": 92, "lookup_dcookie": 18, "name_to_handle_at": 264,
-        "open_by_handle_at": 265}),
+        "open_by_handle_at": 265, "sched_setaffinity": 122}),
 }
 
 
