@@ -1,8 +1,8 @@
 """A job of grade-class and its children take turns on one CPU (ForkZygote.share_cpu).
 
 The grader and its child never run at once; keeping both on one CPU saves an
-interrupt between CPUs at every exchange (benchmarks/grade_class.py measures
-what it is worth). These tests hold the rule that picks the CPU, that the
+interrupt between CPUs at every exchange (the README's *Speed* says what it
+saved, measured in pairs against the grader before it). These tests hold the rule that picks the CPU, that the
 child really moves there, and that a class is graded the same way with it.
 """
 
@@ -19,6 +19,8 @@ import pytest
 from conftest import confined_only, make_submission
 from test_sandbox import probe
 
+from attnkit import config
+from attnkit.errors import GraderError
 from attnkit.frontends import classgrade
 from attnkit.sandbox import contract, forking
 
@@ -46,12 +48,28 @@ def test_more_jobs_or_fewer_than_cpus_are_never_pinned(cpus):
     assert [forking._cpu_for(i, n) for n in (1, 3, 5) for i in range(n)] == [None] * 9
 
 
-def test_the_default_jobs_are_the_cpus_this_process_may_use(cpus):
+def test_the_default_jobs_are_the_cpus_this_process_may_use(cpus, tmp_path, monkeypatch):
+    """Not os.cpu_count(): under taskset or a cpuset, as many jobs as CPUs one may use."""
     assert forking.usable_cpus() == cpus
+    asked = []
+    monkeypatch.setattr(classgrade, "run_jobs", lambda todo, out, version, jobs, *a, **k: asked.append(jobs) or [])
+    make_submission(tmp_path / "class" / "s00")
+    classgrade.grade_class(str(tmp_path / "class"), str(tmp_path / "out"), progress=False)
+    assert asked == [len(cpus)]
+
+
+def test_pinning_is_on_by_default_off_when_told_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.delenv("ATTNKIT_PIN_JOBS", raising=False)
+    assert config.pin_jobs() is True
+    monkeypatch.setenv("ATTNKIT_PIN_JOBS", "Off")
+    assert config.pin_jobs() is False
+    monkeypatch.setenv("ATTNKIT_PIN_JOBS", "yes")
+    with pytest.raises(GraderError, match="ATTNKIT_PIN_JOBS='yes': expected auto or off"):
+        config.pin_jobs()
 
 
 def _share(jobs: int, out) -> None:
-    holder = types.SimpleNamespace(cpu=None)
+    holder = types.SimpleNamespace(cpu=None, ready=lambda: {"seccomp": True})
     cpu = forking.ForkZygote.share_cpu(holder, 0, jobs)
     out.send((cpu, holder.cpu, sorted(os.sched_getaffinity(0))))
 
@@ -68,6 +86,8 @@ def _in_a_fork(jobs: int):
         return ours.recv()
     finally:
         proc.join(30)
+        if proc.is_alive():
+            proc.kill()
 
 
 def test_share_cpu_pins_the_job_and_records_the_cpu_for_its_children():
@@ -83,7 +103,17 @@ def test_a_cpu_that_cannot_be_had_pins_nothing_and_names_nothing(cpus, monkeypat
         raise OSError(22, "Invalid argument")
 
     monkeypatch.setattr(os, "sched_setaffinity", refused)
-    holder = types.SimpleNamespace(cpu=5)  # named for an earlier run
+    holder = types.SimpleNamespace(cpu=5, ready=lambda: {"seccomp": True})  # named for an earlier run
+    assert forking.ForkZygote.share_cpu(holder, 0, 4) is None and holder.cpu is None
+
+
+def test_without_the_syscall_filter_nothing_is_pinned(cpus, monkeypatch):
+    """A child could then move its threads onto another job's CPU, where that job is held."""
+    def pinned(pid, mask):
+        raise AssertionError("pinned without the filter")
+
+    monkeypatch.setattr(os, "sched_setaffinity", pinned)
+    holder = types.SimpleNamespace(cpu=None, ready=lambda: {"seccomp": False})
     assert forking.ForkZygote.share_cpu(holder, 0, 4) is None and holder.cpu is None
 
 
@@ -114,17 +144,19 @@ except PermissionError:
 
 
 @pytest.mark.slow
-def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pin", ["auto", "off"])
+def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_path, monkeypatch, pin):
     """grade-class with one job per CPU (two CPUs, as the job processes, forked
-    from this one, are told): each student's code reports where it ran, and
-    every child ran on one CPU of the two."""
+    from this one, are told): each student's code reports where it ran; every
+    child ran on one CPU of the two, or, with ATTNKIT_PIN_JOBS=off, anywhere."""
     allowed = sorted(os.sched_getaffinity(0))[:2]
     if len(allowed) < 2:
         pytest.skip("one CPU: nothing to share")
     monkeypatch.setattr(forking, "usable_cpus", lambda: allowed)
+    monkeypatch.setenv("ATTNKIT_PIN_JOBS", pin)
     klass, out = tmp_path / "class", tmp_path / "out"
     report = "    raise RuntimeError('CPUS' + repr(sorted(__import__('os').sched_getaffinity(0))) + 'END')\n"
-    for i in range(4):
+    for i in range(4 if pin == "auto" else 2):
         make_submission(klass / f"s{i:02d}", {"simplified_attention": [(
             "    ### BEGIN SOLUTION\n    # query gains a token axis", report + "    # query gains a token axis")]})
     run = classgrade.grade_class(str(klass), str(out), jobs=2, seconds=10, progress=False, zygote=class_zygote)
@@ -136,5 +168,8 @@ def test_each_job_of_a_class_shares_its_cpu_with_its_children(class_zygote, tmp_
         found = re.findall(r"CPUS(\[[0-9, ]*\])END", text)
         assert found, f"{folder.name}: the student's code did not report"
         seen += [tuple(json.loads(f)) for f in found]
-    assert len(run.outcomes) == 4 and seen
-    assert all(len(s) == 1 and s[0] in allowed for s in seen), seen  # each child on one CPU of the two
+    assert len(run.outcomes) == (4 if pin == "auto" else 2) and seen
+    if pin == "auto":
+        assert all(len(s) == 1 and s[0] in allowed for s in seen), seen  # each child on one CPU of the two
+    else:
+        assert all(s == tuple(sorted(os.sched_getaffinity(0))) for s in seen), seen

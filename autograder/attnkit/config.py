@@ -52,6 +52,11 @@ SANDBOX = Variable(
     "auto: every guarantee the machine allows; none: only the limits, the data-only channel and the "
     "syscall filter (to try what the kit does without namespaces); portable: the spawned-process "
     "runner of macOS and Windows, anywhere. Read by the sandbox itself.")
+PIN_JOBS = Variable(
+    "ATTNKIT_PIN_JOBS", "auto",
+    "auto: where grade-class has exactly one job per CPU and the syscall filter applies, each job and "
+    "the children that run its students' code share a CPU of their own (faster on a virtual machine); "
+    "off: nothing is pinned (a machine busy with other work, whose jobs must be free to move).")
 # Other tools' variables the kit reads.
 GITHUB_OUTPUT = Variable(
     "GITHUB_OUTPUT", None,
@@ -70,7 +75,7 @@ NBGRADER_EXECUTION = Variable(
     "NBGRADER_EXECUTION", None,
     "Set by nbgrader in the kernels it runs (validate, autograde): a test cell that `nbgrader validate` "
     "runs also writes its reasons to stderr, the only output the validator shows.")
-VARIABLES = (SECRET, SOLUTIONS, ITEM_SECONDS, GRADER, SANDBOX, GITHUB_OUTPUT, AUTOGRADER_ROOT, GRADESCOPE_PYTHON,
+VARIABLES = (SECRET, SOLUTIONS, ITEM_SECONDS, GRADER, SANDBOX, PIN_JOBS, GITHUB_OUTPUT, AUTOGRADER_ROOT, GRADESCOPE_PYTHON,
              JPY_SESSION_NAME, NBGRADER_EXECUTION)
 
 ITEM_SECONDS_DEFAULT = 10.0  # wall time per graded item; the sandbox's Limits says the same
@@ -116,6 +121,16 @@ def item_seconds() -> float:
         return float(ITEM_SECONDS.get() or ITEM_SECONDS_DEFAULT)
     except ValueError:
         return ITEM_SECONDS_DEFAULT
+
+
+def pin_jobs() -> bool:
+    """Whether grade-class may pin its jobs (ATTNKIT_PIN_JOBS)."""
+    from attnkit.errors import GraderError
+
+    value = (PIN_JOBS.get() or "auto").strip().lower()
+    if value not in ("auto", "off"):
+        raise GraderError(f"{PIN_JOBS.name}={value!r}: expected auto or off")
+    return value == "auto"
 
 
 def secret_paths() -> list[str]:

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from attnkit.config import pin_jobs
 from attnkit.errors import GraderError
 from attnkit.exercises import MODULES
 from attnkit.frontends.classfiles import NOT_GRADED, StudentOutcome, score_cell, write_student
@@ -30,9 +31,10 @@ _ZYGOTE = None
 _NEXT_CHANNEL = None
 
 
-def _init_job(jobs: int) -> None:
+def _init_job(jobs: int, pin: bool) -> None:
     """In each job process: take a channel of its own to the shared worker,
-    and a CPU shared with its children alone where there is one for each job."""
+    and, with ``pin``, a CPU shared with its children where there is one for
+    each job (``ForkZygote.share_cpu``)."""
     from attnkit.sandbox import confine
 
     confine.die_with_parent()  # a killed run leaves no job grading on
@@ -40,7 +42,7 @@ def _init_job(jobs: int) -> None:
         index = _NEXT_CHANNEL.value
         _NEXT_CHANNEL.value += 1
     _ZYGOTE.use_channel(index)
-    if _ZYGOTE.share_cpu(index, jobs) is not None:
+    if pin and _ZYGOTE.share_cpu(index, jobs) is not None:
         import torch
 
         torch.set_num_threads(1)  # its threads would all wait on the one CPU
@@ -124,6 +126,7 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
     from attnkit.config import secret_paths
 
     jobs = max(1, min(jobs, len(todo)))
+    pin = pin_jobs()  # read before anything starts: a bad value is said at once
     # One warm worker serves every job, each on its own channel: torch is
     # imported once for the workers, and once here, in parallel.
     own = zygote is None
@@ -163,17 +166,17 @@ def run_jobs(todo, out_path: Path, version: str, jobs: int, seconds: float, hide
                 _ZYGOTE = worker()
                 refuse_unconfined(_ZYGOTE, unconfined)
                 _NEXT_CHANNEL.value = 0
-            pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar)
+            pending = _pool_round(pending, results, out_path, version, jobs, seconds, context, bar, pin)
     finally:
         if own:
             _ZYGOTE.close()
     return results
 
 
-def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar):
+def _pool_round(pending, results, out_path, version, jobs, seconds, context, bar, pin):
     """Grade ``pending``; returns what is left if a job process died."""
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_job,
-                             initargs=(jobs,)) as pool:
+                             initargs=(jobs, pin)) as pool:
         futures = {pool.submit(_grade_one, name, sub, str(out_path), fp, version, seconds): (name, sub, fp)
                    for name, sub, fp in pending}
         waiting = set(futures)

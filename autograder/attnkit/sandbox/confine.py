@@ -379,7 +379,7 @@ GUARANTEES = {
     "network": "cut student code off the network",
     "processes": "keep student code from seeing, signalling or outliving other processes",
     "user": "take every privilege from student code",
-    "seccomp": "refuse student code new processes, namespaces and mounts",
+    "seccomp": "refuse student code new processes, namespaces, mounts and a move to another CPU",
 }
 
 

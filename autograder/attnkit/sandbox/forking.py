@@ -167,8 +167,9 @@ class ForkZygote:
         (the README's *Speed* says what it saved). Only where there are exactly
         as many jobs as CPUs (``_cpu_for``); a child cannot leave its CPU
         (``seccomp``), so its threads load its own job's CPU alone. Returns the
-        CPU, or None."""
-        cpu = _cpu_for(index, jobs)
+        CPU, or None; None too where the filter does not apply here (a child
+        could then move its threads onto another job's CPU)."""
+        cpu = _cpu_for(index, jobs) if self.ready().get("seccomp") else None
         if cpu is not None:
             try:
                 os.sched_setaffinity(0, {cpu})

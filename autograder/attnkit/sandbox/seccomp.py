@@ -6,7 +6,8 @@ the student may use them, and they live in the child's own address space,
 under its memory limit), and so is every call that could leave the sandbox
 the namespaces built, or reach past it: new namespaces, mounts, ptrace and
 cross-process memory access, kernel keyrings, BPF, io_uring (whose operations
-bypass seccomp), perf events and userfaultfd. A denylist, because an
+bypass seccomp), perf events and userfaultfd. So is ``sched_setaffinity``: a
+child stays on the CPU it was given (``ForkZygote.share_cpu``). A denylist, because an
 allowlist of what CPython and torch call is long and changes with their
 releases; the namespaces and limits do the rest.
 
