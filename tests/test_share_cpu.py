@@ -22,7 +22,7 @@ from test_sandbox import probe
 from attnkit import config
 from attnkit.errors import GraderError
 from attnkit.frontends import classgrade
-from attnkit.sandbox import contract, forking
+from attnkit.sandbox import contract, forking, portable
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or contract.runner()[0] != "fork",
                                 reason="CPU affinity is the fork runner's, on Linux")
@@ -114,6 +114,10 @@ def test_without_the_syscall_filter_nothing_is_pinned(cpus, monkeypatch):
 
     monkeypatch.setattr(os, "sched_setaffinity", pinned)
     holder = types.SimpleNamespace(cpu=None, ready=lambda: {"seccomp": False})
+    assert forking.ForkZygote.share_cpu(holder, 0, 4) is None and holder.cpu is None
+    # the portable runner says it has no filter: the same rule pins nothing there
+    said = portable.PortableZygote.ready(types.SimpleNamespace(why="a test"))
+    holder = types.SimpleNamespace(cpu=None, ready=lambda: said)
     assert forking.ForkZygote.share_cpu(holder, 0, 4) is None and holder.cpu is None
 
 

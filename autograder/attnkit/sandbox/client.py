@@ -108,7 +108,7 @@ class Session:
         bufs = [self.files[n] for n in sorted(self.files)]
         hello = {"op": Op.HELLO, "files": sorted(self.files), "modules": list(self.modules),
                  "standins": self.standins if self.answer else {}, "calls": {k: sorted(v) for k, v in self.calls.items()},
-                 "unavailable": sorted(self.unavailable), "cpu": getattr(self.zygote, "cpu", None)}
+                 "unavailable": sorted(self.unavailable), "cpu": self.zygote.cpu}
         self.imported = set()
         self.printing, self.fresh = None, False
         self.child = self.zygote.spawn(request)
@@ -161,7 +161,7 @@ class Session:
         failed or a limit ended it), and what the trial imported, or failed
         to, is as it was before."""
         self._stop()
-        had, before, owed, unavailable = self.trial_start or (set(), set(self.imported_before), set(), {})
+        had, before, owed, unavailable = self.trial_start  # begin_trial's
         self.trial_start = None
         self.owed = owed | had
         self.imported_before, self.unavailable = before, unavailable
@@ -249,6 +249,8 @@ class Session:
         output is counted. They imported once: a failure now is this import
         again, not the file, and costs the item whose request needed it.
         What they need was imported with them, so they are owed too."""
+        if not self.owed:  # the common case, on every request
+            return
         for m in self._dependencies(module) + [module]:
             if m not in self.owed or m in self.imported or self.sock is None:
                 continue

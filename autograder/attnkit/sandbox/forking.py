@@ -168,7 +168,8 @@ class ForkZygote:
         as many jobs as CPUs (``_cpu_for``); a child cannot leave its CPU
         (``seccomp``), so its threads load its own job's CPU alone. Returns the
         CPU, or None; None too where the filter does not apply here (a child
-        could then move its threads onto another job's CPU)."""
+        could then move its threads onto another job's CPU), as on the portable
+        runner."""
         cpu = _cpu_for(index, jobs) if self.ready().get("seccomp") else None
         if cpu is not None:
             try:

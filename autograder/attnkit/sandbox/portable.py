@@ -102,12 +102,6 @@ class PortableZygote(ForkZygote):
     def use_channel(self, index: int) -> None:
         pass  # one process per session already; class grading refuses this runner
 
-    def share_cpu(self, index: int, jobs: int) -> int | None:
-        """Nothing is pinned on this runner (class grading refuses it, and macOS
-        and Windows have no such call): a spawned process runs where the system
-        puts it."""
-        return None
-
     def keep_spare(self, keep: bool = True) -> None:
         pass  # this runner always keeps one warming
 
