@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from attnkit.judge import engine, reference
-from attnkit.sandbox import Limits
+from attnkit.sandbox import Limits, client
 from conftest import full_marks, grade_folder, make_submission, scores
 
 S = "simplified_attention"
@@ -18,14 +18,23 @@ WHOLE = f"{S}.simplified_self_attention"
 CALLED_BY_THE_WHOLE = "    import sys as _sys\n    if _sys._getframe(1).f_code.co_name == 'simplified_self_attention':\n"
 
 
+class Trials(dict):
+    """item -> whether its trial passed; ``doubtful``: item -> the stages stood in during it."""
+
+    def __init__(self):
+        super().__init__()
+        self.doubtful: dict[str, frozenset[str]] = {}
+
+
 @pytest.fixture
 def trials(monkeypatch):
-    """The trials on the student's own stages that were made: item -> whether it passed."""
-    made: dict[str, bool] = {}
+    """The trials on the student's own stages that were made."""
+    made = Trials()
     try_own = engine.Run._try_own
 
-    def recording(self, item, checks):
-        made[item] = try_own(self, item, checks)
+    def recording(self, item, checks, doubtful):
+        made.doubtful[item] = doubtful
+        made[item] = try_own(self, item, checks, doubtful)
         return made[item]
 
     monkeypatch.setattr(engine.Run, "_try_own", recording)
@@ -46,6 +55,22 @@ def questions(monkeypatch):
     return asked
 
 
+@pytest.fixture
+def asked(monkeypatch):
+    """Every stand-in question that reaches the grader, answered from its memo
+    or not: (the item being graded, the stage asked for)."""
+    pairs: list[tuple[str | None, str | None]] = []
+    answer = client.Session._answer_upcall
+
+    def recording(self, header, bufs, item, deadline):
+        spec = header.get("spec")
+        pairs.append((item, spec.get("target") if isinstance(spec, dict) else None))
+        return answer(self, header, bufs, item, deadline)
+
+    monkeypatch.setattr(client.Session, "_answer_upcall", recording)
+    return pairs
+
+
 def test_a_correct_submission_is_graded_without_a_stand_in(zygote, tmp_path, questions, trials):
     report = grade_folder(zygote, make_submission(tmp_path / "sub"))
     assert scores(report) == full_marks()
@@ -53,16 +78,47 @@ def test_a_correct_submission_is_graded_without_a_stand_in(zygote, tmp_path, que
     assert trials and all(trials.values()) and WHOLE in trials
 
 
-def test_an_item_calling_a_wrong_stage_is_graded_with_stand_ins(zygote, tmp_path, questions, trials):
-    """A wrong softmax costs softmax alone; the whole mechanism, which calls it,
-    is graded on the reference's softmax (no trial: a stage of it failed)."""
+def test_an_item_calling_a_wrong_stage_is_tried_with_a_stand_in_for_that_stage_alone(
+        zygote, tmp_path, asked, trials):
+    """A wrong softmax costs softmax alone. The whole mechanism, which calls it,
+    is tried on the student's own stages but the reference's softmax, and
+    passes: no other stage is stood in for it."""
     edits = {S: [("    exps = torch.exp(shifted)", "    exps = torch.exp(shifted * 1.01)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
     got = scores(report)
     assert got.pop(f"{S}.softmax") < full_marks((S,))[f"{S}.softmax"]
     assert got == {k: v for k, v in full_marks((S,)).items() if k != f"{S}.softmax"}
-    assert f"{S}.softmax" in questions
-    assert WHOLE not in trials
+    assert trials[WHOLE] is True and trials.doubtful[WHOLE] == {f"{S}.softmax"}
+    assert {stage for item, stage in asked if item == WHOLE} == {f"{S}.softmax"}
+    assert trials[f"{S}.softmax"] is False  # its one stage, normalize_by_sum, passed: tried, and failed
+
+
+def test_a_wrong_item_calling_a_wrong_stage_is_graded_with_every_stand_in(zygote, tmp_path, asked, trials):
+    """softmax wrong and the whole mechanism wrong too: its trial, on the
+    reference's softmax, fails, and it is graded as ever, every stage it calls
+    stood in."""
+    edits = {S: [("    exps = torch.exp(shifted)", "    exps = torch.exp(shifted * 1.01)"),
+                 ("    return context_vectors(weights, inputs)  # (..., T, d)",
+                  "    return context_vectors(weights, inputs) * 1.01  # (..., T, d)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    got = scores(report)
+    assert got.pop(WHOLE) == 0 and got.pop(f"{S}.softmax") < full_marks((S,))[f"{S}.softmax"]
+    assert got == {k: v for k, v in full_marks((S,)).items() if k not in (WHOLE, f"{S}.softmax")}
+    assert trials[WHOLE] is False and trials.doubtful[WHOLE] == {f"{S}.softmax"}
+    assert {stage for item, stage in asked if item == WHOLE} >= {f"{S}.attention_scores", f"{S}.softmax",
+                                                                 f"{S}.context_vectors"}
+
+
+def test_no_trial_where_every_stage_an_item_calls_is_in_doubt(zygote, tmp_path, asked, trials):
+    """softmax may call normalize_by_sum alone, and here does; with that wrong,
+    a trial would be softmax's graded run itself, so none is made."""
+    edits = {S: [("    return scores / scores.sum(dim=dim, keepdim=True)",
+                  "    return scores / scores.sum(dim=dim, keepdim=True) * 1.01"),
+                 ("    return exps / exps.sum(dim=dim, keepdim=True)", "    return normalize_by_sum(exps, dim=dim)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S,))
+    assert scores(report)[f"{S}.softmax"] == full_marks((S,))[f"{S}.softmax"]
+    assert f"{S}.softmax" not in trials and (f"{S}.softmax", f"{S}.normalize_by_sum") in asked
+    assert trials[WHOLE] is True and trials.doubtful[WHOLE] == {f"{S}.normalize_by_sum"}
 
 
 def test_a_wrong_item_on_right_stages_is_graded_with_stand_ins_and_named(zygote, tmp_path, questions, trials):
@@ -205,13 +261,16 @@ def test_a_file_first_imported_in_a_failed_trial_is_charged_as_without_a_trial(z
     """multihead_attention.py prints 58 KiB when imported, first for the wrapper,
     whose forward prints 8 KB more the first time: over the wrapper's 64 KiB,
     0/7, whether its trial is made (CausalAttention right) or not (CausalAttention
-    without dropout). Before, the regrade imported the file at no item's
+    without dropout and causal_mask wrong: every stage the wrapper calls in
+    doubt). Before, the regrade imported the file at no item's
     expense, and the wrapper's grade depended on CausalAttention's (third review)."""
     once = ("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
             "        if not _PRINTED:\n            _PRINTED.append(1)\n            print('y' * 8000)\n"
             "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)")
     edits = {MH: [("import torch.nn as nn\n", printing_at_import(58) + "_PRINTED = []\n"), once],
-             CA: [] if heads_right else [("        weights = self.dropout(weights)\n", "")]}
+             CA: [] if heads_right else [("        weights = self.dropout(weights)\n", ""),
+                                         # and causal_mask wrong: both stages in doubt
+                                         ("diagonal=1)\n    ### END", "diagonal=2)\n    ### END")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (CA, MH))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
     assert trials.get(f"{MH}.MultiHeadAttentionWrapper") is (False if heads_right else None)
@@ -252,14 +311,15 @@ def test_an_import_owed_before_a_trial_is_still_owed_after_it(zygote, tmp_path, 
 
 
 @pytest.mark.slow  # 2 s time limits, spent
-@pytest.mark.parametrize("heads_tried", [True, False])
-def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_path, trials, heads_tried):
+@pytest.mark.parametrize("mask_right", [True, False])
+def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_path, trials, mask_right):
     """causal_attention.py prints 40 KiB when imported and CausalAttention never
     returns; multihead_attention.py imports it and self_attention, and the
     wrapper prints 30 KiB once. The loop ends CausalAttention's process, and
     the wrapper's new process imports causal_attention again, charged to the
-    wrapper: over 64 KiB, 0/7, whether CausalAttention was first tried on the
-    student's own stages or not (mask_scores wrong). Before: 7/7 after a
+    wrapper: over 64 KiB, 0/7, whether CausalAttention was first tried on all
+    of the student's own stages or with the reference's mask_scores (the
+    student's wrong). Before: 7/7 after a
     trial, the modules it owed imported free, one of them resetting the count."""
     edits = {CA: [("import torch.nn as nn\n", "import torch.nn as nn\n" + printing_lines(40)),
                   ("        num_tokens = x.shape[-2]\n", "        while True:\n            pass\n"
@@ -267,9 +327,9 @@ def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_pat
              MH: [("from causal_attention import CausalAttention, causal_mask\n",
                    "from causal_attention import CausalAttention, causal_mask\nimport self_attention\n"
                    "_PRINTED = []\n"), WRAPPER_PRINTS_ONCE]}
-    if not heads_tried:
+    if not mask_right:
         edits[CA].append(('    return scores.masked_fill(mask, float("-inf"))',
                           '    return scores.masked_fill(mask, float("-inf")) + 0.01'))
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), limits=Limits(seconds=2))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
-    assert (f"{CA}.CausalAttention" in trials) is heads_tried
+    assert trials.doubtful[f"{CA}.CausalAttention"] == (set() if mask_right else {f"{CA}.mask_scores"})

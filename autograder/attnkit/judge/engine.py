@@ -59,15 +59,18 @@ class Run:
     that ``results`` names a misconception only when it fits all of an
     item's checks (``attnkit.judge.diagnosis.conclude``).
 
-    An item that may call other stages, each of which has passed every one
-    of its checks in this run, is first tried on the student's own stages
-    (``_own``): when every check of the item passes that way, the student's
-    code is right end to end and the item has full marks, with no stand-in
-    asked (most of the exchanges with a correct submission's process).
-    Otherwise it is graded as always, each stage it calls replaced by its
-    stand-in, so that a mistake in a stage costs that stage alone, in a fresh
-    process: the trial leaves no trace (time, output, comparisons, and what
-    the student's code kept in its own process)."""
+    An item that may call other stages is first tried on the student's own
+    stages (``_own``), each one that is in doubt (it failed a check here,
+    was not graded, or passed only on stand-ins of its own) replaced by its
+    stand-in: when every check of the item passes that way,
+    the item has full marks, with no stand-in asked for a stage that passed
+    (for a correct submission, none at all: most of the exchanges with its
+    process; for a wrong stage, only its own, where every stage its callers
+    call used to be asked for). Otherwise it is graded as always, each stage
+    it calls replaced by its stand-in, so that a mistake in a stage costs
+    that stage alone, in a fresh process: the trial leaves no trace (time,
+    output, comparisons, and what the student's code kept in its own
+    process)."""
 
     def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
@@ -118,27 +121,30 @@ class Run:
 
     def _own(self, item: str) -> bool:
         """Whether every selected check of ``item`` passes on the student's own
-        stages (tried once, on the item's first check). Tried only where
-        stand-ins would be answered (a public session has none to leave out)
-        and every stage the item may call has passed all of its checks here
-        (and made no failed trial of its own): with a stage that failed, or
-        was not graded, the trial would most likely fail too. The price: an
-        item right only on the student's own stages (relying on what a stage
-        does that its checks do not test) keeps its marks only while those
-        stages pass all their checks."""
+        stages (tried once, on the item's first check), with stand-ins for the
+        stages it may call that are in doubt here: one that failed a check,
+        was not graded, or made a failed trial of its own (it is right only
+        with stand-ins under it). Tried only where stand-ins would be answered
+        (a public session has none to leave out) and at least one stage the
+        item may call is not in doubt: with every one in doubt the trial
+        would be the graded run itself. The price: an item right only on the
+        student's own stages (relying on what a stage does that its checks do
+        not test) keeps its marks only while those stages pass all their
+        checks."""
         if item not in self.trials:
             self.trials[item] = None
             stages = allowed_calls().get(item, ())
-            passed = {c for c, exc in self.outcomes if exc is None}
-            if (item in self.of_item and stages and self.session.answer is not None
-                    and all(s in self.of_item and passed.issuperset(self.of_item[s])
-                            and self.trials.get(s) is not False for s in stages)):  # a stage's own trial failed: so would this
-                self.trials[item] = self._try_own(item, self.of_item[item])
+            if item in self.of_item and stages and self.session.answer is not None:
+                passed = {c for c, exc in self.outcomes if exc is None}
+                doubtful = frozenset(s for s in stages if not (
+                    s in self.of_item and passed.issuperset(self.of_item[s]) and self.trials.get(s) is not False))
+                if len(doubtful) < len(stages):
+                    self.trials[item] = self._try_own(item, self.of_item[item], doubtful)
         return bool(self.trials[item])
 
-    def _try_own(self, item: str, checks: list[Check]) -> bool:
+    def _try_own(self, item: str, checks: list[Check], doubtful: frozenset[str]) -> bool:
         self.session.begin_trial()
-        self.session.own.add(item)
+        self.session.own[item] = doubtful
         try:
             for check in checks:
                 try:
@@ -150,7 +156,7 @@ class Run:
                     return False
             return True
         finally:
-            self.session.own.discard(item)
+            self.session.own.pop(item, None)
 
 
 def _without_frames(exc: BaseException | None) -> None:

@@ -251,8 +251,10 @@ class Child:
         item = str(header.get("item"))
         self.item = item
         try:
-            # "own": the grader asks for the student's own stages, no stand-ins
-            with contextlib.nullcontext() if header.get("own") is True else self.isolated(item):
+            # "own": the grader asks for the student's own stages, with stand-ins for those listed only
+            own = header.get("own")
+            only = {str(s) for s in own} if isinstance(own, list) else None
+            with self.isolated(item, only):
                 target = self.resolve(item)
                 if op == Op.CALL:
                     return self.run(lambda: self.call(target, args, kwargs))
@@ -354,11 +356,11 @@ class Child:
 
     # -- stage isolation
     @contextlib.contextmanager
-    def isolated(self, item: str):
-        """While ``item`` runs, each stage it may call is replaced by its stand-in
-        wherever the student's modules refer to it, so a wrong stage elsewhere
-        never costs this one its points."""
-        keys = self.swaps.get(item, [])
+    def isolated(self, item: str, only: set[str] | None = None):
+        """While ``item`` runs, each stage it may call (of ``only``, where given)
+        is replaced by its stand-in wherever the student's modules refer to it,
+        so a wrong stage elsewhere never costs this one its points."""
+        keys = [k for k in self.swaps.get(item, []) if only is None or k in only]
         if not keys:  # an item that calls no other stage: nothing to swap
             yield
             return

@@ -80,7 +80,8 @@ class Session:
         self.unavailable: dict[str, tuple[str, str, str]] = {}  # module -> (kind, message, traceback)
         self.absent = dict(absent or {})  # module -> the reason for a module the submission has no file of
         self.current: str | None = None  # the item whose request is under way
-        self.own: set[str] = set()  # items whose requests run on the student's own stages, no stand-ins
+        # item -> the stages still stood in while it is tried on the student's own (the rest run as written)
+        self.own: dict[str, frozenset[str]] = {}
         self.printing: str | None = None  # the item the current child's output is counted against
         self.fresh = False  # the next request tells the child its output is counted from zero
         self.spawned = 0
@@ -307,7 +308,7 @@ class Session:
         header = {"op": Op(op), "item": item, "args": protocol.encode_value(list(args), bufs),
                   "kwargs": protocol.encode_value(dict(kwargs or {}), bufs)}
         if item in self.own:
-            header["own"] = True
+            header["own"] = sorted(self.own[item])
         start = time.monotonic()
         try:
             reply, rbufs = self._exchange(header, bufs, start + self.limits.seconds - used, item=item)
