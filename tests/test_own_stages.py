@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from attnkit.exercises import MODULES
 from attnkit.judge import engine, reference
 from attnkit.sandbox import Limits, client
 from conftest import full_marks, grade_folder, make_submission, scores
@@ -219,7 +220,7 @@ def test_a_failed_trial_charges_no_item_the_time_of_imports_it_made_again(zygote
     assert got == {k: v for k, v in full_marks().items() if k != f"{CA}.CausalAttention"}
 
 
-def test_a_mistake_a_caller_makes_up_for_costs_both_stages(zygote, tmp_path):
+def test_a_mistake_a_caller_makes_up_for_costs_both_stages(zygote, tmp_path, trials):
     """softmax's default axis is -2, not the -1 its signature promises, and the
     whole mechanism makes up for it (softmax of the transpose, transposed
     back): right end to end, and wrong twice. softmax's hidden check calls it
@@ -234,12 +235,13 @@ def test_a_mistake_a_caller_makes_up_for_costs_both_stages(zygote, tmp_path):
     assert got.pop(f"{S}.softmax") == full_marks((S,))[f"{S}.softmax"] - 2  # hidden: 2
     assert got.pop(WHOLE) == 0
     assert got == {k: v for k, v in full_marks((S,)).items() if k not in (f"{S}.softmax", WHOLE)}
+    assert trials[WHOLE] is False and trials.doubtful[WHOLE] == {f"{S}.softmax"}  # tried on the reference's softmax
 
 
 SA = "self_attention"
 
 
-def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zygote, tmp_path):
+def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zygote, tmp_path, trials):
     """softmax ends the process when attention_weights calls it (a bug none of
     its own checks reach), and both files print about 30 KiB when imported:
     the trial ends in a crash, and the graded run, with the reference's
@@ -254,26 +256,45 @@ def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zyg
                    "    return sa.softmax(scores / d_k ** 0.5, dim=-1)")]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (S, SA))
     assert scores(report) == full_marks((S, SA))
+    # attention_weights passed, but only on the reference's softmax: in doubt for the modules that call it
+    assert trials[f"{SA}.attention_weights"] is False
+    assert trials.doubtful[f"{SA}.SelfAttention"] == {f"{SA}.attention_weights"}
 
 
-@pytest.mark.parametrize("heads_right", [True, False])
-def test_a_file_first_imported_in_a_failed_trial_is_charged_as_without_a_trial(zygote, tmp_path, trials, heads_right):
+def test_stages_not_graded_are_stood_in_during_a_trial(zygote, tmp_path, trials):
+    """Only self_attention is graded: simplified_attention's stages have no
+    result here, so they are in doubt. attention_weights may call those alone
+    (no trial: it would be its graded run); SelfAttention is tried with them
+    stood in, its own stages as written."""
+    report = grade_folder(zygote, make_submission(tmp_path / "sub"), (SA,))
+    assert scores(report) == full_marks((SA,))
+    assert f"{SA}.attention_weights" not in trials
+    assert trials[f"{SA}.SelfAttention"] is True
+    assert trials.doubtful[f"{SA}.SelfAttention"] == {f"{S}.softmax", f"{S}.normalize_by_sum"}
+
+
+@pytest.mark.parametrize("heads", ["right", "without dropout", "without dropout, mask wrong"])
+def test_a_file_first_imported_in_a_failed_trial_is_charged_as_without_a_trial(zygote, tmp_path, trials, heads):
     """multihead_attention.py prints 58 KiB when imported, first for the wrapper,
     whose forward prints 8 KB more the first time: over the wrapper's 64 KiB,
-    0/7, whether its trial is made (CausalAttention right) or not (CausalAttention
-    without dropout and causal_mask wrong: every stage the wrapper calls in
-    doubt). Before, the regrade imported the file at no item's
+    0/7, whether its trial is made on the student's CausalAttention (right), on
+    the reference's (the student's without dropout) or not at all (causal_mask
+    wrong too: every stage the wrapper calls in doubt). Before, the regrade imported the file at no item's
     expense, and the wrapper's grade depended on CausalAttention's (third review)."""
     once = ("        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)",
             "        if not _PRINTED:\n            _PRINTED.append(1)\n            print('y' * 8000)\n"
             "        return torch.cat([head(x) for head in self.heads], dim=-1)  # (b, T, h * d_out)")
     edits = {MH: [("import torch.nn as nn\n", printing_at_import(58) + "_PRINTED = []\n"), once],
-             CA: [] if heads_right else [("        weights = self.dropout(weights)\n", ""),
-                                         # and causal_mask wrong: both stages in doubt
-                                         ("diagonal=1)\n    ### END", "diagonal=2)\n    ### END")]}
+             CA: {"right": [],
+                  "without dropout": [("        weights = self.dropout(weights)\n", "")],
+                  "without dropout, mask wrong": [("        weights = self.dropout(weights)\n", ""),
+                                                  ("diagonal=1)\n    ### END", "diagonal=2)\n    ### END")]}[heads]}
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), (CA, MH))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
-    assert trials.get(f"{MH}.MultiHeadAttentionWrapper") is (False if heads_right else None)
+    wrapper = f"{MH}.MultiHeadAttentionWrapper"
+    assert trials.get(wrapper) is {"right": False, "without dropout": False, "without dropout, mask wrong": None}[heads]
+    if heads == "without dropout":
+        assert trials.doubtful[wrapper] == {f"{CA}.CausalAttention"}
 
 
 def printing_lines(kib: int) -> str:
@@ -311,15 +332,17 @@ def test_an_import_owed_before_a_trial_is_still_owed_after_it(zygote, tmp_path, 
 
 
 @pytest.mark.slow  # 2 s time limits, spent
-@pytest.mark.parametrize("mask_right", [True, False])
-def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_path, trials, mask_right):
+@pytest.mark.parametrize("stages", ["right", "mask_scores wrong", "all wrong"])
+def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_path, trials, stages):
     """causal_attention.py prints 40 KiB when imported and CausalAttention never
     returns; multihead_attention.py imports it and self_attention, and the
     wrapper prints 30 KiB once. The loop ends CausalAttention's process, and
     the wrapper's new process imports causal_attention again, charged to the
     wrapper: over 64 KiB, 0/7, whether CausalAttention was first tried on all
-    of the student's own stages or with the reference's mask_scores (the
-    student's wrong). Before: 7/7 after a
+    of the student's own stages, with the reference's mask_scores (the
+    student's wrong), or not at all (only causal_attention and
+    multihead_attention graded, and causal_attention's three stages wrong:
+    every stage CausalAttention calls in doubt). Before: 7/7 after a
     trial, the modules it owed imported free, one of them resetting the count."""
     edits = {CA: [("import torch.nn as nn\n", "import torch.nn as nn\n" + printing_lines(40)),
                   ("        num_tokens = x.shape[-2]\n", "        while True:\n            pass\n"
@@ -327,9 +350,17 @@ def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_pat
              MH: [("from causal_attention import CausalAttention, causal_mask\n",
                    "from causal_attention import CausalAttention, causal_mask\nimport self_attention\n"
                    "_PRINTED = []\n"), WRAPPER_PRINTS_ONCE]}
-    if not mask_right:
+    if stages != "right":
         edits[CA].append(('    return scores.masked_fill(mask, float("-inf"))',
                           '    return scores.masked_fill(mask, float("-inf")) + 0.01'))
-    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), limits=Limits(seconds=2))
+    if stages == "all wrong":
+        edits[CA] += [("diagonal=1)\n    ### END", "diagonal=2)\n    ### END"),
+                      ("    return kept / kept.sum(dim=-1, keepdim=True)", "    return kept / kept.sum(dim=-1, keepdim=True) * 1.01")]
+    modules = (CA, MH) if stages == "all wrong" else MODULES
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), modules, limits=Limits(seconds=2))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0
-    assert trials.doubtful[f"{CA}.CausalAttention"] == (set() if mask_right else {f"{CA}.mask_scores"})
+    assert any("output limit exceeded" in (c.reason or "") for c in report.by_item()[f"{MH}.MultiHeadAttentionWrapper"].checks)
+    if stages == "all wrong":
+        assert f"{CA}.CausalAttention" not in trials
+    else:
+        assert trials.doubtful[f"{CA}.CausalAttention"] == (set() if stages == "right" else {f"{CA}.mask_scores"})

@@ -94,8 +94,8 @@ class GradingPlugin:
 
     @pytest.hookimpl(trylast=True)  # after any plugin that reorders: the engine's order is the one that grades
     def pytest_collection_modifyitems(self, config, items):
-        # kept in the engine's order, not the files': an item is tried on the student's own
-        # stages only after they passed (judge.engine.Run), as `attnkit grade` does
+        # kept in the engine's order, not the files': an item's trial on the student's own
+        # stages stands in those that failed before it (judge.engine.Run), as `attnkit grade` does
         order = {(c.item, c.kind): n for n, c in enumerate(self.grading.checks)}
         keep, drop = [], []
         for node in items:

@@ -61,12 +61,11 @@ class Run:
 
     An item that may call other stages is first tried on the student's own
     stages (``_own``), each one that is in doubt (it failed a check here,
-    was not graded, or passed only on stand-ins of its own) replaced by its
-    stand-in: when every check of the item passes that way,
-    the item has full marks, with no stand-in asked for a stage that passed
-    (for a correct submission, none at all: most of the exchanges with its
-    process; for a wrong stage, only its own, where every stage its callers
-    call used to be asked for). Otherwise it is graded as always, each stage
+    was not graded, or failed its own such trial) replaced by its stand-in:
+    when every check of the item passes that way, the item has full marks,
+    with no stand-in asked for the other stages (for a correct submission,
+    none at all: most of the exchanges with its process; for a wrong stage,
+    its callers ask for that stage alone). Otherwise it is graded as always, each stage
     it calls replaced by its stand-in, so that a mistake in a stage costs
     that stage alone, in a fresh process: the trial leaves no trace (time,
     output, comparisons, and what the student's code kept in its own
@@ -123,8 +122,8 @@ class Run:
         """Whether every selected check of ``item`` passes on the student's own
         stages (tried once, on the item's first check), with stand-ins for the
         stages it may call that are in doubt here: one that failed a check,
-        was not graded, or made a failed trial of its own (it is right only
-        with stand-ins under it). Tried only where stand-ins would be answered
+        was not graded, or made a failed trial of its own (it failed on the
+        student's own stages under it). Tried only where stand-ins would be answered
         (a public session has none to leave out) and at least one stage the
         item may call is not in doubt: with every one in doubt the trial
         would be the graded run itself. The price: an item right only on the
