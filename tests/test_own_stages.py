@@ -261,6 +261,28 @@ def test_a_trial_a_limit_ended_charges_no_item_for_the_imports_it_made_again(zyg
     assert trials.doubtful[f"{SA}.SelfAttention"] == {f"{SA}.attention_weights"}
 
 
+def test_a_stage_right_only_on_a_stand_in_its_caller_may_not_ask_for_is_stood_in_itself(
+        zygote, tmp_path, asked, trials):
+    """mask_scores is wrong. CausalAttention passes its trial on the reference's
+    mask_scores, which the grader answered while it was graded; the wrapper may
+    call CausalAttention but not mask_scores, so its trial stands in the
+    student's CausalAttention itself, and passes (before, it ran the student's
+    CausalAttention on the wrong mask_scores, failed, and started over in a
+    fresh process)."""
+    edits = {CA: [('    return scores.masked_fill(mask, float("-inf"))', "    return scores.masked_fill(mask, -1.0)")]}
+    report = grade_folder(zygote, make_submission(tmp_path / "sub", edits))
+    got = scores(report)
+    assert got.pop(f"{CA}.mask_scores") < full_marks()[f"{CA}.mask_scores"]
+    assert got == {k: v for k, v in full_marks().items() if k != f"{CA}.mask_scores"}
+    assert trials[f"{CA}.CausalAttention"] is True and trials.doubtful[f"{CA}.CausalAttention"] == {f"{CA}.mask_scores"}
+    wrapper = f"{MH}.MultiHeadAttentionWrapper"
+    assert trials[wrapper] is True and trials.doubtful[wrapper] == {f"{CA}.CausalAttention"}
+    # the stand-in CausalAttention's mask buffer is the reference causal_mask, asked for too
+    assert {stage for item, stage in asked if item == wrapper} == {f"{CA}.CausalAttention", f"{CA}.causal_mask"}
+    assert trials[f"{MH}.MultiHeadAttention"] is True  # it may call mask_scores: stood in, the rest its own
+    assert trials.doubtful[f"{MH}.MultiHeadAttention"] == {f"{CA}.mask_scores"}
+
+
 def test_stages_not_graded_are_stood_in_during_a_trial(zygote, tmp_path, trials):
     """Only self_attention is graded: simplified_attention's stages have no
     result here, so they are in doubt. attention_weights may call those alone
@@ -355,7 +377,7 @@ def test_after_a_limit_what_was_owed_is_imported_again_at_a_cost(zygote, tmp_pat
                           '    return scores.masked_fill(mask, float("-inf")) + 0.01'))
     if stages == "all wrong":
         edits[CA] += [("diagonal=1)\n    ### END", "diagonal=2)\n    ### END"),
-                      ("    return kept / kept.sum(dim=-1, keepdim=True)", "    return kept / kept.sum(dim=-1, keepdim=True) * 1.01")]
+                      ("kept / kept.sum(dim=-1, keepdim=True)\n", "kept / kept.sum(dim=-1, keepdim=True) * 1.01\n")]
     modules = (CA, MH) if stages == "all wrong" else MODULES
     report = grade_folder(zygote, make_submission(tmp_path / "sub", edits), modules, limits=Limits(seconds=2))
     assert scores(report)[f"{MH}.MultiHeadAttentionWrapper"] == 0

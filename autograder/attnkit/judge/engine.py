@@ -60,16 +60,17 @@ class Run:
     item's checks (``attnkit.judge.diagnosis.conclude``).
 
     An item that may call other stages is first tried on the student's own
-    stages (``_own``), each one that is in doubt (it failed a check here,
-    was not graded, or failed its own such trial) replaced by its stand-in:
-    when every check of the item passes that way, the item has full marks,
-    with no stand-in asked for the other stages (for a correct submission,
-    none at all: most of the exchanges with its process; for a wrong stage,
-    its callers ask for that stage alone). Otherwise it is graded as always, each stage
-    it calls replaced by its stand-in, so that a mistake in a stage costs
-    that stage alone, in a fresh process: the trial leaves no trace (time,
-    output, comparisons, and what the student's code kept in its own
-    process)."""
+    stages (``_own``), those in doubt replaced by their stand-ins
+    (``_in_doubt``: a stage that failed a check here, was not graded or
+    failed its own such trial, and the stand-ins a stage that passed was
+    graded on): when every check of the item passes that way, the item has
+    full marks, with no stand-in asked for the other stages (for a correct
+    submission, none at all: most of the exchanges with its process; for a
+    wrong stage, its callers ask for that stage alone). Otherwise it is
+    graded as always, each stage it calls replaced by its stand-in, so that
+    a mistake in a stage costs that stage alone, in a fresh process: the
+    trial leaves no trace (time, output, comparisons, and what the student's
+    code kept in its own process)."""
 
     def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
@@ -121,12 +122,10 @@ class Run:
     def _own(self, item: str) -> bool:
         """Whether every selected check of ``item`` passes on the student's own
         stages (tried once, on the item's first check), with stand-ins for the
-        stages it may call that are in doubt here: one that failed a check,
-        was not graded, or made a failed trial of its own (it failed on the
-        student's own stages under it). Tried only where stand-ins would be answered
-        (a public session has none to leave out) and at least one stage the
-        item may call is not in doubt: with every one in doubt the trial
-        would be the graded run itself. The price: an item right only on the
+        stages it may call that are in doubt (``_in_doubt``). Tried only where
+        stand-ins would be answered (a public session has none to leave out)
+        and at least one stage the item may call is not in doubt: with every
+        one in doubt the trial would be the graded run itself. The price: an item right only on the
         student's own stages (relying on what a stage does that its checks do
         not test) keeps its marks only while those stages pass all their
         checks."""
@@ -134,12 +133,33 @@ class Run:
             self.trials[item] = None
             stages = allowed_calls().get(item, ())
             if item in self.of_item and stages and self.session.answer is not None:
-                passed = {c for c, exc in self.outcomes if exc is None}
-                doubtful = frozenset(s for s in stages if not (
-                    s in self.of_item and passed.issuperset(self.of_item[s]) and self.trials.get(s) is not False))
+                doubtful = self._in_doubt(stages)
                 if len(doubtful) < len(stages):
                     self.trials[item] = self._try_own(item, self.of_item[item], doubtful)
         return bool(self.trials[item])
+
+    def _in_doubt(self, stages) -> frozenset[str]:
+        """Of ``stages`` (what an item may call), those its trial stands in: each
+        that failed a check, was not graded or failed its own trial, and
+        what a stage that passed was graded on: the stand-ins the grader
+        answered while it was graded go on being stood in, and where one of
+        them is not a stage this item may call, that stage itself is (it is
+        right, as far as the grader knows, only on the reference's stage: a
+        right CausalAttention on a wrong mask_scores, under the wrapper, which
+        may call CausalAttention but not mask_scores). A student's code that
+        asks fewer questions than its stages need only has them run as written
+        sooner; one that asks more is stood in for more, closer to the graded
+        run: neither earns anything."""
+        passed = {c for c, exc in self.outcomes if exc is None}
+        calls, doubtful = set(stages), set()
+        for s in stages:
+            under = self.session.asked.get(s, set())
+            if (s in self.of_item and passed.issuperset(self.of_item[s]) and self.trials.get(s) is not False
+                    and under <= calls):
+                doubtful |= under
+            else:
+                doubtful.add(s)
+        return frozenset(doubtful)
 
     def _try_own(self, item: str, checks: list[Check], doubtful: frozenset[str]) -> bool:
         self.session.begin_trial()

@@ -82,6 +82,9 @@ class Session:
         self.current: str | None = None  # the item whose request is under way
         # item -> the stages still stood in while it is tried on the student's own (the rest run as written)
         self.own: dict[str, frozenset[str]] = {}
+        # item -> the stages whose stand-ins the grader answered while it was graded (its trial that
+        # passed, or its graded run): what it passed on, as the grader saw it
+        self.asked: dict[str, set[str]] = {}
         self.printing: str | None = None  # the item the current child's output is counted against
         self.fresh = False  # the next request tells the child its output is counted from zero
         self.spawned = 0
@@ -167,6 +170,7 @@ class Session:
         self.owed = owed | had
         self.imported_before, self.unavailable = before, unavailable
         self.used.pop(item, None)
+        self.asked.pop(item, None)
 
     def _fresh_output(self) -> None:
         """The current child's output is counted from zero (the runner's count
@@ -381,6 +385,7 @@ class Session:
                 raise PermissionError(f"{target!r} is not a stage that {item or 'an import'} may call")
             if sum(len(b) for b in bufs) > self.limits.upcall_bytes:
                 raise PermissionError(f"arguments over {self.limits.upcall_bytes >> 20} MiB")
+            self.asked.setdefault(item, set()).add(target)
             key = ANSWERS.key(self.answer, header, bufs)
             known = ANSWERS.get(key, self.limits.upcall_bytes)
             if known is not None:
