@@ -1,15 +1,17 @@
-"""An item whose stages all passed is first graded on the student's own stages
+"""An item is first graded on the student's own stages, those in doubt stood in
 (``attnkit.judge.engine.Run``): no stand-in is asked when the student's code
-is right end to end, and a trial that fails leaves nothing behind for the
-graded run (time, output, what the student's code kept in its process)."""
+is right end to end, a wrong stage is asked for alone, and a trial that fails
+leaves nothing behind for the graded run (time, output, what the student's
+code kept in its process)."""
 
 from __future__ import annotations
 
 import pytest
 
-from attnkit.exercises import MODULES
+from attnkit.exercises import MODULES, allowed_calls
 from attnkit.judge import engine, reference
-from attnkit.sandbox import Limits, client
+from attnkit.judge.registry import registry
+from attnkit.sandbox import Limits, Session, client
 from conftest import full_marks, grade_folder, make_submission, scores
 
 S = "simplified_attention"
@@ -281,6 +283,54 @@ def test_a_stage_right_only_on_a_stand_in_its_caller_may_not_ask_for_is_stood_in
     assert {stage for item, stage in asked if item == wrapper} == {f"{CA}.CausalAttention", f"{CA}.causal_mask"}
     assert trials[f"{MH}.MultiHeadAttention"] is True  # it may call mask_scores: stood in, the rest its own
     assert trials.doubtful[f"{MH}.MultiHeadAttention"] == {f"{CA}.mask_scores"}
+
+
+class _Graded:
+    """What ``Run._in_doubt`` reads of a session: the stand-ins asked for while each item was graded."""
+
+    answer = object()
+
+    def __init__(self, asked: dict[str, set[str]]):
+        self.asked = asked
+
+
+def _run(session, modules, failed=()):
+    checks = [c for c in registry() if c.item.split(".", 1)[0] in modules]
+    run = engine.Run(session, checks=checks)
+    run.outcomes = [(c, AssertionError("wrong") if c.item in failed else None) for c in checks]
+    return run
+
+
+def test_what_a_stage_passed_on_is_stood_in_for_its_callers_or_the_stage_itself():
+    """``Run._in_doubt`` alone, every branch: attention_weights passed on the
+    reference's softmax (asked for while it was graded). SelfAttention, which
+    may call softmax, stands softmax in; an item that could not would stand in
+    attention_weights itself. A failed check, a failed trial and a stage not
+    graded each put that stage in doubt."""
+    whole_sa = allowed_calls()[f"{SA}.SelfAttention"]
+    run = _run(_Graded({f"{SA}.attention_weights": {f"{S}.softmax"}}), (S, SA))
+    assert run._in_doubt(whole_sa) == {f"{S}.softmax"}
+    assert run._in_doubt((f"{SA}.attention_weights", f"{SA}.project_qkv")) == {f"{SA}.attention_weights"}
+    run.trials[f"{SA}.project_qkv"] = False
+    assert run._in_doubt(whole_sa) == {f"{S}.softmax", f"{SA}.project_qkv"}
+    run = _run(_Graded({}), (S, SA), failed={f"{SA}.attention_scores"})
+    assert run._in_doubt(whole_sa) == {f"{SA}.attention_scores"}
+    run = _run(_Graded({}), (SA,))
+    assert run._in_doubt(whole_sa) == {f"{S}.softmax", f"{S}.normalize_by_sum"}
+
+
+def test_a_failed_trial_leaves_no_record_of_what_it_asked_for(zygote):
+    """What an item's failed trial asked for is not what it passed on: the
+    graded run that follows keeps its own record."""
+    session = Session(zygote, {}, MODULES)
+    try:
+        session.asked[f"{SA}.attention_weights"] = {f"{S}.normalize_by_sum"}
+        session.begin_trial()
+        session.asked[WHOLE] = {f"{S}.softmax"}
+        session.start_over(WHOLE)
+        assert session.asked == {f"{SA}.attention_weights": {f"{S}.normalize_by_sum"}}
+    finally:
+        session.close()
 
 
 def test_stages_not_graded_are_stood_in_during_a_trial(zygote, tmp_path, trials):

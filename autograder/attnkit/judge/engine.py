@@ -63,7 +63,8 @@ class Run:
     stages (``_own``), those in doubt replaced by their stand-ins
     (``_in_doubt``: a stage that failed a check here, was not graded or
     failed its own such trial, and the stand-ins a stage that passed was
-    graded on): when every check of the item passes that way, the item has
+    graded on, or that stage itself where one of them is not a stage the
+    item may call): when every check of the item passes that way, the item has
     full marks, with no stand-in asked for the other stages (for a correct
     submission, none at all: most of the exchanges with its process; for a
     wrong stage, its callers ask for that stage alone). Otherwise it is
@@ -140,16 +141,15 @@ class Run:
 
     def _in_doubt(self, stages) -> frozenset[str]:
         """Of ``stages`` (what an item may call), those its trial stands in: each
-        that failed a check, was not graded or failed its own trial, and
-        what a stage that passed was graded on: the stand-ins the grader
-        answered while it was graded go on being stood in, and where one of
-        them is not a stage this item may call, that stage itself is (it is
-        right, as far as the grader knows, only on the reference's stage: a
-        right CausalAttention on a wrong mask_scores, under the wrapper, which
-        may call CausalAttention but not mask_scores). A student's code that
-        asks fewer questions than its stages need only has them run as written
-        sooner; one that asks more is stood in for more, closer to the graded
-        run: neither earns anything."""
+        that failed a check, was not graded or failed its own trial; and, for
+        a stage that passed, the stand-ins asked for while it was graded
+        (``Session.asked``: what it passed on), or, where one of them is not a
+        stage this item may call, that stage itself (a right CausalAttention
+        on a wrong mask_scores, under the wrapper, which may call
+        CausalAttention but not mask_scores). A student's code that asks fewer
+        questions than its stages need only has them run as written sooner;
+        one that asks more is stood in for more, closer to the graded run:
+        neither earns anything."""
         passed = {c for c, exc in self.outcomes if exc is None}
         calls, doubtful = set(stages), set()
         for s in stages:

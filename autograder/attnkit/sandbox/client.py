@@ -82,8 +82,8 @@ class Session:
         self.current: str | None = None  # the item whose request is under way
         # item -> the stages still stood in while it is tried on the student's own (the rest run as written)
         self.own: dict[str, frozenset[str]] = {}
-        # item -> the stages whose stand-ins the grader answered while it was graded (its trial that
-        # passed, or its graded run): what it passed on, as the grader saw it
+        # item -> the stages whose stand-ins were asked for while it was graded (its trial that passed,
+        # or its graded run), each a stage it may call: what it passed on, as far as the grader knows
         self.asked: dict[str, set[str]] = {}
         self.printing: str | None = None  # the item the current child's output is counted against
         self.fresh = False  # the next request tells the child its output is counted from zero
