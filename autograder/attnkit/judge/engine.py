@@ -60,17 +60,14 @@ class Run:
     item's checks (``attnkit.judge.diagnosis.conclude``).
 
     An item that may call other stages is first tried on the student's own
-    stages (``_own``), those in doubt replaced by their stand-ins
-    (``_in_doubt``: a stage that failed a check here, was not graded or failed
-    its own such trial, and the stand-ins a stage that passed was graded on, or
-    that stage itself where one of them is not a stage the item may call): when
-    every check of the item passes that way, the item has full marks, with no
-    stand-in asked for the other stages (for a correct submission, none at all:
-    most of the exchanges with its process; for a wrong stage, its callers ask
-    for that stage alone). Otherwise it is graded as always, each stage it
-    calls replaced by its stand-in, so that a mistake in a stage costs that
-    stage alone, in a fresh process: the trial leaves no trace (time, output,
-    comparisons, and what the student's code kept in its own process)."""
+    stages (``_own``), only those in doubt replaced by their stand-ins
+    (``_in_doubt`` says which): when every check of the item passes that way,
+    it has full marks, with no stand-in asked for the others (for a correct
+    submission, none at all: most of the exchanges with its process).
+    Otherwise it is graded as always, each stage it calls replaced by its
+    stand-in, so that a mistake in a stage costs that stage alone, in a fresh
+    process: the trial leaves no trace (time, output, comparisons, and what
+    the student's code kept in its own process)."""
 
     def __init__(self, session: Session, made_from: dict[str, str] | None = None, checks=()):
         self.session = session
