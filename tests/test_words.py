@@ -68,6 +68,16 @@ WORDS = {
             return attention_weights(attention_scores(q, k), k.shape[-1]) @ v * 2
         """)],
         f"{SA}.SelfAttention", None, says=("fix the forward first",), never=("documented order",)),
+    # a right forward and one parameter too many: the example fails on the names alone,
+    # which says nothing of the forward
+    "seed_with_an_extra_parameter": Words(
+        SA, [body(SA, "SelfAttention.__init__", """
+            self.W_query = nn.Parameter(torch.rand(d_in, d_out))
+            self.W_key = nn.Parameter(torch.rand(d_in, d_out))
+            self.W_value = nn.Parameter(torch.rand(d_in, d_out))
+            self.scale = nn.Parameter(torch.tensor(1.0), requires_grad=False)
+        """)],
+        f"{SA}.SelfAttention", None, says=("unexpected scale",), never=("fix the forward first", "forward")),
     "seed_with_layers_in_another_order": Words(
         SA, [body(SA, "SelfAttention.__init__", """
             self.W_key = nn.Parameter(torch.rand(d_in, d_out))

@@ -33,6 +33,11 @@ class GradientFailure(CheckFailure):
     from the autograd graph, or another gradient): never a wrong answer."""
 
 
+class LayoutFailure(CheckFailure):
+    """The module's parameters are not the ones the exercise names (a name or a
+    shape differs): its forward may be right, and this says nothing of it."""
+
+
 class StudentError(CheckFailure):
     """The student's code raised, was missing, or could not be imported.
 

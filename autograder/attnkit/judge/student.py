@@ -14,7 +14,7 @@ import torch
 from attnkit.judge import compare, reference
 from attnkit.exercises import Item
 from attnkit.judge.diagnosis import errors
-from attnkit.errors import CheckFailure, GraderError, LimitExceeded, StudentError
+from attnkit.errors import CheckFailure, GraderError, LayoutFailure, LimitExceeded, StudentError
 from attnkit.sandbox import ChildFault, LimitHit, SandboxError
 
 
@@ -165,7 +165,7 @@ class Student:
             if run.state_mismatch or differs:
                 if not differs:
                     raise CheckFailure("the process running your code sent back a malformed reply")
-                raise CheckFailure(parameter_difference(run.shapes(), state))
+                raise LayoutFailure(parameter_difference(run.shapes(), state))
         if len(run.inputs_after) == len(inputs):
             compare.unchanged(list(inputs), run.inputs_after, ["x"] * len(inputs))
         return run

@@ -13,7 +13,7 @@ from attnkit.judge import compare, reference
 from attnkit.judge.diagnosis import Call, finding
 from attnkit.judge.diagnosis.dropout import train_mode_failure
 from attnkit.judge.diagnosis.pictures import PROBE_TITLE, PROBED, Picture
-from attnkit.errors import CheckFailure, GradientFailure, LimitExceeded, StudentError
+from attnkit.errors import CheckFailure, GradientFailure, LayoutFailure, LimitExceeded, StudentError
 from attnkit.judge.student import parameter_difference, reference_names
 
 # float32 results of a different but correct formula differ by ~1e-7.
@@ -383,7 +383,7 @@ def verify(student, run, what: str, lenient: bool = False) -> None:
             return
     if state and not same:
         want = reference.memo("shapes", _parameter_shapes, student.name, *run.init_args, **run.init)
-        raise CheckFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
+        raise LayoutFailure(parameter_difference({n: tuple(t.shape) for n, t in state.items()},
                                                 {n: torch.empty(s) for n, s in want.items()}))
     raise CheckFailure(
         f"{what} cannot be credited: on a fresh input of the same shape, {tuple(x.shape)}, your module's "

@@ -23,7 +23,7 @@ import torch
 
 from attnkit.judge.diagnosis.catalogue import BY_ID, ENTRIES, Misconception, reason
 from attnkit.judge.diagnosis.evidence import Case
-from attnkit.errors import CheckFailure, LimitExceeded, StudentError
+from attnkit.errors import CheckFailure, LayoutFailure, LimitExceeded, StudentError
 
 # The student's answer equals a variant when it is this close to it: both come
 # from the same inputs, so a float32 answer is within ~1e-6 relative.
@@ -159,7 +159,11 @@ def conclude_item(item: str, outcomes: list[tuple[object, BaseException | None]]
             elif exc.diagnosis or exc.reason != exc.facts:
                 exc = _with_reason(exc, exc.facts, "", exc.details)
             if check.kind == "seed" and not exc.diagnosis and not isinstance(exc, StudentError):
-                hint = seed_hint(exc) if "example" in passed else SEED_AND_EXAMPLE if "example" in failures else ""
+                # "fix the forward first" only where the example says so: one failed on
+                # the parameters' names or shapes says nothing of the forward
+                example = failures.get("example")
+                hint = (seed_hint(exc) if "example" in passed else
+                        SEED_AND_EXAMPLE if example is not None and not isinstance(example, LayoutFailure) else "")
                 exc = _with_reason(exc, exc.reason + hint, "", exc.details)
         out.append((check, exc))
     return out
