@@ -55,7 +55,8 @@ def attention_weights(scores: torch.Tensor, d_k: int) -> torch.Tensor:
     Dividing by sqrt(d_k), not by d_k, keeps the scores' spread near 1 when
     queries and keys have d_k independent components of spread 1.
 
-    Shapes: scores (..., T_q, T_k) -> weights of the same shape, rows summing to 1.
+    Shapes: scores (..., T_q, T_k) or one row (T_k,) -> weights of the same shape,
+    rows summing to 1.
 
     Hint: ``torch.softmax(..., dim=-1)`` is allowed from this stage on.
     """

@@ -68,7 +68,7 @@ def _doc_scores_2():
 
 @check(M + "attention_weights", "example")
 def test_attention_weights_example(student):
-    compare.matches_doc(student(_doc_scores_2(), 2), "s3_4_1_attn_weights_2", "the weights of query 2 (d_k = 2)",
+    compare.matches_doc(student(_doc_scores_2(), 2), "s3_4_1_attn_weights_2", "the weights of query 2 (one row; d_k = 2)",
                         call=Call(M + "attention_weights", (_doc_scores_2(), 2)))
 
 
