@@ -514,6 +514,10 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
          '        self.register_buffer("mask", causal_mask(context_length).view(1, 1, context_length, context_length))'),
         ("mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
          "mask_scores(scores, self.mask[0, 0, :num_tokens, :num_tokens])")]),
+    # torch's own nn.MultiheadAttention keeps out_proj as this subclass of nn.Linear (bias included)
+    "mha_out_proj_linear_subclass": (MH, [
+        ("self.out_proj = nn.Linear(d_out, d_out)",
+         "self.out_proj = nn.modules.linear.NonDynamicallyQuantizableLinear(d_out, d_out)")]),
     "mha_scale_multiply": (MH, [("torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)",
                                  "torch.softmax(scores * self.head_dim ** -0.5, dim=-1)")]),
     # project_qkv returns a NamedTuple of the student's own, and SelfAttention reads its fields: while

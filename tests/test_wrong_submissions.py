@@ -107,6 +107,17 @@ def test_wrong_submission_loses_exactly_its_stage(zygote, tmp_path, name):
     assert {c.diagnosis for c in report.by_item()[item].checks if not c.passed} - {""} == {named}
 
 
+@pytest.mark.parametrize("linear", ["nn.Linear", "nn.modules.linear.NonDynamicallyQuantizableLinear"])
+def test_an_out_proj_without_bias_is_said_so_whatever_linear_it_is(zygote, tmp_path, linear):
+    """A subclass of nn.Linear (torch's own MultiheadAttention keeps out_proj as one) is
+    read as nn.Linear is: with a bias it is right (test_alternatives), without one it is not."""
+    folder = make_submission(tmp_path / "s", {MH: [("self.out_proj = nn.Linear(d_out, d_out)",
+                                                    f"self.out_proj = {linear}(d_out, d_out, bias=False)")]})
+    report = grade_folder(zygote, folder, (MH,))
+    (structure,) = [c for c in report.by_item()[f"{MH}.MultiHeadAttention"].checks if c.kind == "structure"]
+    assert not structure.passed and "out_proj has no bias" in structure.reason, structure.reason
+
+
 def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote, tmp_path):
     """``weights.tril()`` fakes the causal mask, the only one the example and the
     masking check pass; the docstring takes any boolean mask (style review)."""

@@ -543,6 +543,7 @@ def _describe(value) -> dict:
             pass
     if tp.__module__.startswith("torch") and hasattr(value, "p") and isinstance(value.p, float):
         info["p"] = value.p
-    if hasattr(value, "bias") and tp.__name__ == "Linear":
+    if hasattr(value, "bias") and "torch.nn.modules.linear.Linear" in info["mro"]:
+        # nn.Linear or a subclass of it (torch's own MultiheadAttention keeps out_proj as one)
         info["bias"] = value.bias is not None
     return info
