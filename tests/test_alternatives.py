@@ -514,6 +514,12 @@ CASES: dict[str, tuple[str, list[tuple[str, str]]]] = {
          '        self.register_buffer("mask", causal_mask(context_length).view(1, 1, context_length, context_length))'),
         ("mask_scores(scores, self.mask[:num_tokens, :num_tokens])",
          "mask_scores(scores, self.mask[0, 0, :num_tokens, :num_tokens])")]),
+    # a dropout of the student's own kind, a subclass of nn.Dropout (its p is nn.Dropout's)
+    "causal_attention_dropout_subclass": (CA, [
+        ("class CausalAttention(nn.Module):",
+         "class AttentionDropout(nn.Dropout):\n    \"\"\"Dropout on attention weights.\"\"\"\n\n\n"
+         "class CausalAttention(nn.Module):"),
+        ("self.dropout = nn.Dropout(dropout)", "self.dropout = AttentionDropout(dropout)")]),
     # torch's own nn.MultiheadAttention keeps out_proj as this subclass of nn.Linear (bias included)
     "mha_out_proj_linear_subclass": (MH, [
         ("self.out_proj = nn.Linear(d_out, d_out)",

@@ -118,6 +118,20 @@ def test_an_out_proj_without_bias_is_said_so_whatever_linear_it_is(zygote, tmp_p
     assert not structure.passed and "out_proj has no bias" in structure.reason, structure.reason
 
 
+@pytest.mark.parametrize("own_kind", [False, True])
+def test_a_dropout_with_a_fixed_p_is_said_so_whatever_dropout_it_is(zygote, tmp_path, own_kind):
+    """A subclass of nn.Dropout, the student's own, is read as nn.Dropout is: its p
+    the dropout argument, right (test_alternatives), or not."""
+    edits = [("self.dropout = nn.Dropout(dropout)",
+              f"self.dropout = {'AttentionDropout' if own_kind else 'nn.Dropout'}(0.5)")]
+    if own_kind:
+        edits.append(("class CausalAttention(nn.Module):",
+                      "class AttentionDropout(nn.Dropout):\n    pass\n\n\nclass CausalAttention(nn.Module):"))
+    report = grade_folder(zygote, make_submission(tmp_path / "s", {CA: edits}), (CA,))
+    (structure,) = [c for c in report.by_item()[f"{CA}.CausalAttention"].checks if c.kind == "structure"]
+    assert not structure.passed and "self.dropout has p = 0.5" in structure.reason, structure.reason
+
+
 def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote, tmp_path):
     """``weights.tril()`` fakes the causal mask, the only one the example and the
     masking check pass; the docstring takes any boolean mask (style review)."""

@@ -541,7 +541,8 @@ def _describe(value) -> dict:
             info["items"] = [_describe(v)["mro"][0] for v in list(value)[:64]]
         except Exception:  # noqa: BLE001
             pass
-    if tp.__module__.startswith("torch") and hasattr(value, "p") and isinstance(value.p, float):
+    if "torch.nn.modules.dropout._DropoutNd" in info["mro"] and isinstance(getattr(value, "p", None), float):
+        # nn.Dropout or a subclass of it, the student's own included
         info["p"] = value.p
     if hasattr(value, "bias") and "torch.nn.modules.linear.Linear" in info["mro"]:
         # nn.Linear or a subclass of it (torch's own MultiheadAttention keeps out_proj as one)
