@@ -752,3 +752,29 @@ def test_a_package_of_ones_own_that_an_exercise_file_imports_is_named_in_a_note(
             "along; make it attn_utils.py"]
     assert [n for n in collect(str(tmp_path), "x").notes if "a folder next to it" in n] == said
     assert [n for n in find(str(tmp_path / f"{CA}.py")).notes if "a folder next to it" in n] == said
+
+
+def test_a_test_cell_grades_the_notebook_it_runs_in(tmp_path, monkeypatch):
+    """JupyterLab's Duplicate leaves <module>-Copy1.ipynb beside the untouched
+    <module>.ipynb: a test cell of the copy grades the copy, the notebook Jupyter
+    says it runs (by its full path, or relative to the server's root), where that
+    notebook's name holds the module's; else the folder's <module>.ipynb."""
+    from attnkit.intake.notebooks import NotebookError
+    from attnkit.kernel.notebook import find_notebook
+
+    module = "simplified_attention"
+    original, copy = tmp_path / f"{module}.ipynb", tmp_path / f"{module}-Copy1.ipynb"
+    other = tmp_path / "multihead_attention.ipynb"
+    for path in (original, copy, other):
+        path.write_text("{}")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert find_notebook(module, tmp_path) == original.resolve()
+    for session in (str(copy), f"course/week3/{copy.name}"):
+        monkeypatch.setenv("JPY_SESSION_NAME", session)
+        assert find_notebook(module, tmp_path) == copy.resolve()
+    monkeypatch.setenv("JPY_SESSION_NAME", str(other))  # another module's: its own test cells ask for its items
+    assert find_notebook(module, tmp_path) == original.resolve()
+    original.unlink()
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / f"{module} (1).ipynb"))  # named, not there
+    with pytest.raises(NotebookError, match="is not in"):
+        find_notebook(module, tmp_path)

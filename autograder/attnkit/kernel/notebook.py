@@ -215,14 +215,19 @@ def _quiet():
 
 
 def find_notebook(module: str, folder: Path | None = None) -> Path:
-    """The saved notebook of ``module``: ``<module>.ipynb`` in the kernel's folder."""
+    """The saved notebook of ``module``: the one this kernel runs, as Jupyter
+    names it, where its name holds the module's (a copy JupyterLab made,
+    ``<module>-Copy1.ipynb``, or a download, ``<module> (1).ipynb``, beside the
+    untouched original); else ``<module>.ipynb`` in the kernel's folder."""
     from attnkit.intake.notebooks import NotebookError
 
     folder = folder or Path.cwd()
     candidates = [folder / f"{module}.ipynb"]
     session = config.JPY_SESSION_NAME.get() or ""
     if session.endswith(".ipynb"):
-        candidates.append(Path(session))
+        # relative to the server's root, and the kernel runs in the notebook's folder
+        running = Path(session) if Path(session).is_absolute() else folder / Path(session).name
+        candidates.insert(0 if module in running.name else 1, running)
     for path in candidates:
         if path.is_file():
             return path.resolve()
