@@ -298,6 +298,7 @@ def test_sizes_are_capped_before_reading(tmp_path, walk):
     assert not sub.found_any()
     assert "64.0 GiB, over the 512 KiB limit" in sub.absent[S]
     assert "over the 8.0 MiB limit for a notebook" in sub.absent[SA]
+    assert "clear its outputs" in sub.absent[SA] and "outputs" not in sub.absent[S]  # what makes a notebook big
     with pytest.raises(IntakeError, match="over the 512 KiB limit"):
         find(str(tmp_path / f"{S}.py"))
 

@@ -54,8 +54,10 @@ def _read_fd(fd: int, name: str, limit: int) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise IntakeError(f"{name}: {_kind(info.st_mode)}, not a regular file; not read (submit the file itself)")
     what = "a notebook" if name.endswith(".ipynb") else "a .py file"
+    # a notebook's size is mostly its saved outputs, which are never graded
+    fix = ": clear its outputs (Edit > Clear Outputs of All Cells), save it and grade again" if what == "a notebook" else ""
     if info.st_size > limit:
-        raise IntakeError(f"{name}: {_size(info.st_size)}, over the {_size(limit)} limit for {what}; not read")
+        raise IntakeError(f"{name}: {_size(info.st_size)}, over the {_size(limit)} limit for {what}; not read{fix}")
     chunks, total = [], 0
     while total <= limit:
         chunk = os.read(fd, min(1 << 20, limit + 1 - total))
@@ -64,7 +66,7 @@ def _read_fd(fd: int, name: str, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     if total > limit:  # it grew while being read
-        raise IntakeError(f"{name}: over the {_size(limit)} limit for {what}; not read")
+        raise IntakeError(f"{name}: over the {_size(limit)} limit for {what}; not read{fix}")
     return b"".join(chunks)
 
 

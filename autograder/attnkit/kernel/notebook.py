@@ -52,7 +52,6 @@ from pathlib import Path
 
 from attnkit import config
 
-NOTEBOOK_LIMIT = 16 << 20  # the same bound as the fast path's
 MESSAGE_LIMIT = 1 << 20  # a request or an answer between a kernel and the helper
 VALIDATOR_WIDTH = 80  # nbgrader validate cuts longer lines of an error with "..."
 
@@ -89,7 +88,7 @@ DEPENDS = {"multihead_attention": ("causal_attention",)}
 def notebook_submission(path: Path, module: str, public: bool):
     """The ``intake.Submission`` of a saved notebook: ``<module>.py`` from its solution
     cells (as the fast path grades it) and, without the reference, the stage it imports."""
-    from attnkit.intake import Submission, read_regular
+    from attnkit.intake import NOTEBOOK_LIMIT, Submission, read_regular
     from attnkit.intake.collect import left_out_notes
     from attnkit.intake.notebooks import NotebookError, module_source
 
