@@ -779,3 +779,29 @@ def test_a_test_cell_grades_the_notebook_it_runs_in(tmp_path, monkeypatch):
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / f"{module} (1).ipynb"))  # named, not there
     with pytest.raises(NotebookError, match="is not in"):
         find_notebook(module, tmp_path)
+
+
+def test_a_cell_whose_body_is_not_python_for_the_kernel_is_neither_code_nor_a_note():
+    """From a review of notebook habits: %%bash, %%html and %%writefile cells were
+    read as Python ("left out: SyntaxError" notes on a right notebook), and a
+    disabled ``%%script false`` cell's old helper replaced the one the kernel
+    uses. A cell magic whose body the kernel runs as Python (%%time) still counts."""
+    import torch
+
+    own = ["%%bash\necho 'if [ -f x ]; then'\n",
+           "%%html\n<b>attention</b>\n",
+           "%%writefile notes.txt\nmask first, then softmax (and don't forget\n",
+           "def _rows(w):\n    return w / w.sum(-1, keepdim=True)\n",
+           "%%script false --no-raise-error\ndef _rows(w):\n    return w\n",  # an old version, turned off
+           "%%time\nSCALE = 1.0\n"]
+    nb = _with_cells("causal_attention", {"renormalize_masked": [
+        "def renormalize_masked(weights, mask):\n    return _rows(weights * ~mask) * SCALE\n"]})
+    for source in own:
+        nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                            "source": source})
+    left_out: list[str] = []
+    space = _namespace(module_source(nb, "causal_attention", left_out))
+    assert not left_out, left_out
+    w = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
+    mask = torch.tensor([[False, True], [False, False]])
+    assert torch.equal(space["renormalize_masked"](w, mask), torch.tensor([[1.0, 0.0], [0.25, 0.75]]))

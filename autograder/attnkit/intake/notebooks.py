@@ -193,13 +193,23 @@ def lines_of(source: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", source)
 
 
+# Cell magics whose body is Python run in the kernel; any other (%%bash, %%html,
+# %%writefile, %%script false, %%python in a subprocess, ...) leaves nothing defined there.
+CELL_MAGIC = re.compile(r"^\s*%%(\w+)")
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
+
+
 def without_magics(source: str) -> list[str]:
     """The cell's lines as IPython runs them: a common leading indent taken off
     (a pasted cell), and each line magic, shell escape, ``x = %magic`` or
     ``obj?`` help made a ``pass``, where a statement may start; a line that
-    continues one (``% (a, b))``) is Python. One pass over the lines."""
+    continues one (``% (a, b))``) is Python. One pass over the lines. A cell
+    whose body is not Python for the kernel (``CELL_MAGIC``) is blank lines."""
     lines = lines_of(source)
     first = next((line for line in lines if line.strip()), "")
+    magic = CELL_MAGIC.match(first)
+    if magic and magic[1] not in PYTHON_CELL_MAGICS:
+        return ["" for _ in lines]
     indent = first[:len(first) - len(first.lstrip())]
     if indent and all(line.startswith(indent) or not line.strip() for line in lines):
         lines = [line[len(indent):] for line in lines]
