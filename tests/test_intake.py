@@ -805,3 +805,28 @@ def test_a_cell_whose_body_is_not_python_for_the_kernel_is_neither_code_nor_a_no
     w = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     mask = torch.tensor([[False, True], [False, False]])
     assert torch.equal(space["renormalize_masked"](w, mask), torch.tensor([[1.0, 0.0], [0.25, 0.75]]))
+
+
+def test_the_kits_own_stage_three_is_never_graded_as_the_students(tmp_path):
+    """Stage 4 is released with the kit's CausalAttention (source/multihead_attention/
+    causal_attention.py, the reference with a header). In a folder that also holds
+    the student's own causal_attention.ipynb it was graded instead of their work (the
+    .py won the tie); alone, it earned stage 3's 25 points with no work at all."""
+    kits = (SOURCE / "multihead_attention" / "causal_attention.py").read_bytes()
+    mine = _with_cells("causal_attention", {"mask_scores": [
+        "def mask_scores(scores, mask):\n    return scores.masked_fill(mask, 0.0)\n"]})
+    put_notebook(tmp_path / "together" / "causal_attention.ipynb", mine)
+    (tmp_path / "together" / "causal_attention.py").write_bytes(kits)
+    sub = collect(str(tmp_path / "together"), "x")
+    assert sub.sources["causal_attention.py"] == "causal_attention.ipynb"
+    assert b"masked_fill(mask, 0.0)" in sub.files["causal_attention.py"]
+    assert any("passed over: causal_attention.py (the kit's own, released with stage 4: not your work)" in n
+               for n in sub.notes), sub.notes
+    alone = tmp_path / "stage4"
+    put_notebook(alone / "multihead_attention.ipynb", source_notebook("multihead_attention"))
+    (alone / "causal_attention.py").write_bytes(kits)
+    sub = collect(str(alone), "x")
+    assert "causal_attention.py" not in sub.files and "multihead_attention.py" in sub.files
+    assert "the kit's own, released with stage 4: not your work" in sub.absent["causal_attention"]
+    with pytest.raises(IntakeError, match="the kit's own, released with stage 4, not your work"):
+        find(str(alone / "causal_attention.py"))

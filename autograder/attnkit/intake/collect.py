@@ -42,7 +42,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from attnkit.exercises import MODULES, items_of
+from attnkit.exercises import KIT_COPY_HEADER, MODULES, items_of
 from attnkit.intake.files import NOTEBOOK_LIMIT, PY_LIMIT, IntakeError, _kind, _Root, read_regular  # noqa: F401
 from attnkit.intake.submission import Submission
 from attnkit.text import one_line
@@ -122,6 +122,11 @@ class _Candidate:
     @property
     def notebook(self) -> bool:
         return self.entry.name.endswith(".ipynb")
+
+    @property
+    def kit_copy(self) -> bool:
+        """The kit's own stage-3 reference, released with stage 4 (``exercises.kit_copy``)."""
+        return not self.notebook and (self.source or b"").startswith(KIT_COPY_HEADER.encode())
 
     @property
     def progress(self) -> int | None:
@@ -290,6 +295,8 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
         cands = [_Candidate(module, e) for e in found[:MAX_CANDIDATES]]
         for cand in cands:
             _load(root, cand)
+            if not cand.problem and cand.kit_copy:  # never graded as the student's work
+                cand.problem = f"{cand.entry.rel} (the kit's own, released with stage 4: not your work)"
         usable = _rank([c for c in cands if not c.problem], siblings, prefer)
         passed = [c.describe() for c in usable[1:]] + [c.problem for c in cands if c.problem]
         if len(found) > MAX_CANDIDATES:
@@ -453,6 +460,9 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
             module, evidence = (stem, "") if stem in MODULES else (_which_py(data), "the functions and classes it defines")
     except NotebookError as exc:
         raise IntakeError(str(exc)) from None
+    if not notebook and data.startswith(KIT_COPY_HEADER.encode()):
+        raise IntakeError(f"{path}: the kit's own, released with stage 4, not your work: grade your own "
+                          f"{module or 'causal_attention'}.py or .ipynb")
     if module is None:
         kind = "notebooks" if notebook else "files"
         raise IntakeError(f"{path}: not one of the four exercise {kind} "
