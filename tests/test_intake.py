@@ -807,11 +807,14 @@ def test_a_cell_whose_body_is_not_python_for_the_kernel_is_neither_code_nor_a_no
     assert torch.equal(space["renormalize_masked"](w, mask), torch.tensor([[1.0, 0.0], [0.25, 0.75]]))
 
 
-def test_the_kits_own_stage_three_is_never_graded_as_the_students(tmp_path):
+def test_the_kits_own_stage_three_is_never_taken_for_the_students_work(tmp_path):
     """Stage 4 is released with the kit's CausalAttention (source/multihead_attention/
     causal_attention.py, the reference with a header). In a folder that also holds
     the student's own causal_attention.ipynb it was graded instead of their work (the
-    .py won the tie); alone, it earned stage 3's 25 points with no work at all."""
+    .py won the tie). Alone, it is graded (stage 4 imports it), said to be the kit's,
+    and flagged to the instructor as the reference solution; given by name, refused."""
+    from attnkit.judge import integrity
+
     kits = (SOURCE / "multihead_attention" / "causal_attention.py").read_bytes()
     mine = _with_cells("causal_attention", {"mask_scores": [
         "def mask_scores(scores, mask):\n    return scores.masked_fill(mask, 0.0)\n"]})
@@ -822,11 +825,15 @@ def test_the_kits_own_stage_three_is_never_graded_as_the_students(tmp_path):
     assert b"masked_fill(mask, 0.0)" in sub.files["causal_attention.py"]
     assert any("passed over: causal_attention.py (the kit's own, released with stage 4: not your work)" in n
                for n in sub.notes), sub.notes
+    assert not integrity.reference_copies("x", sub.files)
     alone = tmp_path / "stage4"
     put_notebook(alone / "multihead_attention.ipynb", source_notebook("multihead_attention"))
     (alone / "causal_attention.py").write_bytes(kits)
     sub = collect(str(alone), "x")
-    assert "causal_attention.py" not in sub.files and "multihead_attention.py" in sub.files
-    assert "the kit's own, released with stage 4: not your work" in sub.absent["causal_attention"]
+    assert sub.files["causal_attention.py"] == kits
+    assert any("the kit's own, released with stage 4 so that stage 4 can import it: no work of yours" in n
+               for n in sub.notes), sub.notes
+    (flag,) = integrity.reference_copies("x", sub.files)
+    assert flag.item == "causal_attention", flag
     with pytest.raises(IntakeError, match="the kit's own, released with stage 4, not your work"):
         find(str(alone / "causal_attention.py"))

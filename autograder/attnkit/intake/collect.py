@@ -140,6 +140,8 @@ class _Candidate:
             return self.problem
         p = self.progress
         total = len(items_of(self.module))
+        if self.kit_copy:
+            return f"{self.entry.rel} (the kit's own, released with stage 4: not your work)"
         if p is None:
             return f"{self.entry.rel} (does not parse)"
         if p == 0:
@@ -262,7 +264,8 @@ def _rank(cands: list[_Candidate], siblings: dict, prefer: str | None):
 
     def key(c: _Candidate):
         kind = ".ipynb" if c.notebook else ".py"
-        return (prefer is not None and kind != prefer, c.progress == 0, len(c.entry.folder),
+        # the kit's stage-3 copy after any work of the student's, however much of it there is
+        return (c.kit_copy, prefer is not None and kind != prefer, c.progress == 0, len(c.entry.folder),
                 -siblings.get(c.entry.folder, 0), -(c.progress or 0), c.notebook, c.entry.rel)
     return sorted(cands, key=key)
 
@@ -295,8 +298,6 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
         cands = [_Candidate(module, e) for e in found[:MAX_CANDIDATES]]
         for cand in cands:
             _load(root, cand)
-            if not cand.problem and cand.kit_copy:  # never graded as the student's work
-                cand.problem = f"{cand.entry.rel} (the kit's own, released with stage 4: not your work)"
         usable = _rank([c for c in cands if not c.problem], siblings, prefer)
         passed = [c.describe() for c in usable[1:]] + [c.problem for c in cands if c.problem]
         if len(found) > MAX_CANDIDATES:
@@ -313,7 +314,10 @@ def _collect(root: _Root, label: str, layout: str, prefer: str | None) -> Submis
         sources[f"{module}.py"] = best.entry.rel
         chosen_folders.append(best.entry.folder)
         plain_place = best.entry.rel == f"{module}.py" or layout == NBGRADER  # where it belongs: nothing to say
-        if passed or not plain_place or (best.how and not best.notebook):  # an export: say so
+        if best.kit_copy:  # graded, as stage 4 needs it; said, and flagged to the instructor (integrity)
+            notes.append(f"{module}: graded {best.entry.rel}, the kit's own, released with stage 4 so that stage 4 "
+                         f"can import it: no work of yours on {module} was found")
+        elif passed or not plain_place or (best.how and not best.notebook):  # an export: say so
             what = best.entry.rel + (f" ({best.how})" if best.how else "")
             note = f"{module}: graded {what}"
             if passed:

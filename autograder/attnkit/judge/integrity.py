@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from attnkit.exercises import MODULES
+from attnkit.exercises import MODULES, kit_copy
 from attnkit.files import write_atomic
 from attnkit.text import name_shown, spreadsheet_cell
 
@@ -95,15 +95,24 @@ def hard_coded(student: str, report) -> list[Flag]:
 
 
 def reference_copies(student: str, files: dict[str, bytes]) -> list[Flag]:
-    """The student's exercise files that are the reference solution's, byte for byte: one flag."""
+    """The student's exercise files that are the reference solution's, byte for byte
+    (or the kit's stage-3 copy released with stage 4: the reference with a header): one flag."""
     from attnkit.config import solutions_dir
 
     solutions, _ = _reference(str(solutions_dir()))
-    copied = [m for m in MODULES if f"{m}.py" in files and files[f"{m}.py"] == solutions.get(m)]
-    if not copied:
+    same, released = [], []
+    for m in MODULES:
+        data, reference = files.get(f"{m}.py"), solutions.get(m)
+        if data is not None and reference is not None:
+            if data == reference:
+                same.append(m)
+            elif data == kit_copy(reference.decode("utf-8", "replace")).encode():
+                released.append(m)
+    if not same and not released:
         return []
-    return [Flag(REFERENCE_COPY, (student,), ", ".join(copied),
-                 " and ".join(f"{m}.py" for m in copied) + " byte for byte as in the kit's solutions/")]
+    said = ([" and ".join(f"{m}.py" for m in same) + " byte for byte as in the kit's solutions/"] if same else []) + [
+        f"{m}.py: the kit's own, released with stage 4 (the solution with a header)" for m in released]
+    return [Flag(REFERENCE_COPY, (student,), ", ".join(m for m in MODULES if m in same + released), "; ".join(said))]
 
 
 # --------------------------------------------------------------------------- nbgrader
