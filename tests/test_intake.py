@@ -171,6 +171,11 @@ def test_a_renamed_py_is_recognised_by_what_it_defines(tmp_path):
     path = tmp_path / "attention_stage3.py"
     path.write_bytes(solution(CA))
     assert find(str(path)).modules == (CA,)
+    # read as Python reads it: with a BOM (Windows Notepad writes one), or a coding line
+    for name, data in (("bom.py", b"\xef\xbb\xbf" + solution(CA)),
+                       ("latin.py", b"# -*- coding: latin-1 -*-\n# \xe9t\xe9 3\n" + solution(CA))):
+        (tmp_path / name).write_bytes(data)
+        assert find(str(tmp_path / name)).modules == (CA,), name
 
 
 def test_one_file_graded_alone_brings_what_is_next_to_it(tmp_path, zygote):

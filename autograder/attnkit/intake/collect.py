@@ -151,7 +151,7 @@ class _Candidate:
     def defines_items(self) -> bool:
         from attnkit.intake.notebooks import defined_names
 
-        names = defined_names((self.source or b"").decode("utf-8", "replace"))
+        names = defined_names(self.source or b"")
         return any(i.name in names for i in items_of(self.module))
 
 
@@ -429,10 +429,7 @@ def from_folder(folder: str, modules=MODULES, label: str | None = None) -> Submi
 def _which_py(data: bytes) -> str | None:
     from attnkit.intake.notebooks import _best, defined_names
 
-    try:
-        return _best(defined_names(data.decode("utf-8")))
-    except UnicodeDecodeError:
-        return None
+    return _best(defined_names(data))  # bytes: Python's own reading (a BOM, a coding line)
 
 
 def find(path: str, prefer: str | None = None, label: str | None = None) -> Submission:

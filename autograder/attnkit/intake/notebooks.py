@@ -690,8 +690,9 @@ def _uses_the_kit(source: str) -> bool:
     return False
 
 
-def defined_names(source: str) -> set[str]:
-    """Names a piece of code defines at its top level (functions and classes); empty if it does not parse."""
+def defined_names(source: str | bytes) -> set[str]:
+    """Names a piece of code defines at its top level (functions and classes); empty if it
+    does not parse. A file's bytes are read as Python reads them (a BOM, a coding line)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
