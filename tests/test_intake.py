@@ -842,3 +842,27 @@ def test_the_kits_own_stage_three_is_never_taken_for_the_students_work(tmp_path)
     assert flag.item == "causal_attention", flag
     with pytest.raises(IntakeError, match="the kit's own, released with stage 4, not your work"):
         find(str(alone / "causal_attention.py"))
+
+
+def test_a_notebooks_test_cells_grade_it_with_the_helpers_it_imports(tmp_path, zygote):
+    """From a review of the student-facing checks: a right notebook whose cell imports
+    the student's own attn_utils.py scored 0 in its own test cells ("No module named
+    'attn_utils'"), full marks in `attnkit check`. The test cells now bring what its
+    code imports from next to it, as `attnkit grade` does, and say so; never another
+    exercise file but the one stage 4 needs in public mode."""
+    from attnkit.kernel.notebook import notebook_submission
+
+    folder = tmp_path / "work"
+    (folder).mkdir()
+    (folder / "attn_utils.py").write_text("import torch\n\n\ndef scaled(s, d_k):\n    return s / d_k ** 0.5\n")
+    (folder / "unused.py").write_text("raise SystemExit('never imported')\n")
+    (folder / f"{S}.py").write_text("raise SystemExit('another exercise file: not brought')\n")
+    nb = _with_cells(SA, {"attention_weights": [
+        "from attn_utils import scaled\n\n\ndef attention_weights(scores, d_k):\n"
+        "    return torch.softmax(scaled(scores, d_k), dim=-1)\n"]})
+    put_notebook(folder / f"{SA}.ipynb", nb)
+    sub = notebook_submission(folder / f"{SA}.ipynb", SA, public=False)
+    assert set(sub.files) == {f"{SA}.py", "attn_utils.py"}, set(sub.files)
+    assert any("imports attn_utils.py, next to it: graded with it" in n for n in sub.notes), sub.notes
+    report = grade(zygote, sub)
+    assert report.by_item()[f"{SA}.attention_weights"].score == 4

@@ -482,23 +482,30 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
     if cells:
         notes += left_out_notes(name, left_out)
     files, sources = {f"{module}.py": data}, {f"{module}.py": name}
-    # the .py files next to it that it imports (its own helpers, another exercise
-    # file), and what they import, come along, as from a folder; nothing else does
-    around = from_folder(os.path.dirname(os.path.abspath(path)), (), label)
-    queue, brought = sorted(_imports(data)), []
-    while queue:
-        other = f"{queue.pop(0)}.py"
-        if other in files or other == name or other not in around.files:
-            continue
-        files[other], sources[other] = around.files[other], other
-        brought.append(other)
-        queue += sorted(_imports(around.files[other]))
+    brought = bring_imports(files, sources, os.path.dirname(os.path.abspath(path)), name, label)
     if brought:
         notes.append(f"{name} imports {', '.join(brought)}, next to it: graded with it")
     here = os.path.dirname(os.path.abspath(path))
     notes += [_package_note(name, package) for package in sorted(_imports(data) - {f[:-3] for f in files})
               if os.path.isdir(os.path.join(here, package)) and not os.path.islink(os.path.join(here, package))]
     return Submission(label or name, (module,), files, tuple(one_line(n) for n in notes), sources)
+
+
+def bring_imports(files: dict, sources: dict, folder: str, name: str, label: str | None,
+                  skip: frozenset = frozenset()) -> list[str]:
+    """The .py files in ``folder`` that the files graded import (their own helpers,
+    another exercise file, but those in ``skip``), and what those import, added to
+    ``files``, as from a folder; nothing else comes. Returns their names."""
+    around = from_folder(folder, (), label or name)
+    queue, brought = sorted(set().union(*(_imports(data) for data in list(files.values())))), []
+    while queue:
+        other = f"{queue.pop(0)}.py"
+        if other in files or other == name or other in skip or other not in around.files:
+            continue
+        files[other], sources[other] = around.files[other], other
+        brought.append(other)
+        queue += sorted(_imports(around.files[other]))
+    return brought
 
 
 def _imports(source: bytes) -> set[str]:

@@ -89,7 +89,8 @@ def notebook_submission(path: Path, module: str, public: bool):
     """The ``intake.Submission`` of a saved notebook: ``<module>.py`` from its solution
     cells (as the fast path grades it) and, without the reference, the stage it imports."""
     from attnkit.intake import NOTEBOOK_LIMIT, Submission, read_regular
-    from attnkit.intake.collect import left_out_notes
+    from attnkit.exercises import MODULES
+    from attnkit.intake.collect import bring_imports, left_out_notes
     from attnkit.intake.notebooks import NotebookError, module_source
 
     data = read_regular(str(path), NOTEBOOK_LIMIT)
@@ -106,7 +107,15 @@ def notebook_submission(path: Path, module: str, public: bool):
         neighbour = path.parent / f"{dep}.py"
         if neighbour.is_file():
             files[f"{dep}.py"] = read_regular(str(neighbour))
-    return Submission(path.name, (module,), files, tuple(left_out_notes(path.name, left_out)))
+    # the student's own .py helpers next to the notebook that its code imports, as
+    # `attnkit grade` and `attnkit check` bring them; another exercise file only as above
+    sources = {f"{module}.py": path.name}
+    brought = bring_imports(files, sources, str(path.parent), path.name, path.name,
+                            skip=frozenset(f"{m}.py" for m in MODULES))
+    notes = left_out_notes(path.name, left_out)
+    if brought:
+        notes.append(f"{path.name} imports {', '.join(brought)}, next to it: graded with it")
+    return Submission(path.name, (module,), files, tuple(notes), sources)
 
 
 def _start_worker(hide: list[str]):
