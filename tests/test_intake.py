@@ -866,3 +866,31 @@ def test_a_notebooks_test_cells_grade_it_with_the_helpers_it_imports(tmp_path, z
     assert any("imports attn_utils.py, next to it: graded with it" in n for n in sub.notes), sub.notes
     report = grade(zygote, sub)
     assert report.by_item()[f"{SA}.attention_weights"].score == 4
+
+
+def test_the_forgot_to_save_note_is_said_only_when_the_code_run_differs(monkeypatch):
+    """From a review of notebook habits: a solution cell ending in `%timeit`, or split
+    in two (JupyterLab's split keeps the grade_id on both), drew "save the notebook"
+    on a saved notebook: IPython keeps what it ran with its magics made Python, and
+    each part of a split cell alone. A version run and not saved is still said."""
+    import IPython
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from attnkit.kernel import notebook as kernel
+
+    class Shell:
+        def __init__(self, ran):
+            self.user_ns = {"In": ["", *ran]}
+
+        def transform_cell(self, source):
+            return TransformerManager().transform_cell(source)
+
+    timed = "def softmax(x, dim=-1):\n    return x.softmax(dim)\n\n%timeit softmax(torch.ones(3))\n"
+    split = ["import math\n", "def softmax(x, dim=-1):\n    return x.softmax(dim)\n"]
+    cases = [([TransformerManager().transform_cell(timed)], [timed], False),
+             ([split[0], split[1]], split, False),
+             (["def softmax(x, dim=-1):\n    return x.softmax(dim) * 2\n"], split, True),  # edited, not saved
+             (["print(1)"], split, False)]  # never ran it: nothing to say
+    for ran, saved, said in cases:
+        monkeypatch.setattr(IPython, "get_ipython", lambda ran=ran: Shell(ran))
+        assert kernel._ran_other_code("softmax", saved) is said, (ran, saved)

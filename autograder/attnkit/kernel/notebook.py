@@ -243,9 +243,12 @@ def find_notebook(module: str, folder: Path | None = None) -> Path:
                         f"and find it by its name; rename this notebook back to {module}.ipynb")
 
 
-def _ran_other_code(name: str, saved: str) -> bool:
+def _ran_other_code(name: str, saved: list[str]) -> bool:
     """True when the kernel last ran a different version of this solution cell
-    than the saved notebook holds: the student forgot to save."""
+    than the saved notebook holds (``saved``: its parts, one per cell, where a
+    cell was split): the student forgot to save. IPython keeps what it ran with
+    its magics already made Python (``%timeit`` as a call), so each saved part is
+    made so too before they are compared."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -254,8 +257,16 @@ def _ran_other_code(name: str, saved: str) -> bool:
     history = shell.user_ns.get("In", []) if shell is not None else []
     for source in reversed(history):
         if f"def {name}(" in source or f"class {name}(" in source or f"class {name}:" in source:
-            return source.strip() != saved.strip()
+            return source.strip() not in {_as_run(shell, part).strip() for part in saved}
     return False
+
+
+def _as_run(shell, source: str) -> str:
+    """A cell's source as IPython runs it (what ``In`` holds)."""
+    try:
+        return shell.transform_cell(source)
+    except Exception:  # noqa: BLE001 - a cell IPython cannot read is compared as it is
+        return source
 
 
 def ask_helper(address: str, notebook: Path, item_key: str, hidden: bool) -> Grade:
@@ -292,13 +303,13 @@ def _read_message(conn: socket.socket) -> bytes:
 
 def _grade(item_key: str, hidden: bool, lines: list[str]) -> Grade:
     from attnkit.exercises import items
-    from attnkit.intake.notebooks import read_notebook, solution_cells
+    from attnkit.intake.notebooks import read_notebook, solution_cell_parts
 
     if item_key not in items():
         raise ValueError(f"{item_key!r} is not a graded item of the kit")
     item = items()[item_key]
     path = find_notebook(item.module)
-    saved = solution_cells(read_notebook(path)).get(item.name, "")
+    saved = solution_cell_parts(read_notebook(path)).get(item.name, [])
     if _ran_other_code(item.name, saved):
         lines.append(f"note: the saved {path.name} differs from the `{item.name}` you ran last; "
                      f"save the notebook (Ctrl-S) and run this cell again")
