@@ -894,3 +894,20 @@ def test_the_forgot_to_save_note_is_said_only_when_the_code_run_differs(monkeypa
     for ran, saved, said in cases:
         monkeypatch.setattr(IPython, "get_ipython", lambda ran=ran: Shell(ran))
         assert kernel._ran_other_code("softmax", saved) is said, (ran, saved)
+
+
+def test_a_cell_of_ones_own_that_imports_the_kit_is_said_to_be_left_out():
+    """From a review of notebook habits: a student's cell that imports the kit's
+    heatmap (as the kit's picture cells do) beside a helper was dropped with no word,
+    and the item read "NameError: scaled_softmax". It is still left out (the kit's
+    cells never count), and now said; the kit's own cells still go unsaid."""
+    nb = _with_cells(CA, {})
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                        "source": "from attnkit.kernel.plots import heatmap\n\n\ndef scaled_softmax(s, d):\n"
+                                  "    return (s / d ** 0.5).softmax(-1)\n"})
+    left_out: list[str] = []
+    module_source(nb, CA, left_out)
+    assert len(left_out) == 1 and "imports attnkit" in left_out[0] and "keep what you define" in left_out[0]
+    left_out.clear()
+    module_source(_with_cells(CA, {}), CA, left_out)
+    assert not left_out

@@ -578,6 +578,10 @@ def module_source(nb: dict, module: str, left_out: list[str] | None = None) -> s
         elif mine and not _uses_the_kit(cell_text(cell)):
             add(f"\n\n# ---- a cell of your own (code cell {n})\n")
             label = f"code cell {n}"
+        elif mine and _defines(cell_text(cell)):  # a cell of one's own that imports attnkit, as the kit's do
+            leave_out(f"code cell {n}", "it imports attnkit, as the kit's own cells do, which are never graded; "
+                                        "keep what you define in a cell without attnkit")
+            continue
         else:  # the setup, test and picture cells: the kit's, and restored by nbgrader
             continue
         if mine:
@@ -673,6 +677,11 @@ def _statements(source: str) -> list[str] | None:
     lines = source.split("\n")
     firsts = [min([n.lineno] + [d.lineno for d in getattr(n, "decorator_list", [])]) for n in tree.body]
     return ["\n".join(lines[a - 1:b - 1]) for a, b in zip(firsts, firsts[1:] + [len(lines) + 1])]
+
+
+def _defines(source: str) -> bool:
+    """A cell that defines a function or a class at its top level (what another cell may use)."""
+    return bool(defined_names("\n".join(without_magics(source))))
 
 
 def _uses_the_kit(source: str) -> bool:
