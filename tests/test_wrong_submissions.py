@@ -132,6 +132,28 @@ def test_a_dropout_with_a_fixed_p_is_said_so_whatever_dropout_it_is(zygote, tmp_
     assert not structure.passed and "self.dropout has p = 0.5" in structure.reason, structure.reason
 
 
+@pytest.mark.parametrize("public", [True, False])
+def test_a_stage_that_imports_a_broken_one_says_why_that_one_broke(zygote, tmp_path, public):
+    """From a review of the student-facing checks: with no reference to stand in (the
+    public checker), a broken causal_attention.py showed in stage 4 only as "cannot
+    import name 'CausalAttention' from 'causal_attention' (unknown location)", about
+    an empty placeholder; the real cause appeared nowhere when stage 4 was checked
+    alone. Stage 4's reason now says it. With the reference, stage 4 is graded."""
+    folder = make_submission(tmp_path / "s", {CA: [("import torch\n", "import torch\nimport einops_not_here\n")]})
+    from attnkit.intake import from_folder
+    from attnkit.judge.engine import grade
+
+    report = grade(zygote, from_folder(str(folder), (MH,), str(folder)), None, public=public)
+    mha = report.by_item()[f"{MH}.MultiHeadAttention"]
+    if public:
+        assert mha.score == 0
+        reason = " ".join(c.reason for c in mha.checks if not c.passed)
+        assert ("causal_attention.py, which it imports, could not be imported either" in reason
+                and "No module named 'einops_not_here'" in reason), reason
+    else:
+        assert mha.score == mha.max_score
+
+
 def test_renormalize_masked_that_ignores_its_mask_loses_the_hidden_check(zygote, tmp_path):
     """``weights.tril()`` fakes the causal mask, the only one the example and the
     masking check pass; the docstring takes any boolean mask (style review)."""

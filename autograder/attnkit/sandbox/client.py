@@ -235,8 +235,14 @@ class Session:
                 if again:
                     self.used[item] = used + time.monotonic() - start
             if reply.get("kind") == Kind.ERROR:
-                self.unavailable[m] = (Fault.IMPORT, str(reply.get("message", ""))[:2000],
-                                       str(reply.get("traceback", ""))[:6000])
+                message = str(reply.get("message", ""))[:2000]
+                # what it imports that failed first is said with it: with no reference to
+                # stand in, the child's own error names only an empty placeholder
+                for d in self._dependencies(m):
+                    if d in self.unavailable:
+                        message += (f" ({d}.py, which it imports, could not be imported either: "
+                                    f"{self.unavailable[d][1][:300]})")
+                self.unavailable[m] = (Fault.IMPORT, message, str(reply.get("traceback", ""))[:6000])
 
     def _import(self, module: str, deadline: float) -> dict:
         """Import one exercise module in the current child; the child's reply."""
