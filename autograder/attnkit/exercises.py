@@ -35,6 +35,13 @@ def kit_copy(solution: str) -> str:
     return KIT_COPY_HEADER + solution
 
 
+def kit_copy_of(data: bytes) -> bytes | None:
+    """What follows the header in the kit's stage-3 copy (the reference, unless
+    changed), or None where ``data`` is not that copy."""
+    header = KIT_COPY_HEADER.encode()
+    return data[len(header):] if data.startswith(header) else None
+
+
 @dataclass(frozen=True)
 class Item:
     key: str  # "module.name"

@@ -42,7 +42,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from attnkit.exercises import KIT_COPY_HEADER, MODULES, items_of
+from attnkit.exercises import MODULES, items_of, kit_copy_of
 from attnkit.intake.files import NOTEBOOK_LIMIT, PY_LIMIT, IntakeError, _kind, _Root, read_regular  # noqa: F401
 from attnkit.intake.submission import Submission
 from attnkit.text import one_line
@@ -126,7 +126,7 @@ class _Candidate:
     @property
     def kit_copy(self) -> bool:
         """The kit's own stage-3 reference, released with stage 4 (``exercises.kit_copy``)."""
-        return not self.notebook and (self.source or b"").startswith(KIT_COPY_HEADER.encode())
+        return not self.notebook and kit_copy_of(self.source or b"") is not None
 
     @property
     def progress(self) -> int | None:
@@ -138,10 +138,10 @@ class _Candidate:
     def describe(self) -> str:
         if self.problem:
             return self.problem
-        p = self.progress
-        total = len(items_of(self.module))
         if self.kit_copy:
             return f"{self.entry.rel} (the kit's own, released with stage 4: not your work)"
+        p = self.progress
+        total = len(items_of(self.module))
         if p is None:
             return f"{self.entry.rel} (does not parse)"
         if p == 0:
@@ -461,7 +461,7 @@ def find(path: str, prefer: str | None = None, label: str | None = None) -> Subm
             module, evidence = (stem, "") if stem in MODULES else (_which_py(data), "the functions and classes it defines")
     except NotebookError as exc:
         raise IntakeError(str(exc)) from None
-    if not notebook and data.startswith(KIT_COPY_HEADER.encode()):
+    if not notebook and kit_copy_of(data) is not None:
         raise IntakeError(f"{path}: the kit's own, released with stage 4, not your work: grade your own "
                           f"{module or 'causal_attention'}.py or .ipynb")
     if module is None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from attnkit.exercises import MODULES, kit_copy
+from attnkit.exercises import MODULES, kit_copy_of
 from attnkit.files import write_atomic
 from attnkit.text import name_shown, spreadsheet_cell
 
@@ -106,7 +106,7 @@ def reference_copies(student: str, files: dict[str, bytes]) -> list[Flag]:
         if data is not None and reference is not None:
             if data == reference:
                 same.append(m)
-            elif data == kit_copy(reference.decode("utf-8", "replace")).encode():
+            elif kit_copy_of(data) == reference:
                 released.append(m)
     if not same and not released:
         return []
